@@ -1,0 +1,123 @@
+//! Event and loss counters, kept in one per-CPU array indexed by [`Counter`].
+
+/// One slot of the counters array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    OncpuSamples = 0,
+    OncpuKstackLost,
+    OncpuUstackLost,
+    OncpuMapFull,
+    OffcpuSwitches,
+    OffcpuKstackLost,
+    OffcpuUstackLost,
+    OffcpuStartFull,
+    OffcpuMapFull,
+    OffcpuBelowMin,
+    RunqEvents,
+    RunqStartFull,
+    RunqHistFull,
+    RunqThreadFull,
+    SyscallEvents,
+    SyscallStartFull,
+    SyscallMapFull,
+    SyscallExitUnmatched,
+    TargetTidsFull,
+    TargetTgidsFull,
+    ForksFollowed,
+    StackCollision,
+    StackFault,
+    StackOther,
+}
+
+/// Number of counters.
+pub const COUNTERS: u32 = Counter::StackOther as u32 + 1;
+
+impl Counter {
+    /// Every counter, in index order.
+    pub const ALL: [Counter; COUNTERS as usize] = [
+        Counter::OncpuSamples,
+        Counter::OncpuKstackLost,
+        Counter::OncpuUstackLost,
+        Counter::OncpuMapFull,
+        Counter::OffcpuSwitches,
+        Counter::OffcpuKstackLost,
+        Counter::OffcpuUstackLost,
+        Counter::OffcpuStartFull,
+        Counter::OffcpuMapFull,
+        Counter::OffcpuBelowMin,
+        Counter::RunqEvents,
+        Counter::RunqStartFull,
+        Counter::RunqHistFull,
+        Counter::RunqThreadFull,
+        Counter::SyscallEvents,
+        Counter::SyscallStartFull,
+        Counter::SyscallMapFull,
+        Counter::SyscallExitUnmatched,
+        Counter::TargetTidsFull,
+        Counter::TargetTgidsFull,
+        Counter::ForksFollowed,
+        Counter::StackCollision,
+        Counter::StackFault,
+        Counter::StackOther,
+    ];
+
+    /// Name used in reports.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::OncpuSamples => "oncpu_samples",
+            Counter::OncpuKstackLost => "oncpu_kernel_stack_lost",
+            Counter::OncpuUstackLost => "oncpu_user_stack_lost",
+            Counter::OncpuMapFull => "oncpu_map_full",
+            Counter::OffcpuSwitches => "offcpu_switches",
+            Counter::OffcpuKstackLost => "offcpu_kernel_stack_lost",
+            Counter::OffcpuUstackLost => "offcpu_user_stack_lost",
+            Counter::OffcpuStartFull => "offcpu_start_map_full",
+            Counter::OffcpuMapFull => "offcpu_map_full",
+            Counter::OffcpuBelowMin => "offcpu_below_min_duration",
+            Counter::RunqEvents => "runqlat_events",
+            Counter::RunqStartFull => "runqlat_start_map_full",
+            Counter::RunqHistFull => "runqlat_hist_map_full",
+            Counter::RunqThreadFull => "runqlat_thread_map_full",
+            Counter::SyscallEvents => "syscall_events",
+            Counter::SyscallStartFull => "syscall_start_map_full",
+            Counter::SyscallMapFull => "syscall_map_full",
+            Counter::SyscallExitUnmatched => "syscall_exit_unmatched",
+            Counter::TargetTidsFull => "target_tids_map_full",
+            Counter::TargetTgidsFull => "target_tgids_map_full",
+            Counter::ForksFollowed => "forks_followed",
+            Counter::StackCollision => "stack_id_collisions",
+            Counter::StackFault => "stack_id_faults",
+            Counter::StackOther => "stack_id_other_errors",
+        }
+    }
+
+    /// True when the counter records data that was lost, rather than an event tally.
+    pub const fn is_loss(self) -> bool {
+        !matches!(
+            self,
+            Counter::OncpuSamples
+                | Counter::OffcpuSwitches
+                | Counter::OffcpuBelowMin
+                | Counter::RunqEvents
+                | Counter::SyscallEvents
+                | Counter::SyscallExitUnmatched
+                | Counter::ForksFollowed
+                | Counter::StackCollision
+                | Counter::StackFault
+                | Counter::StackOther
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_index_order() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! Stack-keyed aggregation, as used by the on-CPU and off-CPU probes.
+
+use crate::{pod, COMM_LEN};
+
+/// Depth of one stored stack (the kernel's PERF_MAX_STACK_DEPTH).
+pub const MAX_STACK_DEPTH: usize = 127;
+
+/// Entries in the shared stack-trace map.
+pub const STACK_ENTRIES: u32 = 16384;
+
+/// Stored instead of a stack id when `bpf_get_stackid` failed (the failure is counted).
+pub const NO_STACK: i32 = -1;
+
+/// Key of a stack-aggregated count: one process, one thread name, one kernel and one user stack.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StackKey {
+    pub tgid: u32,
+    pub kstack: i32,
+    pub ustack: i32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
+pod!(StackKey);

@@ -1,0 +1,22 @@
+//! BPF programs of the runner. Each probe lives in its own module; `target` holds the filter
+//! and the maps they share. Built for bpfel-unknown-none by runner/build.rs.
+#![no_std]
+#![no_main]
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
+
+mod offcpu;
+mod oncpu;
+mod runqlat;
+mod syscalls;
+mod target;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

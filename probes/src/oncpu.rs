@@ -1,0 +1,39 @@
+//! oncpu: a perf_event program on the software CPU clock, one per CPU, counting samples of
+//! target threads by (process, thread name, kernel stack, user stack).
+
+use aya_ebpf::{
+    macros::{map, perf_event},
+    maps::HashMap,
+    programs::PerfEventContext,
+};
+use probes_common::{counters::Counter, oncpu::ONCPU_ENTRIES, stack::StackKey};
+
+use crate::target::{atomic_add, bump, current_comm, current_target, get_or_insert, stack_ids};
+
+#[map]
+static ONCPU_COUNTS: HashMap<StackKey, u64> = HashMap::with_max_entries(ONCPU_ENTRIES, 0);
+
+#[perf_event]
+pub fn oncpu_sample(ctx: PerfEventContext) -> u32 {
+    try_oncpu_sample(&ctx);
+    0
+}
+
+#[inline(always)]
+fn try_oncpu_sample(ctx: &PerfEventContext) {
+    let Some(task) = current_target() else {
+        return;
+    };
+    bump(Counter::OncpuSamples);
+    let (kstack, ustack) = stack_ids(ctx, Counter::OncpuKstackLost, Counter::OncpuUstackLost);
+    let key = StackKey {
+        tgid: task.tgid,
+        kstack,
+        ustack,
+        _pad: 0,
+        comm: current_comm(),
+    };
+    if let Some(count) = get_or_insert(&ONCPU_COUNTS, &key, &0, Counter::OncpuMapFull) {
+        atomic_add(count, 1);
+    }
+}

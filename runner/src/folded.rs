@@ -1,0 +1,201 @@
+//! Folded stacks (`comm;root;...;leaf COUNT`, kernel frames suffixed `_[k]`), the input of
+//! flamegraphs.
+
+use std::collections::BTreeMap;
+
+use probes_common::{stack::StackKey, COMM_LEN};
+
+use crate::probe::StackTable;
+
+/// Names frames: kernel addresses, and user addresses of a process.
+pub trait FrameNamer {
+    /// The name of a kernel address.
+    fn kernel(&mut self, addr: u64) -> String;
+    /// The name of a user address in process `tgid`.
+    fn user(&mut self, tgid: u32, addr: u64) -> String;
+}
+
+/// Folded stacks with their counts, kept sorted so output is deterministic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Folded {
+    stacks: BTreeMap<String, u64>,
+}
+
+impl Folded {
+    /// Adds `count` to the stack made of `frames` (root first). Zero counts are dropped.
+    pub fn add<S: AsRef<str>>(&mut self, frames: &[S], count: u64) {
+        if count == 0 || frames.is_empty() {
+            return;
+        }
+        let line = frames
+            .iter()
+            .map(|f| sanitize(f.as_ref()))
+            .collect::<Vec<_>>()
+            .join(";");
+        *self.stacks.entry(line).or_insert(0) += count;
+    }
+
+    /// Sum of all counts.
+    pub fn total(&self) -> u64 {
+        self.stacks.values().sum()
+    }
+
+    /// True when there are no stacks.
+    pub fn is_empty(&self) -> bool {
+        self.stacks.is_empty()
+    }
+
+    /// `(stack, count)` pairs, sorted by stack.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.stacks.iter().map(|(s, c)| (s.as_str(), *c))
+    }
+
+    /// The lines of the folded file, without newlines.
+    pub fn lines(&self) -> Vec<String> {
+        self.iter().map(|(s, c)| format!("{s} {c}")).collect()
+    }
+
+    /// The folded file.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = String::new();
+        for line in self.lines() {
+            out.push_str(&line);
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
+    /// Parses a folded file; malformed lines are skipped.
+    pub fn parse(text: &str) -> Self {
+        let mut folded = Self::default();
+        for line in text.lines() {
+            if let Some((stack, count)) = line.rsplit_once(' ') {
+                if let Ok(count) = count.parse::<u64>() {
+                    *folded.stacks.entry(stack.to_string()).or_insert(0) += count;
+                }
+            }
+        }
+        folded
+    }
+
+    /// Sum of the counts of stacks for which `pred` holds.
+    pub fn sum_where(&self, pred: impl Fn(&str) -> bool) -> u64 {
+        self.iter().filter(|(s, _)| pred(s)).map(|(_, c)| c).sum()
+    }
+}
+
+/// A frame name that cannot break the folded format.
+fn sanitize(frame: &str) -> String {
+    frame
+        .chars()
+        .map(|c| match c {
+            ';' => ':',
+            '\n' | '\r' => ' ',
+            c => c,
+        })
+        .collect()
+}
+
+/// A kernel comm as a string, up to its NUL.
+pub fn comm_str(comm: &[u8; COMM_LEN]) -> String {
+    let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
+/// Frame shown where a user stack could not be read.
+pub const MISSING_USER_STACK: &str = "[missing user stack]";
+
+/// The frames of one stack key: comm, user frames root first, then kernel frames with `_[k]`.
+pub fn stack_frames(key: &StackKey, stacks: &StackTable, namer: &mut dyn FrameNamer) -> Vec<String> {
+    let mut frames = vec![comm_str(&key.comm)];
+    let user = stacks.get(key.ustack);
+    if user.is_empty() {
+        frames.push(MISSING_USER_STACK.to_string());
+    }
+    frames.extend(user.iter().rev().map(|&addr| namer.user(key.tgid, addr)));
+    frames.extend(
+        stacks
+            .get(key.kstack)
+            .iter()
+            .rev()
+            .map(|&addr| format!("{}_[k]", namer.kernel(addr))),
+    );
+    frames
+}
+
+/// Folds stack-keyed values, weighting each with `weight`.
+pub fn fold_stacks<V>(
+    items: &[(StackKey, V)],
+    weight: impl Fn(&V) -> u64,
+    stacks: &StackTable,
+    namer: &mut dyn FrameNamer,
+) -> Folded {
+    let mut folded = Folded::default();
+    for (key, value) in items {
+        let frames = stack_frames(key, stacks, namer);
+        folded.add(&frames, weight(value));
+    }
+    folded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct FakeNamer;
+
+    impl FrameNamer for FakeNamer {
+        fn kernel(&mut self, addr: u64) -> String {
+            format!("k{addr:x}")
+        }
+        fn user(&mut self, tgid: u32, addr: u64) -> String {
+            if addr == 0xbad {
+                "a;b".into()
+            } else {
+                format!("u{tgid}_{addr:x}")
+            }
+        }
+    }
+
+    fn key(comm: &str, kstack: i32, ustack: i32) -> StackKey {
+        let mut c = [0u8; COMM_LEN];
+        c[..comm.len()].copy_from_slice(comm.as_bytes());
+        StackKey {
+            tgid: 7,
+            kstack,
+            ustack,
+            _pad: 0,
+            comm: c,
+        }
+    }
+
+    #[test]
+    fn folds_user_then_kernel_root_first() {
+        // Stack maps store the leaf first.
+        let stacks = StackTable::from_stacks([(1, vec![0x30, 0x20, 0x10]), (2, vec![0xb, 0xa])]);
+        let items = [
+            (key("app", 2, 1), 5u64),
+            (key("app", 2, 1), 2u64),
+            (key("app", -1, 1), 3u64),
+            (key("app", 2, -1), 1u64),
+            (key("app", -1, 1), 0u64),
+        ];
+        let folded = fold_stacks(&items, |v| *v, &stacks, &mut FakeNamer);
+        let text = String::from_utf8(folded.to_bytes()).unwrap();
+        assert_eq!(
+            text,
+            "app;[missing user stack];ka_[k];kb_[k] 1\n\
+             app;u7_10;u7_20;u7_30 3\n\
+             app;u7_10;u7_20;u7_30;ka_[k];kb_[k] 7\n"
+        );
+        assert_eq!(folded.total(), 11);
+        assert_eq!(Folded::parse(&text), folded);
+    }
+
+    #[test]
+    fn frame_names_cannot_split_a_stack() {
+        let stacks = StackTable::from_stacks([(1, vec![0xbad])]);
+        let folded = fold_stacks(&[(key("x", -1, 1), 1u64)], |v| *v, &stacks, &mut FakeNamer);
+        assert_eq!(folded.lines(), vec!["x;a:b 1".to_string()]);
+    }
+}

@@ -1,0 +1,15 @@
+//! runner: drives HTTP load at web-framework apps while eBPF probes and procfs sample them,
+//! and writes flamegraphs, syscall and run-queue figures beside the results.
+
+pub mod cgroup;
+pub mod cli;
+pub mod commands;
+pub mod doctor;
+pub mod flamegraph;
+pub mod folded;
+pub mod hist;
+pub mod launch;
+pub mod privilege;
+pub mod probe;
+pub mod sampler;
+pub mod symbolize;

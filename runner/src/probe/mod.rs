@@ -1,0 +1,470 @@
+//! Loading, attaching and reading the BPF probes. The object built from `probes/` is embedded
+//! in the binary; each probe's userspace half lives in its own module here.
+
+pub mod offcpu;
+pub mod oncpu;
+pub mod runqlat;
+pub mod syscalls;
+pub mod tracefs;
+
+use std::{collections::BTreeSet, fmt, time::Duration};
+
+use aya::{
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, StackTraceMap},
+    programs::{
+        perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
+        PerfEvent, ProgramError, TracePoint,
+    },
+    Ebpf, EbpfLoader,
+};
+use probes_common::{
+    counters::{Counter, COUNTERS},
+    oncpu::{DEFAULT_FREQ_HZ, MAX_FREQ_HZ},
+    stack::NO_STACK,
+};
+use serde::Serialize;
+
+use crate::cgroup::CgroupTarget;
+use tracefs::{EventFormat, TracefsError};
+
+/// The BPF object built by build.rs from `probes/`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes.bpf.o"));
+
+/// Errors from loading, attaching or reading the probes. Each names what was missing.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Tracefs(#[from] TracefsError),
+    #[error("loading the BPF object failed")]
+    Object(#[source] aya::EbpfError),
+    #[error("program `{0}` is missing from the BPF object")]
+    MissingProgram(&'static str),
+    #[error("map `{0}` is missing from the BPF object")]
+    MissingMap(&'static str),
+    #[error("program `{program}` is not of the expected type")]
+    ProgramType {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("loading program `{program}` into the kernel failed")]
+    Load {
+        program: &'static str,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("attaching program `{program}` to {hook} failed")]
+    Attach {
+        program: &'static str,
+        hook: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("map `{map}`")]
+    Map {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("cannot list the online CPUs ({0})")]
+    Cpus(&'static str, #[source] std::io::Error),
+}
+
+/// The four probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    Oncpu,
+    Offcpu,
+    Runqlat,
+    Syscalls,
+}
+
+impl ProbeKind {
+    /// Every probe.
+    pub const ALL: [ProbeKind; 4] = [Self::Oncpu, Self::Offcpu, Self::Runqlat, Self::Syscalls];
+
+    fn programs(self) -> &'static [ProgramSpec] {
+        match self {
+            Self::Oncpu => oncpu::PROGRAMS,
+            Self::Offcpu => offcpu::PROGRAMS,
+            Self::Runqlat => runqlat::PROGRAMS,
+            Self::Syscalls => syscalls::PROGRAMS,
+        }
+    }
+}
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug)]
+pub enum Hook {
+    /// A classic tracepoint.
+    Tracepoint {
+        category: &'static str,
+        name: &'static str,
+    },
+    /// perf_event on the software CPU clock, once per online CPU.
+    CpuClock,
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hook::Tracepoint { category, name } => write!(f, "tracepoint {category}/{name}"),
+            Hook::CpuClock => write!(f, "perf_event cpu-clock"),
+        }
+    }
+}
+
+/// One BPF program and its hook.
+#[derive(Clone, Copy, Debug)]
+pub struct ProgramSpec {
+    pub name: &'static str,
+    pub hook: Hook,
+}
+
+/// Programs that maintain the target set; attached whenever any probe is.
+const TARGET_PROGRAMS: &[ProgramSpec] = &[
+    ProgramSpec {
+        name: "target_newtask",
+        hook: Hook::Tracepoint {
+            category: "task",
+            name: "task_newtask",
+        },
+    },
+    ProgramSpec {
+        name: "target_exit",
+        hook: Hook::Tracepoint {
+            category: "sched",
+            name: "sched_process_exit",
+        },
+    },
+];
+
+/// What the probes record and how.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProbeConfig {
+    /// On-CPU sampling frequency in Hz.
+    pub freq_hz: u64,
+    /// Shortest off-CPU interval recorded.
+    #[serde(serialize_with = "serialize_micros", rename = "offcpu_min_us")]
+    pub offcpu_min: Duration,
+    /// Processes forked by a target process become targets.
+    pub follow_fork: bool,
+    /// Probes to attach.
+    pub probes: BTreeSet<ProbeKind>,
+}
+
+fn serialize_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_micros() as u64)
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            freq_hz: DEFAULT_FREQ_HZ,
+            offcpu_min: Duration::from_micros(1),
+            follow_fork: true,
+            probes: ProbeKind::ALL.into_iter().collect(),
+        }
+    }
+}
+
+/// Highest on-CPU sampling frequency accepted.
+pub const MAX_FREQ: u64 = MAX_FREQ_HZ;
+
+/// The processes and cgroups the probes record.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Target {
+    pub tgids: Vec<u32>,
+    pub cgroups: Vec<CgroupTarget>,
+}
+
+/// Every program a configuration attaches, target tracking first.
+pub fn planned_programs(config: &ProbeConfig) -> Vec<ProgramSpec> {
+    let mut specs = TARGET_PROGRAMS.to_vec();
+    for kind in &config.probes {
+        specs.extend_from_slice(kind.programs());
+    }
+    specs
+}
+
+/// A program that is attached, for probe.json.
+#[derive(Clone, Debug, Serialize)]
+pub struct AttachedProgram {
+    pub program: &'static str,
+    pub hook: String,
+    pub links: usize,
+}
+
+/// The probes, loaded and attached. Dropping this detaches everything.
+pub struct Probes {
+    ebpf: Ebpf,
+    attached: Vec<AttachedProgram>,
+}
+
+impl Probes {
+    /// Loads the object, fills the target maps, then attaches the target-tracking programs
+    /// and the chosen probes.
+    pub fn attach(config: &ProbeConfig, target: &Target) -> Result<Self, ProbeError> {
+        let tracefs = tracefs::ensure_mounted()?;
+        let switch = EventFormat::read(&tracefs, "sched", "sched_switch")?;
+        let wakeup = EventFormat::read(&tracefs, "sched", "sched_wakeup")?;
+        let wakeup_new = EventFormat::read(&tracefs, "sched", "sched_wakeup_new")?;
+        let exit = EventFormat::read(&tracefs, "sched", "sched_process_exit")?;
+        let newtask = EventFormat::read(&tracefs, "task", "task_newtask")?;
+        let sys_exit = EventFormat::read(&tracefs, "raw_syscalls", "sys_exit")?;
+
+        let follow_fork = u32::from(config.follow_fork);
+        let cgroup_levels = target
+            .cgroups
+            .iter()
+            .fold(0u32, |mask, c| mask | (1u32 << c.level));
+        let offcpu_min_ns = config.offcpu_min.as_nanos() as u64;
+        let fields = [
+            ("SWITCH_PREV_STATE", switch.field("prev_state")?),
+            ("SWITCH_NEXT_PID", switch.field("next_pid")?),
+            ("SWITCH_NEXT_COMM", switch.field("next_comm")?),
+            ("WAKEUP_PID", wakeup.field("pid")?),
+            ("WAKEUP_NEW_PID", wakeup_new.field("pid")?),
+            ("EXIT_PID", exit.field("pid")?),
+            ("NEWTASK_PID", newtask.field("pid")?),
+            ("NEWTASK_FLAGS", newtask.field("clone_flags")?),
+            ("SYS_EXIT_ID", sys_exit.field("id")?),
+            ("SYS_EXIT_RET", sys_exit.field("ret")?),
+        ];
+        let mut loader = EbpfLoader::new();
+        loader
+            .override_global("FOLLOW_FORK", &follow_fork, true)
+            .override_global("CGROUP_LEVELS", &cgroup_levels, true)
+            .override_global("OFFCPU_MIN_NS", &offcpu_min_ns, true);
+        for (name, field) in &fields {
+            loader.override_global(name, field, true);
+        }
+        let ebpf = loader.load(OBJECT).map_err(ProbeError::Object)?;
+        let mut probes = Self {
+            ebpf,
+            attached: Vec::new(),
+        };
+        probes.add_tgids(&target.tgids)?;
+        {
+            let mut cgroups: BpfHashMap<_, u64, u32> = probes.map_mut("TARGET_CGROUPS")?;
+            for cgroup in &target.cgroups {
+                cgroups
+                    .insert(cgroup.id, 1, 0)
+                    .map_err(|source| ProbeError::Map {
+                        map: "TARGET_CGROUPS",
+                        source,
+                    })?;
+            }
+        }
+        for spec in planned_programs(config) {
+            probes.attach_program(&spec, config.freq_hz)?;
+        }
+        Ok(probes)
+    }
+
+    /// Adds processes to the target.
+    pub fn add_tgids(&mut self, tgids: &[u32]) -> Result<(), ProbeError> {
+        let mut map: BpfHashMap<_, u32, u32> = self.map_mut("TARGET_TGIDS")?;
+        for tgid in tgids {
+            map.insert(tgid, 1, 0).map_err(|source| ProbeError::Map {
+                map: "TARGET_TGIDS",
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn attach_program(&mut self, spec: &ProgramSpec, freq_hz: u64) -> Result<(), ProbeError> {
+        let program = self
+            .ebpf
+            .program_mut(spec.name)
+            .ok_or(ProbeError::MissingProgram(spec.name))?;
+        let type_err = |source| ProbeError::ProgramType {
+            program: spec.name,
+            source,
+        };
+        let load_err = |source| ProbeError::Load {
+            program: spec.name,
+            source,
+        };
+        let attach_err = |source| ProbeError::Attach {
+            program: spec.name,
+            hook: spec.hook.to_string(),
+            source,
+        };
+        let links = match spec.hook {
+            Hook::Tracepoint { category, name } => {
+                let tp: &mut TracePoint = program.try_into().map_err(type_err)?;
+                tp.load().map_err(load_err)?;
+                tp.attach(category, name).map_err(attach_err)?;
+                1
+            }
+            Hook::CpuClock => {
+                let perf: &mut PerfEvent = program.try_into().map_err(type_err)?;
+                perf.load().map_err(load_err)?;
+                let cpus = aya::util::online_cpus().map_err(|(what, e)| ProbeError::Cpus(what, e))?;
+                for &cpu in &cpus {
+                    perf.attach(
+                        PerfEventConfig::Software(SoftwareEvent::CpuClock),
+                        PerfEventScope::AllProcessesOneCpu { cpu },
+                        SamplePolicy::Frequency(freq_hz),
+                        false,
+                    )
+                    .map_err(attach_err)?;
+                }
+                cpus.len()
+            }
+        };
+        self.attached.push(AttachedProgram {
+            program: spec.name,
+            hook: spec.hook.to_string(),
+            links,
+        });
+        Ok(())
+    }
+
+    /// The programs attached so far.
+    pub fn attached(&self) -> &[AttachedProgram] {
+        &self.attached
+    }
+
+    /// Detaches and unloads every program; the maps stay readable.
+    pub fn detach(&mut self) {
+        for attached in self.attached.drain(..) {
+            if let Some(program) = self.ebpf.program_mut(attached.program) {
+                let _ = match program {
+                    aya::programs::Program::TracePoint(p) => p.unload(),
+                    aya::programs::Program::PerfEvent(p) => p.unload(),
+                    _ => Ok(()),
+                };
+            }
+        }
+    }
+
+    /// Processes in the target set: those named at start and those followed through fork.
+    pub fn target_tgids(&self) -> Result<Vec<u32>, ProbeError> {
+        let map: BpfHashMap<_, u32, u32> = self.map("TARGET_TGIDS")?;
+        map.keys()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| ProbeError::Map {
+                map: "TARGET_TGIDS",
+                source,
+            })
+    }
+
+    /// Event and loss counters, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters, ProbeError> {
+        let map: PerCpuArray<_, u64> = self.map("COUNTS")?;
+        let mut values = [0u64; COUNTERS as usize];
+        for (index, value) in values.iter_mut().enumerate() {
+            let per_cpu = map
+                .get(&(index as u32), 0)
+                .map_err(|source| ProbeError::Map { map: "COUNTS", source })?;
+            *value = per_cpu.iter().sum();
+        }
+        Ok(Counters { values })
+    }
+
+    /// Reads the stack-trace map, addresses leaf first.
+    pub fn stacks(&self) -> Result<StackTable, ProbeError> {
+        let map: StackTraceMap<_> = self.map("STACKS")?;
+        let mut table = std::collections::HashMap::new();
+        for entry in map.iter() {
+            let (id, trace) = entry.map_err(|source| ProbeError::Map { map: "STACKS", source })?;
+            table.insert(id as i32, trace.frames().iter().map(|f| f.ip).collect());
+        }
+        Ok(StackTable { table })
+    }
+
+    fn map<'a, T>(&'a self, name: &'static str) -> Result<T, ProbeError>
+    where
+        T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map(name).ok_or(ProbeError::MissingMap(name))?;
+        T::try_from(map).map_err(|source| ProbeError::Map { map: name, source })
+    }
+
+    fn map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, ProbeError>
+    where
+        T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+    {
+        let map = self.ebpf.map_mut(name).ok_or(ProbeError::MissingMap(name))?;
+        T::try_from(map).map_err(|source| ProbeError::Map { map: name, source })
+    }
+
+    /// The loaded object, for the probe modules' readers.
+    pub(crate) fn ebpf(&self) -> &Ebpf {
+        &self.ebpf
+    }
+}
+
+/// Reads a whole hash map of `Pod` keys and values.
+pub(crate) fn read_hash<K: aya::Pod, V: aya::Pod>(
+    probes: &Probes,
+    name: &'static str,
+) -> Result<Vec<(K, V)>, ProbeError> {
+    let map: BpfHashMap<&MapData, K, V> = probes.map(name)?;
+    map.iter()
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| ProbeError::Map { map: name, source })
+}
+
+/// Stacks by id, addresses leaf first.
+#[derive(Debug, Default)]
+pub struct StackTable {
+    table: std::collections::HashMap<i32, Vec<u64>>,
+}
+
+impl StackTable {
+    /// The addresses of a stack, leaf first; empty for [`NO_STACK`] or an unknown id.
+    pub fn get(&self, id: i32) -> &[u64] {
+        if id == NO_STACK {
+            return &[];
+        }
+        self.table.get(&id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// Builds a table from explicit stacks (for tests).
+    pub fn from_stacks(stacks: impl IntoIterator<Item = (i32, Vec<u64>)>) -> Self {
+        Self {
+            table: stacks.into_iter().collect(),
+        }
+    }
+}
+
+/// The values of the counters in [`Counter`].
+#[derive(Clone, Debug)]
+pub struct Counters {
+    values: [u64; COUNTERS as usize],
+}
+
+impl Counters {
+    /// The value of one counter.
+    pub fn get(&self, counter: Counter) -> u64 {
+        self.values[counter as usize]
+    }
+
+    /// Counters that record lost data, by name (all of them, zeros included).
+    pub fn losses(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        Counter::ALL
+            .iter()
+            .filter(|c| c.is_loss())
+            .map(|c| (c.name(), self.get(*c)))
+            .collect()
+    }
+
+    /// Event tallies, by name.
+    pub fn events(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        Counter::ALL
+            .iter()
+            .filter(|c| !c.is_loss())
+            .map(|c| (c.name(), self.get(*c)))
+            .collect()
+    }
+
+    /// Sum of every loss counter.
+    pub fn lost_total(&self) -> u64 {
+        self.losses().values().sum()
+    }
+}

@@ -1,0 +1,241 @@
+//! Symbolization: kernel frames from kallsyms, user frames from ELF symbols through blazesym.
+//! Each process's executable mappings are cached while it is alive, so a process that exits
+//! during a run is still symbolized afterwards.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use blazesym::symbolize::{
+    source::{Elf, Kernel, Source},
+    Input, Symbolized, Symbolizer as Blaze,
+};
+use blazesym::MaybeDefault;
+use procfs::process::{MMPermissions, MMapPath, Process};
+use serde::Serialize;
+
+use crate::folded::FrameNamer;
+
+/// Name for an address outside every known mapping.
+pub const UNKNOWN: &str = "[unknown]";
+
+/// One executable mapping of a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mapping {
+    pub start: u64,
+    pub end: u64,
+    pub offset: u64,
+    pub object: MappedObject,
+}
+
+/// What a mapping maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MappedObject {
+    File(Arc<Path>),
+    Vdso,
+    Anonymous,
+}
+
+/// The last known executable mappings of each process seen.
+#[derive(Debug, Default)]
+pub struct ProcessMaps {
+    by_pid: HashMap<u32, Vec<Mapping>>,
+}
+
+impl ProcessMaps {
+    /// Re-reads `/proc/PID/maps`. Keeps the previous copy when the process is gone; returns
+    /// whether the read worked.
+    pub fn refresh(&mut self, pid: u32) -> bool {
+        let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else {
+            return false;
+        };
+        let mut mappings: Vec<Mapping> = maps
+            .into_iter()
+            .filter(|m| m.perms.contains(MMPermissions::EXECUTE))
+            .map(|m| Mapping {
+                start: m.address.0,
+                end: m.address.1,
+                offset: m.offset,
+                object: match m.pathname {
+                    MMapPath::Path(path) => MappedObject::File(Arc::from(path.as_path())),
+                    MMapPath::Vdso => MappedObject::Vdso,
+                    _ => MappedObject::Anonymous,
+                },
+            })
+            .collect();
+        mappings.sort_by_key(|m| m.start);
+        self.by_pid.insert(pid, mappings);
+        true
+    }
+
+    /// Reads the mappings of a process not seen before.
+    pub fn ensure(&mut self, pid: u32) {
+        if !self.by_pid.contains_key(&pid) {
+            self.refresh(pid);
+        }
+    }
+
+    /// The mapping that holds `addr` in process `pid`.
+    pub fn lookup(&self, pid: u32, addr: u64) -> Option<&Mapping> {
+        let maps = self.by_pid.get(&pid)?;
+        let index = maps.partition_point(|m| m.start <= addr).checked_sub(1)?;
+        let mapping = &maps[index];
+        (addr < mapping.end).then_some(mapping)
+    }
+
+    /// Processes with cached mappings.
+    pub fn pids(&self) -> impl Iterator<Item = u32> + '_ {
+        self.by_pid.keys().copied()
+    }
+}
+
+/// How well symbolization went, for probe.json.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SymbolStats {
+    pub kernel_frames: u64,
+    pub kernel_unknown: u64,
+    pub user_frames: u64,
+    pub user_unmapped: u64,
+    pub user_no_symbol: u64,
+}
+
+/// Names kernel and user addresses, caching every answer.
+pub struct Symbolizer {
+    blaze: Blaze,
+    maps: ProcessMaps,
+    kernel: HashMap<u64, String>,
+    user: HashMap<(Arc<Path>, u64), String>,
+    stats: SymbolStats,
+}
+
+impl Symbolizer {
+    /// A symbolizer over the mappings collected during a run.
+    pub fn new(maps: ProcessMaps) -> Self {
+        Self {
+            blaze: Blaze::builder()
+                .enable_code_info(false)
+                .enable_inlined_fns(false)
+                .build(),
+            maps,
+            kernel: HashMap::new(),
+            user: HashMap::new(),
+            stats: SymbolStats::default(),
+        }
+    }
+
+    /// What was symbolized and what was not.
+    pub fn stats(&self) -> &SymbolStats {
+        &self.stats
+    }
+
+    fn elf_symbol(&mut self, path: &Arc<Path>, file_offset: u64) -> Option<String> {
+        let key = (path.clone(), file_offset);
+        if let Some(name) = self.user.get(&key) {
+            return Some(name.clone());
+        }
+        let mut elf = Elf::new(PathBuf::from(path.as_ref()));
+        elf.debug_syms = false;
+        let source = Source::Elf(elf);
+        let name = match self
+            .blaze
+            .symbolize(&source, Input::FileOffset(&[file_offset]))
+            .ok()?
+            .into_iter()
+            .next()?
+        {
+            Symbolized::Sym(sym) => sym.name.into_owned(),
+            Symbolized::Unknown(_) => return None,
+        };
+        self.user.insert(key, name.clone());
+        Some(name)
+    }
+}
+
+impl FrameNamer for Symbolizer {
+    fn kernel(&mut self, addr: u64) -> String {
+        self.stats.kernel_frames += 1;
+        if let Some(name) = self.kernel.get(&addr) {
+            return name.clone();
+        }
+        let source = Source::Kernel(Kernel {
+            vmlinux: MaybeDefault::None,
+            debug_syms: false,
+            ..Kernel::default()
+        });
+        let name = match self.blaze.symbolize(&source, Input::AbsAddr(&[addr])) {
+            Ok(mut syms) => match syms.pop() {
+                Some(Symbolized::Sym(sym)) => sym.name.into_owned(),
+                _ => {
+                    self.stats.kernel_unknown += 1;
+                    UNKNOWN.to_string()
+                }
+            },
+            Err(_) => {
+                self.stats.kernel_unknown += 1;
+                UNKNOWN.to_string()
+            }
+        };
+        self.kernel.insert(addr, name.clone());
+        name
+    }
+
+    fn user(&mut self, tgid: u32, addr: u64) -> String {
+        self.stats.user_frames += 1;
+        let Some(mapping) = self.maps.lookup(tgid, addr).cloned() else {
+            self.stats.user_unmapped += 1;
+            return UNKNOWN.to_string();
+        };
+        match &mapping.object {
+            MappedObject::File(path) => {
+                let file_offset = addr - mapping.start + mapping.offset;
+                match self.elf_symbol(path, file_offset) {
+                    Some(name) => name,
+                    None => {
+                        self.stats.user_no_symbol += 1;
+                        let base = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                        format!("[{}]", base.unwrap_or_else(|| path.display().to_string()))
+                    }
+                }
+            }
+            MappedObject::Vdso => "[vdso]".to_string(),
+            MappedObject::Anonymous => {
+                self.stats.user_unmapped += 1;
+                UNKNOWN.to_string()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn symbolizes_own_function_and_kernel() {
+        let mut maps = ProcessMaps::default();
+        let pid = std::process::id();
+        assert!(maps.refresh(pid));
+        let addr = symbolizes_own_function_and_kernel as usize as u64;
+        let mut sym = Symbolizer::new(maps);
+        let name = sym.user(pid, addr);
+        assert!(
+            name.contains("symbolizes_own_function_and_kernel"),
+            "got {name}"
+        );
+        assert_eq!(sym.user(pid, 8), UNKNOWN);
+    }
+
+    #[test]
+    fn mappings_survive_process_exit() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let pid = child.id();
+        let mut maps = ProcessMaps::default();
+        assert!(maps.refresh(pid));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!maps.refresh(pid));
+        assert!(maps.pids().any(|p| p == pid));
+    }
+}
