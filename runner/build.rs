@@ -8,14 +8,23 @@ use std::{
     process::Command,
 };
 
-const SETUP_HINT: &str = "run `cargo xtask setup` (it installs rustc-web, libstd-rust-web-dev-bpf and bpf-linker)";
+const SETUP_HINT: &str =
+    "run `cargo xtask setup` (it installs rustc-web, libstd-rust-web-dev-bpf and bpf-linker)";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").unwrap());
     let workspace = manifest_dir.parent().unwrap().to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").unwrap());
-    for watched in ["probes/src", "probes/Cargo.toml", "probes-common/src", "probes-common/Cargo.toml"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    for watched in [
+        "probes/src",
+        "probes/Cargo.toml",
+        "probes-common/src",
+        "probes-common/Cargo.toml",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
     println!("cargo:rerun-if-env-changed=RUNNER_BPF_RUSTC");
 
@@ -55,7 +64,14 @@ fn main() {
         .env("PATH", &path)
         .env("RUSTC", &rustc)
         .env("RUSTC_BOOTSTRAP", "1")
-        .args(["build", "--release", "--package", "probes", "--target", "bpfel-unknown-none"])
+        .args([
+            "build",
+            "--release",
+            "--package",
+            "probes",
+            "--target",
+            "bpfel-unknown-none",
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     let status = cmd

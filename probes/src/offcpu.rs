@@ -26,8 +26,7 @@ static OFFCPU_START: LruHashMap<u32, OffcpuStart> =
     LruHashMap::with_max_entries(OFFCPU_START_ENTRIES, 0);
 
 #[map]
-static OFFCPU_TOTALS: HashMap<StackKey, OffcpuValue> =
-    HashMap::with_max_entries(OFFCPU_ENTRIES, 0);
+static OFFCPU_TOTALS: HashMap<StackKey, OffcpuValue> = HashMap::with_max_entries(OFFCPU_ENTRIES, 0);
 
 /// Shortest off-CPU interval recorded, in ns.
 #[no_mangle]
@@ -60,8 +59,7 @@ fn try_offcpu_switch(ctx: &TracePointContext) {
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     if let Some(prev) = current_target() {
-        let (kstack, ustack) =
-            stack_ids(ctx, Counter::OffcpuKstackLost, Counter::OffcpuUstackLost);
+        let (kstack, ustack) = stack_ids(ctx, Counter::OffcpuKstackLost, Counter::OffcpuUstackLost);
         let start = OffcpuStart {
             ts_ns: now,
             tgid: prev.tgid,

@@ -11,9 +11,7 @@ use aya_ebpf::{
 use probes_common::{
     counters::Counter,
     hist::{log2_slot, HIST_SLOTS},
-    runqlat::{
-        RunqHist, RunqThread, RUNQ_HIST_ENTRIES, RUNQ_START_ENTRIES, RUNQ_THREAD_ENTRIES,
-    },
+    runqlat::{RunqHist, RunqThread, RUNQ_HIST_ENTRIES, RUNQ_START_ENTRIES, RUNQ_THREAD_ENTRIES},
     tracepoint::Field,
     COMM_LEN,
 };
@@ -30,8 +28,7 @@ static RUNQ_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(RUNQ_STAR
 static RUNQ_HIST: HashMap<u32, RunqHist> = HashMap::with_max_entries(RUNQ_HIST_ENTRIES, 0);
 
 #[map]
-static RUNQ_THREADS: HashMap<u32, RunqThread> =
-    HashMap::with_max_entries(RUNQ_THREAD_ENTRIES, 0);
+static RUNQ_THREADS: HashMap<u32, RunqThread> = HashMap::with_max_entries(RUNQ_THREAD_ENTRIES, 0);
 
 #[no_mangle]
 static mut WAKEUP_PID: Field = Field { offset: 0, size: 0 };

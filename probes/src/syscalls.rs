@@ -18,8 +18,7 @@ use probes_common::{
 use crate::target::{bump, current_target, read_field};
 
 #[map]
-static SYSCALL_START: LruHashMap<u32, u64> =
-    LruHashMap::with_max_entries(SYSCALL_START_ENTRIES, 0);
+static SYSCALL_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(SYSCALL_START_ENTRIES, 0);
 
 #[map]
 static SYSCALL_STATS: PerCpuHashMap<SyscallKey, SyscallStats> =

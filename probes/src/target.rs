@@ -8,9 +8,7 @@ use core::{
 
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
-    helpers::{
-        bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid,
-    },
+    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::{map, tracepoint},
     maps::{HashMap, PerCpuArray, StackTrace},
     programs::{tracing::StackIdContext, TracePointContext},
@@ -34,8 +32,7 @@ pub static TARGET_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(TARGET_TG
 pub static TARGET_TIDS: HashMap<u32, u32> = HashMap::with_max_entries(TARGET_TID_ENTRIES, 0);
 
 #[map]
-pub static TARGET_CGROUPS: HashMap<u64, u32> =
-    HashMap::with_max_entries(TARGET_CGROUP_ENTRIES, 0);
+pub static TARGET_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(TARGET_CGROUP_ENTRIES, 0);
 
 #[map]
 pub static COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS, 0);
@@ -198,7 +195,12 @@ fn stack_lost(err: i32, lost: Counter) -> i32 {
 
 /// Finds or creates the value for `key` in `map`, counting `full` when the map has no room.
 #[inline(always)]
-pub fn get_or_insert<K, V>(map: &HashMap<K, V>, key: &K, zero: &V, full: Counter) -> Option<*mut V> {
+pub fn get_or_insert<K, V>(
+    map: &HashMap<K, V>,
+    key: &K,
+    zero: &V,
+    full: Counter,
+) -> Option<*mut V> {
     if let Some(value) = map.get_ptr_mut(key) {
         return Some(value);
     }

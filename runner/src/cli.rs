@@ -16,7 +16,11 @@ use crate::{
 };
 
 #[derive(Parser, Debug)]
-#[command(name = "runner", version, about = "HTTP load, eBPF probes and flamegraphs for web-framework apps")]
+#[command(
+    name = "runner",
+    version,
+    about = "HTTP load, eBPF probes and flamegraphs for web-framework apps"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -87,7 +91,10 @@ pub fn run() -> anyhow::Result<ExitCode> {
 
 fn probe_run(args: ProbeArgs) -> anyhow::Result<ProbeRun> {
     if !(1..=MAX_FREQ).contains(&args.freq) {
-        bail!("--freq must be between 1 and {MAX_FREQ} Hz, not {}", args.freq);
+        bail!(
+            "--freq must be between 1 and {MAX_FREQ} Hz, not {}",
+            args.freq
+        );
     }
     let has_processes = !args.pids.is_empty() || !args.cgroups.is_empty();
     let target = match (has_processes, args.command.is_empty()) {
@@ -151,8 +158,14 @@ mod tests {
     #[test]
     fn bad_input_is_one_clear_line() {
         let err = |args: &[&str]| format!("{:#}", parse(args).unwrap_err());
-        assert_eq!(err(&["probe"]), "name a target: --pid PID, --cgroup PATH, or a command after --");
-        assert_eq!(err(&["probe", "--pid", "999999999"]), "no process with PID 999999999");
+        assert_eq!(
+            err(&["probe"]),
+            "name a target: --pid PID, --cgroup PATH, or a command after --"
+        );
+        assert_eq!(
+            err(&["probe", "--pid", "999999999"]),
+            "no process with PID 999999999"
+        );
         assert_eq!(
             err(&["probe", "--freq", "20000", "--", "true"]),
             "--freq must be between 1 and 10000 Hz, not 20000"

@@ -15,7 +15,7 @@ pub enum Status {
 
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+        f.pad(match self {
             Status::Ok => "ok",
             Status::Warn => "warn",
             Status::Fail => "FAIL",
@@ -32,7 +32,12 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-fn check(name: &'static str, status: Status, detail: impl Into<String>, fix: Option<&str>) -> Check {
+fn check(
+    name: &'static str,
+    status: Status,
+    detail: impl Into<String>,
+    fix: Option<&str>,
+) -> Check {
     Check {
         name,
         status,
@@ -69,7 +74,12 @@ fn check_privileges(p: &Privileges) -> Check {
     if p.root {
         check("privileges", Status::Ok, "running as root", None)
     } else if p.can_probe() {
-        check("privileges", Status::Ok, "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) are effective", None)
+        check(
+            "privileges",
+            Status::Ok,
+            "CAP_BPF and CAP_PERFMON (or CAP_SYS_ADMIN) are effective",
+            None,
+        )
     } else {
         check(
             "privileges",
@@ -82,7 +92,12 @@ fn check_privileges(p: &Privileges) -> Check {
 
 fn check_btf() -> Check {
     if Path::new("/sys/kernel/btf/vmlinux").exists() {
-        check("BTF", Status::Ok, "/sys/kernel/btf/vmlinux is present", None)
+        check(
+            "BTF",
+            Status::Ok,
+            "/sys/kernel/btf/vmlinux is present",
+            None,
+        )
     } else {
         check(
             "BTF",
@@ -96,29 +111,50 @@ fn check_btf() -> Check {
 fn check_tracefs(p: &Privileges) -> Check {
     let Some(root) = tracefs::mounted_root() else {
         let (status, fix) = if p.root {
-            (Status::Warn, "runner probe mounts it itself; or: mount -t tracefs tracefs /sys/kernel/tracing")
+            (
+                Status::Warn,
+                "runner probe mounts it itself; or: mount -t tracefs tracefs /sys/kernel/tracing",
+            )
         } else {
-            (Status::Fail, "mount -t tracefs tracefs /sys/kernel/tracing (as root)")
+            (
+                Status::Fail,
+                "mount -t tracefs tracefs /sys/kernel/tracing (as root)",
+            )
         };
         return check("tracefs", status, "tracefs is not mounted", Some(fix));
     };
     let missing: Vec<String> = EVENTS
         .iter()
-        .filter(|(cat, name)| !root.join("events").join(cat).join(name).join("format").exists())
+        .filter(|(cat, name)| {
+            !root
+                .join("events")
+                .join(cat)
+                .join(name)
+                .join("format")
+                .exists()
+        })
         .map(|(cat, name)| format!("{cat}/{name}"))
         .collect();
     if missing.is_empty() {
         check(
             "tracefs",
             Status::Ok,
-            format!("mounted at {}; all {} tracepoints present", root.display(), EVENTS.len()),
+            format!(
+                "mounted at {}; all {} tracepoints present",
+                root.display(),
+                EVENTS.len()
+            ),
             None,
         )
     } else {
         check(
             "tracefs",
             Status::Fail,
-            format!("mounted at {}, but tracepoints are missing: {}", root.display(), missing.join(", ")),
+            format!(
+                "mounted at {}, but tracepoints are missing: {}",
+                root.display(),
+                missing.join(", ")
+            ),
             Some("use a kernel with CONFIG_FTRACE and scheduler/syscall tracepoints enabled"),
         )
     }
@@ -193,7 +229,12 @@ fn check_build_tools() -> Check {
         missing.push("bpf-linker");
     }
     if missing.is_empty() {
-        check("BPF build tools", Status::Ok, "Debian rustc with BPF core, and bpf-linker", None)
+        check(
+            "BPF build tools",
+            Status::Ok,
+            "Debian rustc with BPF core, and bpf-linker",
+            None,
+        )
     } else {
         check(
             "BPF build tools",
@@ -212,7 +253,10 @@ pub fn render(checks: &[Check]) -> String {
     let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut out = String::new();
     for c in checks {
-        out.push_str(&format!("{:<4}  {:<width$}  {}\n", c.status, c.name, c.detail));
+        out.push_str(&format!(
+            "{:<4}  {:<width$}  {}\n",
+            c.status, c.name, c.detail
+        ));
         if let Some(fix) = &c.fix {
             out.push_str(&format!("      {:<width$}  fix: {}\n", "", fix));
         }

@@ -106,7 +106,11 @@ pub fn comm_str(comm: &[u8; COMM_LEN]) -> String {
 pub const MISSING_USER_STACK: &str = "[missing user stack]";
 
 /// The frames of one stack key: comm, user frames root first, then kernel frames with `_[k]`.
-pub fn stack_frames(key: &StackKey, stacks: &StackTable, namer: &mut dyn FrameNamer) -> Vec<String> {
+pub fn stack_frames(
+    key: &StackKey,
+    stacks: &StackTable,
+    namer: &mut dyn FrameNamer,
+) -> Vec<String> {
     let mut frames = vec![comm_str(&key.comm)];
     let user = stacks.get(key.ustack);
     if user.is_empty() {

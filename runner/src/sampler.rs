@@ -182,7 +182,13 @@ impl ResourceSampler {
         // The first total row has no CPU delta yet.
         let cpu: Vec<f64> = totals.iter().skip(1).map(|r| r.cpu_pct).collect();
         let rss: Vec<f64> = totals.iter().map(|r| r.rss_kb as f64 / 1024.0).collect();
-        let mean = |v: &[f64]| if v.is_empty() { 0.0 } else { v.iter().sum::<f64>() / v.len() as f64 };
+        let mean = |v: &[f64]| {
+            if v.is_empty() {
+                0.0
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            }
+        };
         let max = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
         let (first, last) = (totals.first(), totals.last());
         let delta = |f: fn(&ResourceRow) -> u64| match (first, last) {

@@ -45,8 +45,8 @@ pub struct ProcessMaps {
 }
 
 impl ProcessMaps {
-    /// Re-reads `/proc/PID/maps`. Keeps the previous copy when the process is gone; returns
-    /// whether the read worked.
+    /// Re-reads `/proc/PID/maps`. Keeps the previous copy when the process is gone or a
+    /// zombie (whose maps read empty); returns whether a fresh copy was taken.
     pub fn refresh(&mut self, pid: u32) -> bool {
         let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else {
             return false;
@@ -65,6 +65,9 @@ impl ProcessMaps {
                 },
             })
             .collect();
+        if mappings.is_empty() {
+            return false;
+        }
         mappings.sort_by_key(|m| m.start);
         self.by_pid.insert(pid, mappings);
         true
@@ -217,7 +220,7 @@ mod tests {
         let mut maps = ProcessMaps::default();
         let pid = std::process::id();
         assert!(maps.refresh(pid));
-        let addr = symbolizes_own_function_and_kernel as usize as u64;
+        let addr = symbolizes_own_function_and_kernel as fn() as usize as u64;
         let mut sym = Symbolizer::new(maps);
         let name = sym.user(pid, addr);
         assert!(
@@ -229,7 +232,10 @@ mod tests {
 
     #[test]
     fn mappings_survive_process_exit() {
-        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
         let pid = child.id();
         let mut maps = ProcessMaps::default();
         assert!(maps.refresh(pid));

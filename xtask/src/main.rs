@@ -1,1 +1,77 @@
-fn main() {}
+//! Project tasks: `cargo xtask setup | test | bench probes | profile APP SCENARIO`.
+
+mod bench;
+mod setup;
+mod sh;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: cargo xtask <task>
+
+tasks:
+  setup                    install what this machine lacks (Debian packages, bpf-linker, tracefs)
+  test                     set up, then run every test (probe tests load BPF programs: root or sudo)
+  bench probes [--rounds N]
+                           probe overhead on a CPU-bound and a syscall-heavy workload, A/B alternated
+  profile APP SCENARIO     set up, build, and profile (see README for what works today)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::run(),
+        Some("test") => test(&args[1..]),
+        Some("bench") => bench::run(&args[1..]),
+        Some("profile") => profile(&args[1..]),
+        Some("-h" | "--help" | "help") | None => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => Err(anyhow::anyhow!("unknown task `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sets up, then runs every test of the workspace. The probe tests need root: when this is
+/// not root, cargo runs the test binaries through `sudo -E`.
+fn test(extra: &[String]) -> anyhow::Result<()> {
+    setup::run()?;
+    let mut cmd = sh::cargo(&["test", "--locked"]);
+    cmd.args(extra);
+    if !sh::is_root() {
+        eprintln!("xtask: not root; the test binaries run through sudo -E");
+        cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
+    }
+    sh::run(&mut cmd)
+}
+
+/// The quick start's first command. Until `runner profile` exists this builds runner and
+/// profiles a demo workload with `runner probe`, and says so.
+fn profile(args: &[String]) -> anyhow::Result<()> {
+    setup::run()?;
+    sh::run(&mut sh::cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "runner",
+    ]))?;
+    let runner = sh::workspace().join("target/release/runner");
+    let target = args.join(" ");
+    eprintln!(
+        "xtask: `runner profile {target}` is not built yet (apps and the load engine come first);\n\
+         xtask: profiling the bundled demo workload with `runner probe` instead"
+    );
+    let demo = bench::compile_c("demo", &sh::workspace().join("xtask/demo/demo.c"))?;
+    let mut cmd = sh::as_root(&runner);
+    cmd.args(["probe", "-d", "10s", "--freq", "199", "--"])
+        .arg(demo)
+        .arg("4");
+    cmd.current_dir(sh::workspace());
+    sh::run(&mut cmd)
+}

@@ -10,7 +10,10 @@ use crate::doctor;
 pub fn doctor() -> anyhow::Result<ExitCode> {
     let checks = doctor::run_checks();
     print!("{}", doctor::render(&checks));
-    let failed = checks.iter().filter(|c| c.status == doctor::Status::Fail).count();
+    let failed = checks
+        .iter()
+        .filter(|c| c.status == doctor::Status::Fail)
+        .count();
     if failed > 0 {
         println!("{failed} check(s) failed; the probes cannot run until they are fixed");
         return Ok(ExitCode::FAILURE);

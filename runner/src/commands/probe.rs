@@ -111,7 +111,8 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
     }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop)).context("installing signal handlers")?;
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing signal handlers")?;
     }
     fs::create_dir_all(&run.out).with_context(|| format!("creating {}", run.out.display()))?;
 
@@ -208,10 +209,30 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
     let offcpu_totals = offcpu::totals(&offcpu_data);
 
     let out = &run.out;
-    write_flame(out, "oncpu", &oncpu_folded, &format!("On-CPU samples ({} Hz)", run.config.freq_hz), "samples")?;
-    write_flame(out, "offcpu", &offcpu_folded, "Off-CPU time (microseconds)", "us")?;
-    write(out, "syscalls.json", serde_json::to_vec_pretty(&syscall_report)?)?;
-    write(out, "runqlat.json", serde_json::to_vec_pretty(&runq_report)?)?;
+    write_flame(
+        out,
+        "oncpu",
+        &oncpu_folded,
+        &format!("On-CPU samples ({} Hz)", run.config.freq_hz),
+        "samples",
+    )?;
+    write_flame(
+        out,
+        "offcpu",
+        &offcpu_folded,
+        "Off-CPU time (microseconds)",
+        "us",
+    )?;
+    write(
+        out,
+        "syscalls.json",
+        serde_json::to_vec_pretty(&syscall_report)?,
+    )?;
+    write(
+        out,
+        "runqlat.json",
+        serde_json::to_vec_pretty(&runq_report)?,
+    )?;
     write(out, "resources.csv", sampler.to_csv())?;
     let (command, pids) = match &run.target {
         TargetSpec::Command(argv) => (Some(argv.as_slice()), Vec::new()),
@@ -244,7 +265,10 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
     };
     write(out, "probe.json", serde_json::to_vec_pretty(&probe_json)?)?;
 
-    println!("{}", summary_text(&probe_json, &oncpu_folded, &syscall_report, &runq_report));
+    println!(
+        "{}",
+        summary_text(&probe_json, &oncpu_folded, &syscall_report, &runq_report)
+    );
     println!("wrote {}", out.display());
     Ok(ProbeOutcome {
         out: out.clone(),
@@ -273,7 +297,11 @@ fn describe(target: &TargetSpec) -> String {
         TargetSpec::Command(argv) => format!("`{}`", argv.join(" ")),
         TargetSpec::Processes { pids, cgroups } => {
             let mut parts: Vec<String> = pids.iter().map(|p| format!("pid {p}")).collect();
-            parts.extend(cgroups.iter().map(|c| format!("cgroup {}", c.path.display())));
+            parts.extend(
+                cgroups
+                    .iter()
+                    .map(|c| format!("cgroup {}", c.path.display())),
+            );
             parts.join(", ")
         }
     }
@@ -296,9 +324,19 @@ fn write(dir: &Path, name: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
     fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
-fn write_flame(dir: &Path, stem: &str, folded: &Folded, title: &str, unit: &str) -> anyhow::Result<()> {
+fn write_flame(
+    dir: &Path,
+    stem: &str,
+    folded: &Folded,
+    title: &str,
+    unit: &str,
+) -> anyhow::Result<()> {
     write(dir, &format!("{stem}.folded"), folded.to_bytes())?;
-    write(dir, &format!("{stem}.svg"), flamegraph::render(folded, title, unit)?)
+    write(
+        dir,
+        &format!("{stem}.svg"),
+        flamegraph::render(folded, title, unit)?,
+    )
 }
 
 fn summary_text(
@@ -312,7 +350,11 @@ fn summary_text(
         "recorded {:.1}s over {} process(es){}\n",
         probe.duration_s,
         probe.target.processes_seen.len(),
-        if probe.interrupted { " (interrupted)" } else { "" }
+        if probe.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        }
     ));
     if let Some(status) = probe.target.command_exit_status {
         out.push_str(&format!("command exit status: {status}\n"));
@@ -338,8 +380,13 @@ fn summary_text(
             s.count, s.errors, s.total_us, s.p99_us
         ));
     }
-    out.push_str(&format!("resources: cpu avg {:.1}% max {:.1}%, rss max {:.1} MB, threads max {}\n",
-        probe.resources.cpu_pct_avg, probe.resources.cpu_pct_max, probe.resources.rss_mb_max, probe.resources.threads_max));
+    out.push_str(&format!(
+        "resources: cpu avg {:.1}% max {:.1}%, rss max {:.1} MB, threads max {}\n",
+        probe.resources.cpu_pct_avg,
+        probe.resources.cpu_pct_max,
+        probe.resources.rss_mb_max,
+        probe.resources.threads_max
+    ));
     if probe.lost_total > 0 {
         let lost: Vec<String> = probe
             .lost
@@ -347,7 +394,11 @@ fn summary_text(
             .filter(|(_, &v)| v > 0)
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        out.push_str(&format!("LOST {} records: {}\n", probe.lost_total, lost.join(", ")));
+        out.push_str(&format!(
+            "LOST {} records: {}\n",
+            probe.lost_total,
+            lost.join(", ")
+        ));
     } else {
         out.push_str("lost: nothing\n");
     }

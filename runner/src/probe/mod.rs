@@ -303,7 +303,8 @@ impl Probes {
             Hook::CpuClock => {
                 let perf: &mut PerfEvent = program.try_into().map_err(type_err)?;
                 perf.load().map_err(load_err)?;
-                let cpus = aya::util::online_cpus().map_err(|(what, e)| ProbeError::Cpus(what, e))?;
+                let cpus =
+                    aya::util::online_cpus().map_err(|(what, e)| ProbeError::Cpus(what, e))?;
                 for &cpu in &cpus {
                     perf.attach(
                         PerfEventConfig::Software(SoftwareEvent::CpuClock),
@@ -360,7 +361,10 @@ impl Probes {
         for (index, value) in values.iter_mut().enumerate() {
             let per_cpu = map
                 .get(&(index as u32), 0)
-                .map_err(|source| ProbeError::Map { map: "COUNTS", source })?;
+                .map_err(|source| ProbeError::Map {
+                    map: "COUNTS",
+                    source,
+                })?;
             *value = per_cpu.iter().sum();
         }
         Ok(Counters { values })
@@ -371,7 +375,10 @@ impl Probes {
         let map: StackTraceMap<_> = self.map("STACKS")?;
         let mut table = std::collections::HashMap::new();
         for entry in map.iter() {
-            let (id, trace) = entry.map_err(|source| ProbeError::Map { map: "STACKS", source })?;
+            let (id, trace) = entry.map_err(|source| ProbeError::Map {
+                map: "STACKS",
+                source,
+            })?;
             table.insert(id as i32, trace.frames().iter().map(|f| f.ip).collect());
         }
         Ok(StackTable { table })
@@ -389,7 +396,10 @@ impl Probes {
     where
         T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
     {
-        let map = self.ebpf.map_mut(name).ok_or(ProbeError::MissingMap(name))?;
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(ProbeError::MissingMap(name))?;
         T::try_from(map).map_err(|source| ProbeError::Map { map: name, source })
     }
 

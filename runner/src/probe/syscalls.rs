@@ -32,14 +32,16 @@ pub const PROGRAMS: &[ProgramSpec] = &[
 
 /// Cumulative statistics, summed over CPUs.
 pub fn read(probes: &Probes) -> Result<Vec<(SyscallKey, SyscallStats)>, ProbeError> {
-    let map: PerCpuHashMap<&MapData, SyscallKey, SyscallStats> =
-        PerCpuHashMap::try_from(probes.ebpf().map("SYSCALL_STATS").ok_or(
-            ProbeError::MissingMap("SYSCALL_STATS"),
-        )?)
-        .map_err(|source| ProbeError::Map {
-            map: "SYSCALL_STATS",
-            source,
-        })?;
+    let map: PerCpuHashMap<&MapData, SyscallKey, SyscallStats> = PerCpuHashMap::try_from(
+        probes
+            .ebpf()
+            .map("SYSCALL_STATS")
+            .ok_or(ProbeError::MissingMap("SYSCALL_STATS"))?,
+    )
+    .map_err(|source| ProbeError::Map {
+        map: "SYSCALL_STATS",
+        source,
+    })?;
     let mut out = Vec::new();
     for entry in map.iter() {
         let (key, per_cpu) = entry.map_err(|source| ProbeError::Map {
@@ -169,7 +171,10 @@ mod tests {
         ];
         let report = report(&data);
         let getppid = &report.syscalls["getppid"];
-        assert_eq!((getppid.count, getppid.errors, getppid.total_us), (6, 2, 12.0));
+        assert_eq!(
+            (getppid.count, getppid.errors, getppid.total_us),
+            (6, 2, 12.0)
+        );
         assert_eq!(report.processes.len(), 2);
     }
 }

@@ -153,9 +153,27 @@ print fmt: \"prev_comm=%s prev_pid=%d\", REC->prev_comm, REC->prev_pid
     #[test]
     fn parses_fields_with_arrays_and_types() {
         let format = EventFormat::parse("sched", "sched_switch", SCHED_SWITCH);
-        assert_eq!(format.field("prev_state").unwrap(), Field { offset: 32, size: 8 });
-        assert_eq!(format.field("next_pid").unwrap(), Field { offset: 56, size: 4 });
-        assert_eq!(format.field("next_comm").unwrap(), Field { offset: 40, size: 16 });
+        assert_eq!(
+            format.field("prev_state").unwrap(),
+            Field {
+                offset: 32,
+                size: 8
+            }
+        );
+        assert_eq!(
+            format.field("next_pid").unwrap(),
+            Field {
+                offset: 56,
+                size: 4
+            }
+        );
+        assert_eq!(
+            format.field("next_comm").unwrap(),
+            Field {
+                offset: 40,
+                size: 16
+            }
+        );
         let err = format.field("nope").unwrap_err().to_string();
         assert_eq!(err, "tracepoint sched/sched_switch has no field `nope`");
     }

@@ -1,0 +1,137 @@
+//! Helpers for the tests that load real probes into the running kernel. They need root.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Command, Output},
+    sync::{Mutex, MutexGuard},
+};
+
+/// Probe tests measure the machine; they must not overlap each other.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Takes the machine for one test, and checks that the test can load BPF programs.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the probe tests load BPF programs into the kernel: run them as root (cargo xtask test does)"
+    );
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The runner binary under test.
+pub fn runner() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_runner"))
+}
+
+/// Compiles `tests/workloads/<name>.c` into a binary named `name`, at -O0 so that every
+/// function, leaves included, keeps its frame pointer (gcc shrink-wraps them away above -O0).
+pub fn workload(name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/workloads")
+        .join(format!("{name}.c"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("workloads");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join(name);
+    let status = Command::new("gcc")
+        .args([
+            "-O0",
+            "-g",
+            "-fno-omit-frame-pointer",
+            "-mno-omit-leaf-frame-pointer",
+        ])
+        .args(["-fno-inline", "-pthread", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .status()
+        .expect("gcc runs");
+    assert!(status.success(), "compiling {}", src.display());
+    bin
+}
+
+/// A fresh output directory.
+pub fn out_dir(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("probe-out")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// Runs `runner probe --out DIR ARGS...` and insists that it succeeded.
+pub fn probe(out: &Path, args: &[&str]) -> Output {
+    let output = runner()
+        .arg("probe")
+        .arg("--out")
+        .arg(out)
+        .args(args)
+        .output()
+        .expect("runner runs");
+    assert!(
+        output.status.success(),
+        "runner probe {args:?} failed: {}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// Reads a file written by a run.
+pub fn read(out: &Path, name: &str) -> String {
+    std::fs::read_to_string(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// Reads a JSON file written by a run.
+pub fn json(out: &Path, name: &str) -> serde_json::Value {
+    serde_json::from_str(&read(out, name)).unwrap()
+}
+
+/// Sum of the counts of folded lines that satisfy `pred`.
+pub fn folded_sum(folded: &str, pred: impl Fn(&str) -> bool) -> u64 {
+    folded
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(stack, _)| pred(stack))
+        .map(|(_, count)| count.parse::<u64>().unwrap())
+        .sum()
+}
+
+/// Ids of the BPF programs loaded in the kernel, with their names.
+pub fn bpf_programs() -> Vec<(u64, String)> {
+    let output = Command::new("bpftool")
+        .args(["prog", "show", "--json"])
+        .output()
+        .expect("bpftool runs (cargo xtask setup installs it)");
+    assert!(output.status.success());
+    let list: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_u64().unwrap(),
+                p["name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A child process killed when dropped.
+pub struct Background(pub std::process::Child);
+
+impl Background {
+    pub fn spawn(cmd: &mut Command) -> Self {
+        Self(cmd.spawn().expect("spawns"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
