@@ -7,8 +7,6 @@ use crate::{hist::HIST_SLOTS, pod, COMM_LEN};
 pub const RUNQ_HIST_ENTRIES: u32 = 4096;
 /// Threads with totals (key: tid).
 pub const RUNQ_THREAD_ENTRIES: u32 = 16384;
-/// Threads waiting to run (an LRU map, key: tid, value: enqueue time in ns).
-pub const RUNQ_START_ENTRIES: u32 = 16384;
 
 /// Log2 histogram of run-queue waits in microseconds, for one process.
 #[repr(C)]

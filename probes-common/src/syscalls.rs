@@ -4,8 +4,6 @@ use crate::{hist::HIST_SLOTS, pod};
 
 /// (process, syscall) pairs with statistics.
 pub const SYSCALL_ENTRIES: u32 = 16384;
-/// Threads inside a syscall (an LRU map, key: tid, value: entry time in ns).
-pub const SYSCALL_START_ENTRIES: u32 = 16384;
 
 /// Key of the syscall statistics map.
 #[repr(C)]

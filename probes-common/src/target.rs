@@ -1,10 +1,37 @@
-//! What the probes record: a set of processes (tgids) and/or cgroup v2 subtrees.
+//! What the probes record: a set of processes (tgids) and/or cgroup v2 subtrees, and the
+//! state the probes keep per target thread.
+
+use crate::{pod, COMM_LEN};
 
 /// Processes named as targets, plus the children they fork (key: tgid, value: 1).
 pub const TARGET_TGID_ENTRIES: u32 = 8192;
-/// Threads known to belong to the target (key: tid, value: tgid).
+/// Threads known to belong to the target (key: tid, value: [`TaskState`]).
 pub const TARGET_TID_ENTRIES: u32 = 65536;
 /// Target cgroup v2 ids (key: cgroup id, value: 1).
 pub const TARGET_CGROUP_ENTRIES: u32 = 64;
 /// Deepest cgroup v2 level a target cgroup may sit at.
 pub const MAX_CGROUP_LEVEL: u32 = 31;
+
+/// Per-thread state of a target thread, the value of the target-threads map. Keeping every
+/// probe's in-flight timestamps here means the hot paths only look entries up: nothing is
+/// inserted or deleted per event, and nothing is evicted silently.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaskState {
+    pub tgid: u32,
+    /// 1 when the last switch-out was a preemption (the thread was still runnable).
+    pub offcpu_runnable: u32,
+    /// Entry time of the syscall in progress, 0 when none.
+    pub syscall_ts: u64,
+    /// Switch-out time, 0 while the thread is on a CPU.
+    pub offcpu_ts: u64,
+    /// Time the thread became runnable, 0 while it is not waiting to run.
+    pub runq_ts: u64,
+    /// Stacks at the last switch-out.
+    pub offcpu_kstack: i32,
+    pub offcpu_ustack: i32,
+    /// Thread name at the last switch-out.
+    pub comm: [u8; COMM_LEN],
+}
+
+pod!(TaskState);

@@ -17,5 +17,8 @@ pod!(Field);
 /// while runnable (the kernel reports preemption as `TASK_REPORT_MAX`, 0x100, above this mask).
 pub const TASK_REPORT_MASK: u64 = 0xff;
 
+/// `prev_state` bits of a task that is exiting (EXIT_DEAD, EXIT_ZOMBIE): its last switch-out.
+pub const EXIT_STATE_MASK: u64 = 0x30;
+
 /// `CLONE_THREAD` in task_newtask's `clone_flags`: the new task is a thread, not a process.
 pub const CLONE_THREAD: u64 = 0x0001_0000;

@@ -7,23 +7,20 @@ use core::ptr::read_volatile;
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::{map, tracepoint},
-    maps::{HashMap, LruHashMap},
+    maps::HashMap,
     programs::TracePointContext,
 };
 use probes_common::{
     counters::Counter,
-    offcpu::{OffcpuStart, OffcpuValue, OFFCPU_ENTRIES, OFFCPU_START_ENTRIES},
+    offcpu::{OffcpuValue, OFFCPU_ENTRIES},
     stack::StackKey,
     tracepoint::{Field, TASK_REPORT_MASK},
 };
 
 use crate::target::{
-    atomic_add, bump, current_comm, current_target, get_or_insert, read_field, stack_ids,
+    atomic_add, bump, current_comm, get_or_insert, read_field, stack_ids, switching_out,
+    target_task,
 };
-
-#[map]
-static OFFCPU_START: LruHashMap<u32, OffcpuStart> =
-    LruHashMap::with_max_entries(OFFCPU_START_ENTRIES, 0);
 
 #[map]
 static OFFCPU_TOTALS: HashMap<StackKey, OffcpuValue> = HashMap::with_max_entries(OFFCPU_ENTRIES, 0);
@@ -36,10 +33,16 @@ static mut SWITCH_PREV_STATE: Field = Field { offset: 0, size: 0 };
 #[no_mangle]
 static mut SWITCH_NEXT_PID: Field = Field { offset: 0, size: 0 };
 
-/// True when sched_switch's `prev_state` says the task was preempted while runnable.
+/// sched_switch's `prev_state`.
 #[inline(always)]
-pub fn prev_was_runnable(ctx: &TracePointContext) -> bool {
-    read_field(ctx, &raw const SWITCH_PREV_STATE) & TASK_REPORT_MASK == 0
+pub fn prev_state(ctx: &TracePointContext) -> u64 {
+    read_field(ctx, &raw const SWITCH_PREV_STATE)
+}
+
+/// True when `prev_state` says the task was preempted while runnable.
+#[inline(always)]
+pub fn runnable(prev_state: u64) -> bool {
+    prev_state & TASK_REPORT_MASK == 0
 }
 
 /// The thread being switched in.
@@ -58,40 +61,46 @@ pub fn offcpu_switch(ctx: TracePointContext) -> u32 {
 fn try_offcpu_switch(ctx: &TracePointContext) {
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
-    if let Some(prev) = current_target() {
+    let state = prev_state(ctx);
+    if let Some(prev) = switching_out(state) {
         let (kstack, ustack) = stack_ids(ctx, Counter::OffcpuKstackLost, Counter::OffcpuUstackLost);
-        let start = OffcpuStart {
-            ts_ns: now,
-            tgid: prev.tgid,
-            kstack,
-            ustack,
-            runnable: u32::from(prev_was_runnable(ctx)),
-            comm: current_comm(),
-        };
-        if OFFCPU_START.insert(&prev.tid, &start, 0).is_err() {
-            bump(Counter::OffcpuStartFull);
+        // SAFETY: `prev.state` points into the thread's entry; only this thread's
+        // switch-out writes these fields.
+        unsafe {
+            (*prev.state).offcpu_ts = now;
+            (*prev.state).offcpu_kstack = kstack;
+            (*prev.state).offcpu_ustack = ustack;
+            (*prev.state).offcpu_runnable = u32::from(runnable(state));
+            (*prev.state).comm = current_comm();
         }
     }
-    let next = next_tid(ctx);
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(start) = (unsafe { OFFCPU_START.get(&next) }).copied() else {
+    let Some(next) = target_task(next_tid(ctx)) else {
         return;
     };
-    let _ = OFFCPU_START.remove(&next);
-    let delta = now.saturating_sub(start.ts_ns);
+    // SAFETY: `next` points into the thread's entry; its switch-in is serialised with its
+    // switch-out by the scheduler.
+    let (start, key, runnable) = unsafe {
+        let start = (*next).offcpu_ts;
+        (*next).offcpu_ts = 0;
+        let key = StackKey {
+            tgid: (*next).tgid,
+            kstack: (*next).offcpu_kstack,
+            ustack: (*next).offcpu_ustack,
+            _pad: 0,
+            comm: (*next).comm,
+        };
+        (start, key, (*next).offcpu_runnable != 0)
+    };
+    if start == 0 {
+        return;
+    }
+    let delta = now.saturating_sub(start);
     // SAFETY: the global is written by the loader before the program runs.
     if delta < unsafe { read_volatile(&raw const OFFCPU_MIN_NS) } {
         bump(Counter::OffcpuBelowMin);
         return;
     }
     bump(Counter::OffcpuSwitches);
-    let key = StackKey {
-        tgid: start.tgid,
-        kstack: start.kstack,
-        ustack: start.ustack,
-        _pad: 0,
-        comm: start.comm,
-    };
     let Some(value) = get_or_insert(
         &OFFCPU_TOTALS,
         &key,
@@ -102,7 +111,7 @@ fn try_offcpu_switch(ctx: &TracePointContext) {
     };
     // SAFETY: `value` points into the map entry for `key`.
     unsafe {
-        if start.runnable != 0 {
+        if runnable {
             atomic_add(&raw mut (*value).preempted_ns, delta);
             atomic_add(&raw mut (*value).preempted_count, 1);
         } else {

@@ -5,24 +5,22 @@
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::{map, tracepoint},
-    maps::{HashMap, LruHashMap},
+    maps::HashMap,
     programs::TracePointContext,
 };
 use probes_common::{
     counters::Counter,
     hist::{log2_slot, HIST_SLOTS},
-    runqlat::{RunqHist, RunqThread, RUNQ_HIST_ENTRIES, RUNQ_START_ENTRIES, RUNQ_THREAD_ENTRIES},
+    runqlat::{RunqHist, RunqThread, RUNQ_HIST_ENTRIES, RUNQ_THREAD_ENTRIES},
+    target::TaskState,
     tracepoint::Field,
     COMM_LEN,
 };
 
 use crate::{
-    offcpu::{next_tid, prev_was_runnable},
-    target::{atomic_add, bump, current_target, get_or_insert, read_field, target_tgid_of},
+    offcpu::{next_tid, prev_state, runnable},
+    target::{atomic_add, bump, get_or_insert, read_field, switching_out, target_task},
 };
-
-#[map]
-static RUNQ_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(RUNQ_START_ENTRIES, 0);
 
 #[map]
 static RUNQ_HIST: HashMap<u32, RunqHist> = HashMap::with_max_entries(RUNQ_HIST_ENTRIES, 0);
@@ -51,19 +49,15 @@ pub fn runq_wakeup_new(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn enqueue(tid: u32) {
-    if tid == 0 || target_tgid_of(tid).is_none() {
-        return;
+    if let Some(state) = target_task(tid) {
+        stamp(state);
     }
-    record_enqueue(tid);
 }
 
 #[inline(always)]
-fn record_enqueue(tid: u32) {
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
-    if RUNQ_START.insert(&tid, &now, 0).is_err() {
-        bump(Counter::RunqStartFull);
-    }
+fn stamp(state: *mut TaskState) {
+    // SAFETY: plain helper call; `state` points into the thread's entry.
+    unsafe { (*state).runq_ts = bpf_ktime_get_ns() };
 }
 
 #[tracepoint]
@@ -74,20 +68,25 @@ pub fn runq_switch(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn try_runq_switch(ctx: &TracePointContext) {
-    if let Some(prev) = current_target() {
-        if prev_was_runnable(ctx) {
-            record_enqueue(prev.tid);
+    let state = prev_state(ctx);
+    if let Some(prev) = switching_out(state) {
+        if runnable(state) {
+            stamp(prev.state);
         }
     }
     let next = next_tid(ctx);
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(enqueued) = (unsafe { RUNQ_START.get(&next) }).copied() else {
+    let Some(task) = target_task(next) else {
         return;
     };
-    let _ = RUNQ_START.remove(&next);
-    let Some(tgid) = target_tgid_of(next) else {
-        return;
+    // SAFETY: `task` points into the thread's entry.
+    let (enqueued, tgid) = unsafe {
+        let enqueued = (*task).runq_ts;
+        (*task).runq_ts = 0;
+        (enqueued, (*task).tgid)
     };
+    if enqueued == 0 {
+        return;
+    }
     // SAFETY: plain helper call.
     let delta = unsafe { bpf_ktime_get_ns() }.saturating_sub(enqueued);
     bump(Counter::RunqEvents);

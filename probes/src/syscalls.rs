@@ -5,20 +5,17 @@ use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     helpers::bpf_ktime_get_ns,
     macros::{map, tracepoint},
-    maps::{LruHashMap, PerCpuHashMap},
+    maps::PerCpuHashMap,
     programs::TracePointContext,
 };
 use probes_common::{
     counters::Counter,
     hist::{log2_slot, HIST_SLOTS},
-    syscalls::{SyscallKey, SyscallStats, SYSCALL_ENTRIES, SYSCALL_START_ENTRIES},
+    syscalls::{SyscallKey, SyscallStats, SYSCALL_ENTRIES},
     tracepoint::Field,
 };
 
 use crate::target::{bump, current_target, read_field};
-
-#[map]
-static SYSCALL_START: LruHashMap<u32, u64> = LruHashMap::with_max_entries(SYSCALL_START_ENTRIES, 0);
 
 #[map]
 static SYSCALL_STATS: PerCpuHashMap<SyscallKey, SyscallStats> =
@@ -32,11 +29,8 @@ static mut SYS_EXIT_RET: Field = Field { offset: 0, size: 0 };
 #[tracepoint]
 pub fn syscall_enter(_ctx: TracePointContext) -> u32 {
     if let Some(task) = current_target() {
-        // SAFETY: plain helper call.
-        let now = unsafe { bpf_ktime_get_ns() };
-        if SYSCALL_START.insert(&task.tid, &now, 0).is_err() {
-            bump(Counter::SyscallStartFull);
-        }
+        // SAFETY: plain helper call; `task.state` points into the thread's own entry.
+        unsafe { (*task.state).syscall_ts = bpf_ktime_get_ns() };
     }
     0
 }
@@ -52,12 +46,16 @@ fn try_syscall_exit(ctx: &TracePointContext) {
     let Some(task) = current_target() else {
         return;
     };
-    // SAFETY: the value is copied out before the entry is removed.
-    let Some(entered) = (unsafe { SYSCALL_START.get(&task.tid) }).copied() else {
+    // SAFETY: `task.state` points into the thread's own entry.
+    let entered = unsafe {
+        let entered = (*task.state).syscall_ts;
+        (*task.state).syscall_ts = 0;
+        entered
+    };
+    if entered == 0 {
         bump(Counter::SyscallExitUnmatched);
         return;
-    };
-    let _ = SYSCALL_START.remove(&task.tid);
+    }
     // SAFETY: plain helper call.
     let delta = unsafe { bpf_ktime_get_ns() }.saturating_sub(entered);
     let key = SyscallKey {

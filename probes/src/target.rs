@@ -17,8 +17,10 @@ use aya_ebpf::{
 use probes_common::{
     counters::{Counter, COUNTERS},
     stack::{NO_STACK, STACK_ENTRIES},
-    target::{MAX_CGROUP_LEVEL, TARGET_CGROUP_ENTRIES, TARGET_TGID_ENTRIES, TARGET_TID_ENTRIES},
-    tracepoint::{Field, CLONE_THREAD},
+    target::{
+        TaskState, MAX_CGROUP_LEVEL, TARGET_CGROUP_ENTRIES, TARGET_TGID_ENTRIES, TARGET_TID_ENTRIES,
+    },
+    tracepoint::{Field, CLONE_THREAD, EXIT_STATE_MASK},
     COMM_LEN,
 };
 
@@ -29,7 +31,7 @@ const EFAULT: i32 = -14;
 pub static TARGET_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(TARGET_TGID_ENTRIES, 0);
 
 #[map]
-pub static TARGET_TIDS: HashMap<u32, u32> = HashMap::with_max_entries(TARGET_TID_ENTRIES, 0);
+pub static TARGET_TIDS: HashMap<u32, TaskState> = HashMap::with_max_entries(TARGET_TID_ENTRIES, 0);
 
 #[map]
 pub static TARGET_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(TARGET_CGROUP_ENTRIES, 0);
@@ -58,6 +60,8 @@ static mut EXIT_PID: Field = Field { offset: 0, size: 0 };
 pub struct Task {
     pub tgid: u32,
     pub tid: u32,
+    /// The thread's entry in TARGET_TIDS.
+    pub state: *mut TaskState,
 }
 
 /// Adds one to a counter.
@@ -101,33 +105,59 @@ pub fn read_field(ctx: &TracePointContext, field: *const Field) -> u64 {
 #[inline(always)]
 pub fn current_target() -> Option<Task> {
     let pid_tgid = bpf_get_current_pid_tgid();
-    let task = Task {
-        tgid: (pid_tgid >> 32) as u32,
-        tid: pid_tgid as u32,
-    };
-    if task.tid == 0 {
+    let tgid = (pid_tgid >> 32) as u32;
+    let tid = pid_tgid as u32;
+    if tid == 0 {
         return None;
     }
-    // SAFETY: read-only use of a map value.
-    if let Some(tgid) = unsafe { TARGET_TIDS.get(&task.tid) } {
-        if *tgid == task.tgid {
-            return Some(task);
+    if let Some(state) = TARGET_TIDS.get_ptr_mut(&tid) {
+        // SAFETY: `state` points into the map entry for `tid`.
+        if unsafe { (*state).tgid } == tgid {
+            return Some(Task { tgid, tid, state });
         }
     }
-    if !current_process_is_target(task.tgid) {
+    if !current_process_is_target(tgid) {
         return None;
     }
-    if TARGET_TIDS.insert(&task.tid, &task.tgid, 0).is_err() {
-        bump(Counter::TargetTidsFull);
-    }
-    Some(task)
+    let state = remember(tid, tgid)?;
+    Some(Task { tgid, tid, state })
 }
 
-/// The process a target thread `tid` belongs to, for hooks that run in another task's context.
+/// Starts tracking thread `tid` of process `tgid`.
 #[inline(always)]
-pub fn target_tgid_of(tid: u32) -> Option<u32> {
-    // SAFETY: read-only use of a map value.
-    unsafe { TARGET_TIDS.get(&tid) }.copied()
+fn remember(tid: u32, tgid: u32) -> Option<*mut TaskState> {
+    let fresh = TaskState {
+        tgid,
+        ..TaskState::default()
+    };
+    if TARGET_TIDS.insert(&tid, &fresh, 0).is_err() {
+        bump(Counter::TargetTidsFull);
+        return None;
+    }
+    TARGET_TIDS.get_ptr_mut(&tid)
+}
+
+/// The state of target thread `tid`, for hooks that run in another task's context.
+#[inline(always)]
+pub fn target_task(tid: u32) -> Option<*mut TaskState> {
+    if tid == 0 {
+        return None;
+    }
+    TARGET_TIDS.get_ptr_mut(&tid)
+}
+
+/// The thread being switched out at sched_switch, when it is a target. A thread making its
+/// last switch-out (it has exited) is forgotten instead.
+#[inline(always)]
+pub fn switching_out(prev_state: u64) -> Option<Task> {
+    if prev_state & EXIT_STATE_MASK != 0 {
+        let tid = bpf_get_current_pid_tgid() as u32;
+        if target_task(tid).is_some() {
+            let _ = TARGET_TIDS.remove(&tid);
+        }
+        return None;
+    }
+    current_target()
 }
 
 #[inline(always)]
@@ -242,16 +272,15 @@ fn try_target_newtask(ctx: &TracePointContext) {
         bump(Counter::ForksFollowed);
         child
     };
-    if TARGET_TIDS.insert(&child, &child_tgid, 0).is_err() {
-        bump(Counter::TargetTidsFull);
-    }
+    let _ = remember(child, child_tgid);
 }
 
-/// sched_process_exit: forget the exiting thread, so its id cannot mark an unrelated task.
+/// sched_process_exit: forget the exiting thread, so its entry does not outlive it. (Its
+/// last switch-out, seen by `switching_out`, forgets it too.)
 #[tracepoint]
 pub fn target_exit(ctx: TracePointContext) -> u32 {
     let tid = read_field(&ctx, &raw const EXIT_PID) as u32;
-    if target_tgid_of(tid).is_some() {
+    if target_task(tid).is_some() {
         let _ = TARGET_TIDS.remove(&tid);
     }
     0

@@ -52,6 +52,9 @@ struct ProbeArgs {
     /// Shortest off-CPU interval recorded.
     #[arg(long, default_value = "1us", value_parser = parse_duration)]
     offcpu_min: Duration,
+    /// Probes to attach, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "oncpu,offcpu,runqlat,syscalls", value_parser = parse_probe)]
+    probes: Vec<ProbeKind>,
     /// Do not follow processes forked by --pid targets or the command.
     #[arg(long)]
     no_follow: bool,
@@ -61,6 +64,13 @@ struct ProbeArgs {
     /// The command to launch and record.
     #[arg(last = true, value_name = "CMD")]
     command: Vec<String>,
+}
+
+fn parse_probe(text: &str) -> Result<ProbeKind, String> {
+    ProbeKind::ALL
+        .into_iter()
+        .find(|k| k.name() == text)
+        .ok_or_else(|| format!("`{text}` is not a probe (oncpu, offcpu, runqlat, syscalls)"))
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -129,7 +139,7 @@ fn probe_run(args: ProbeArgs) -> anyhow::Result<ProbeRun> {
             freq_hz: args.freq,
             offcpu_min: args.offcpu_min,
             follow_fork: !args.no_follow,
-            probes: ProbeKind::ALL.into_iter().collect(),
+            probes: args.probes.into_iter().collect(),
         },
         out,
     })
@@ -153,6 +163,13 @@ mod tests {
         assert!(matches!(run.target, TargetSpec::Command(ref c) if c == &["sleep", "1"]));
         assert_eq!(run.duration, Duration::from_secs(2));
         assert_eq!(run.config.freq_hz, 999);
+        assert_eq!(run.config.probes.len(), 4);
+        let run = parse(&["probe", "--probes", "syscalls,oncpu", "--", "true"]).unwrap();
+        assert_eq!(
+            run.config.probes.into_iter().collect::<Vec<_>>(),
+            vec![ProbeKind::Oncpu, ProbeKind::Syscalls]
+        );
+        assert!(parse(&["probe", "--probes", "gpu", "--", "true"]).is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@ int main(int argc, char **argv) {
     sched_setaffinity(0, sizeof(set), &set);
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    long work = argc > 3 ? atol(argv[3]) : 250;
+    long work = argc > 3 ? atol(argv[3]) : 600;
     for (long i = 0; i < n; i++) {
         for (long j = 0; j < work; j++) sink += j;
         syscall(SYS_getppid);

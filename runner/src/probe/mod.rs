@@ -84,6 +84,16 @@ impl ProbeKind {
     /// Every probe.
     pub const ALL: [ProbeKind; 4] = [Self::Oncpu, Self::Offcpu, Self::Runqlat, Self::Syscalls];
 
+    /// The probe's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Oncpu => "oncpu",
+            Self::Offcpu => "offcpu",
+            Self::Runqlat => "runqlat",
+            Self::Syscalls => "syscalls",
+        }
+    }
+
     fn programs(self) -> &'static [ProgramSpec] {
         match self {
             Self::Oncpu => oncpu::PROGRAMS,
