@@ -62,7 +62,7 @@ fn packages() -> anyhow::Result<bool> {
     sh::run(
         root_command("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .args(["install", "-y", "-qq", "--no-install-recommends"])
+            .args(["install", "-y", "-qq"])
             .args(&missing),
     )
     .context("apt-get install")?;
