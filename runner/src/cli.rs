@@ -10,6 +10,7 @@ use crate::{
     cgroup,
     commands::{
         self,
+        load::LoadRun,
         probe::{ProbeRun, TargetSpec},
     },
     probe::{ProbeConfig, ProbeKind, MAX_FREQ},
@@ -31,8 +32,100 @@ enum Command {
     /// Attach the four probes (oncpu, offcpu, runqlat, syscalls) and the resource sampler to
     /// processes, a cgroup, or a command, and write flamegraphs and figures.
     Probe(ProbeArgs),
+    /// Drive HTTP (or WebSocket echo) load at a URL: closed or open loop, schedules, mixes.
+    Load(Box<LoadArgs>),
     /// Check that this machine can run the probes, and say how to fix what is missing.
     Doctor,
+}
+
+#[derive(Args, Debug)]
+struct LoadArgs {
+    /// http://host:port/path, or ws://host:port/path for WebSocket echo load.
+    url: String,
+    /// Connections (closed loop), or the most connections in flight (open loop).
+    #[arg(short = 'c', long, default_value_t = 50, allow_negative_numbers = true)]
+    connections: i64,
+    /// Worker threads, each a pinned current-thread runtime.
+    #[arg(short = 't', long, default_value_t = 1, allow_negative_numbers = true)]
+    threads: i64,
+    /// CPUs to pin the worker threads to, e.g. 0 or 0,2-3.
+    #[arg(long, value_name = "LIST")]
+    cpus: Option<String>,
+    /// Duration (per step with --rates).
+    #[arg(short = 'd', long, value_parser = parse_duration, conflicts_with = "requests")]
+    duration: Option<Duration>,
+    /// Stop after this many requests.
+    #[arg(short = 'n', long = "requests", allow_negative_numbers = true)]
+    requests: Option<i64>,
+    /// Open loop at a constant rate (requests/s).
+    #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["rates", "schedule"])]
+    rate: Option<f64>,
+    /// Open loop, one step per rate, each lasting -d.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        conflicts_with = "schedule"
+    )]
+    rates: Vec<f64>,
+    /// A schedule: sweep:50-1000:50:10s, rates:1000,2000:10s, spike:10,100,250,500:15s,
+    /// ramp:100-5000:60s, steady:C:DUR or rate:R:DUR.
+    #[arg(long, value_name = "SPEC")]
+    schedule: Option<String>,
+    /// HTTP method.
+    #[arg(short = 'm', long, default_value = "GET")]
+    method: String,
+    /// A header, `Name: value` (repeatable).
+    #[arg(short = 'H', long = "header", value_name = "K: V")]
+    headers: Vec<String>,
+    /// Request body text; {A..B} and {unique} are filled in per request.
+    #[arg(long, conflicts_with_all = ["body_file", "body_size", "multipart"])]
+    body: Option<String>,
+    /// Request body from a file.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["body_size", "multipart"])]
+    body_file: Option<PathBuf>,
+    /// A random body of this size, e.g. 5MiB.
+    #[arg(long, value_name = "BYTES", conflicts_with = "multipart")]
+    body_size: Option<String>,
+    /// Upload FILE as multipart/form-data field `file`.
+    #[arg(long, value_name = "FILE")]
+    multipart: Option<PathBuf>,
+    /// A weighted mix of requests from a TOML file (see README); replaces the URL's path.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["body", "body_file", "body_size", "multipart"])]
+    mix: Option<PathBuf>,
+    /// Pause between a response and the next request on a connection (closed loop).
+    #[arg(long, value_parser = parse_duration)]
+    think: Option<Duration>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+    /// Statuses that count as correct (default: any 2xx).
+    #[arg(long, value_delimiter = ',')]
+    expect_status: Vec<u16>,
+    /// The body must be exactly this.
+    #[arg(long, conflicts_with_all = ["expect_json", "expect_sha256"])]
+    expect_body: Option<String>,
+    /// The body must be JSON containing these keys and values.
+    #[arg(long, conflicts_with = "expect_sha256")]
+    expect_json: Option<String>,
+    /// The body must have this SHA-256 (64 hex digits); needs --expect-size.
+    #[arg(long, requires = "expect_size")]
+    expect_sha256: Option<String>,
+    /// The body must have this many bytes (with --expect-sha256).
+    #[arg(long, requires = "expect_sha256")]
+    expect_size: Option<u64>,
+    /// WebSocket message to echo.
+    #[arg(long, default_value = "runner-echo")]
+    ws_message: String,
+    /// Write the report as JSON.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write the latency percentile distribution (HdrHistogram .hgrm).
+    #[arg(long, value_name = "FILE")]
+    hgrm: Option<PathBuf>,
+    /// Write the per-second time series as CSV.
+    #[arg(long, value_name = "FILE")]
+    csv: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -95,8 +188,185 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Load(args) => {
+            let run = load_run(*args)?;
+            let interrupted = commands::load::run(&run)?;
+            Ok(if interrupted {
+                ExitCode::from(130)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::Doctor => commands::doctor(),
     }
+}
+
+/// Parses a size like `5MiB`, `10kB`, `1024`.
+fn parse_size(text: &str) -> anyhow::Result<u64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| anyhow::anyhow!("`{text}` is not a size like 5MiB, 10kB or 1024"))?;
+    let factor = match unit.trim().to_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => bail!("`{text}` is not a size like 5MiB, 10kB or 1024"),
+    };
+    Ok((number * factor) as u64)
+}
+
+/// Parses a CPU list like `0,2-3`.
+fn parse_cpus(text: &str) -> anyhow::Result<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in text.split(',') {
+        let bad =
+            || anyhow::anyhow!("--cpus `{text}`: `{part}` is not a CPU number or range like 2-3");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (
+                    a.trim().parse().map_err(|_| bad())?,
+                    b.trim().parse().map_err(|_| bad())?,
+                );
+                if b < a {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.trim().parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(cpus)
+}
+
+fn positive(name: &str, value: i64) -> anyhow::Result<usize> {
+    if value < 1 {
+        bail!("{name} must be at least 1, not {value}");
+    }
+    Ok(value as usize)
+}
+
+fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
+    use crate::load::{
+        parse_url,
+        request::{
+            parse_sha256, read_mix, BodyCheck, BodySource, Expect, RequestSpec, StatusExpect,
+        },
+        schedule::Schedule,
+        LoadConfig,
+    };
+    let connections = positive("connections (-c)", args.connections)?;
+    let threads = positive("threads (-t)", args.threads)?;
+    let max_requests = args
+        .requests
+        .map(|n| positive("requests (-n)", n).map(|n| n as u64))
+        .transpose()?;
+    for r in args.rate.iter().chain(&args.rates) {
+        if !(r.is_finite() && *r > 0.0) {
+            bail!("the rate must be above zero, not {r}");
+        }
+    }
+    let target = parse_url(&args.url)?;
+    let duration = match (args.duration, max_requests) {
+        (Some(d), _) => Some(d),
+        (None, Some(_)) => None,
+        (None, None) => Some(Duration::from_secs(10)),
+    };
+    let schedule = if let Some(spec) = &args.schedule {
+        Schedule::parse(spec, connections)?
+    } else if let Some(rate) = args.rate {
+        Schedule::rates(&[rate], connections, duration)
+    } else if !args.rates.is_empty() {
+        Schedule::rates(&args.rates, connections, duration)
+    } else {
+        Schedule::closed(connections, duration)
+    };
+    let cpus = args
+        .cpus
+        .as_deref()
+        .map(parse_cpus)
+        .transpose()?
+        .unwrap_or_default();
+    let body_check = if let Some(body) = args.expect_body {
+        Some(BodyCheck::Exact(body.into()))
+    } else if let Some(json) = args.expect_json {
+        Some(BodyCheck::JsonSubset(serde_json::from_str(&json).map_err(
+            |e| crate::load::request::RequestError::ExpectJson(e.to_string()),
+        )?))
+    } else if let (Some(sha), Some(size)) = (args.expect_sha256, args.expect_size) {
+        Some(BodyCheck::Digest {
+            size,
+            sha256: parse_sha256(&sha)?,
+        })
+    } else {
+        None
+    };
+    let status = if args.expect_status.is_empty() {
+        StatusExpect::Success
+    } else {
+        StatusExpect::OneOf(args.expect_status)
+    };
+    let requests = match &args.mix {
+        Some(path) => read_mix(path)?,
+        None => {
+            let body = if let Some(text) = args.body {
+                BodySource::Text(text)
+            } else if let Some(file) = args.body_file {
+                if let Err(e) = std::fs::File::open(&file) {
+                    bail!("cannot read the body file {}: {e}", file.display());
+                }
+                BodySource::File(file)
+            } else if let Some(size) = args.body_size {
+                BodySource::Size(parse_size(&size)?)
+            } else if let Some(file) = args.multipart {
+                if let Err(e) = std::fs::File::open(&file) {
+                    bail!("cannot read the multipart file {}: {e}", file.display());
+                }
+                BodySource::Multipart(file)
+            } else {
+                BodySource::Empty
+            };
+            vec![RequestSpec {
+                name: "request".into(),
+                weight: 1,
+                method: args.method,
+                path: target.path.clone(),
+                headers: args.headers.clone(),
+                body,
+                expect: Expect {
+                    status: status.clone(),
+                    body: body_check.clone(),
+                },
+            }]
+        }
+    };
+    let config = LoadConfig {
+        target,
+        requests,
+        threads,
+        cpus,
+        schedule,
+        max_requests,
+        timeout: args.timeout,
+        think: args.think,
+        ws_message: args.ws_message,
+    };
+    config.validate()?;
+    crate::load::request::Prepared::new(&config.requests, &config.target.authority)?;
+    Ok(LoadRun {
+        config,
+        json: args.json,
+        hgrm: args.hgrm,
+        csv: args.csv,
+    })
 }
 
 fn probe_run(args: ProbeArgs) -> anyhow::Result<ProbeRun> {
@@ -153,8 +423,61 @@ mod tests {
         let cli = Cli::try_parse_from(std::iter::once("runner").chain(args.iter().copied()))?;
         match cli.command {
             Command::Probe(a) => probe_run(a),
-            Command::Doctor => unreachable!(),
+            _ => unreachable!(),
         }
+    }
+
+    fn load(args: &[&str]) -> anyhow::Result<LoadRun> {
+        let cli = Cli::try_parse_from(["runner", "load"].into_iter().chain(args.iter().copied()))?;
+        match cli.command {
+            Command::Load(a) => load_run(*a),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn load_bad_input_is_one_clear_line() {
+        let err = |args: &[&str]| format!("{:#}", load(args).unwrap_err());
+        assert_eq!(
+            err(&["http://127.0.0.1:1/", "-c", "0"]),
+            "connections (-c) must be at least 1, not 0"
+        );
+        assert_eq!(
+            err(&["http://127.0.0.1:1/", "-c", "-5"]),
+            "connections (-c) must be at least 1, not -5"
+        );
+        assert_eq!(
+            err(&["http://127.0.0.1:1/", "-t", "0"]),
+            "threads (-t) must be at least 1, not 0"
+        );
+        assert_eq!(
+            err(&["http://127.0.0.1:1/", "--rate", "-3"]),
+            "the rate must be above zero, not -3"
+        );
+        assert!(err(&["ftp://x/"]).starts_with("ftp:// is not supported"));
+        assert!(err(&["::nonsense"]).contains("is not a URL"));
+        assert!(err(&["http://127.0.0.1:1/", "--schedule", "sweep:1-x:1:1s"]).contains("(at `x`)"));
+        assert!(
+            err(&["http://127.0.0.1:1/", "--body-file", "/no/such/file"])
+                .starts_with("cannot read the body file /no/such/file")
+        );
+        assert!(err(&["http://127.0.0.1:1/", "-t", "4", "-c", "2"])
+            .contains("4 threads need at least as many connections"));
+    }
+
+    #[test]
+    fn load_parses_sizes_cpus_and_modes() {
+        assert_eq!(parse_size("5MiB").unwrap(), 5 * 1024 * 1024);
+        assert_eq!(parse_size("10kB").unwrap(), 10_000);
+        assert_eq!(parse_size("1024").unwrap(), 1024);
+        assert!(parse_size("lots").is_err());
+        assert_eq!(parse_cpus("0,2-3").unwrap(), vec![0, 2, 3]);
+        assert!(parse_cpus("3-1").is_err());
+        let run = load(&["http://127.0.0.1:1/x", "--rates", "100,200", "-d", "2s"]).unwrap();
+        assert_eq!(run.config.schedule.steps.len(), 2);
+        let run = load(&["http://127.0.0.1:1/x", "-n", "100"]).unwrap();
+        assert_eq!(run.config.max_requests, Some(100));
+        assert_eq!(run.config.schedule.duration(), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod flamegraph;
 pub mod folded;
 pub mod hist;
 pub mod launch;
+pub mod load;
 pub mod privilege;
 pub mod probe;
 pub mod sampler;

@@ -1,5 +1,10 @@
 use std::process::ExitCode;
 
+// The load engine allocates a little per request (hyper's dispatch and headers); mimalloc
+// makes that measurably cheaper than glibc's malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match runner::cli::run() {
         Ok(code) => code,

@@ -1,0 +1,422 @@
+//! The load engine: closed and open loop, schedules, request mixes, response checks,
+//! coordinated-omission-corrected latency, and the report. `runner load` is a thin CLI over
+//! [`run`]; `runner profile` calls the same function.
+
+pub mod engine;
+pub mod record;
+pub mod report;
+pub mod request;
+pub mod schedule;
+
+use std::{
+    collections::BTreeMap,
+    net::{SocketAddr, ToSocketAddrs},
+    sync::{
+        atomic::{AtomicBool, AtomicI64, Ordering},
+        mpsc, Arc, Barrier, OnceLock,
+    },
+    time::{Duration, Instant},
+};
+
+use hdrhistogram::Histogram;
+use hyper::Uri;
+
+use engine::{Plan, Protocol, Shared};
+use record::{histogram, SecondBucket, StepStats, SECOND_SIGFIG};
+use report::{Figures, LoadReport, MixReport, SecondRow, StepReport};
+use request::{Prepared, RequestError, RequestSpec};
+use schedule::Schedule;
+
+/// Errors from setting up a load run.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("`{0}` is not a URL like http://127.0.0.1:8080/path")]
+    Url(String),
+    #[error("{scheme}:// is not supported; runner load speaks plain HTTP/1.1 (http://) and WebSocket (ws://)")]
+    Scheme { scheme: String },
+    #[error("cannot resolve `{host}`")]
+    Resolve {
+        host: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    #[error(transparent)]
+    Request(#[from] RequestError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("cannot start load worker thread")]
+    Thread(#[source] std::io::Error),
+}
+
+/// Where the load goes.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub url: String,
+    pub websocket: bool,
+    /// `host[:port]`, for the Host header.
+    pub authority: String,
+    pub addr: SocketAddr,
+    /// Path and query of the URL.
+    pub path: String,
+}
+
+/// Parses and resolves a target URL (`http://` or `ws://`).
+pub fn parse_url(url: &str) -> Result<Target, LoadError> {
+    let uri: Uri = url.parse().map_err(|_| LoadError::Url(url.into()))?;
+    let scheme = uri.scheme_str().ok_or_else(|| LoadError::Url(url.into()))?;
+    let websocket = match scheme {
+        "http" => false,
+        "ws" => true,
+        other => {
+            return Err(LoadError::Scheme {
+                scheme: other.into(),
+            })
+        }
+    };
+    let authority = uri.authority().ok_or_else(|| LoadError::Url(url.into()))?;
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() {
+        return Err(LoadError::Url(url.into()));
+    }
+    let port = authority.port_u16().unwrap_or(80);
+    let addr = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| LoadError::Resolve {
+            host: host.into(),
+            source: Some(e),
+        })?
+        .next()
+        .ok_or_else(|| LoadError::Resolve {
+            host: host.into(),
+            source: None,
+        })?;
+    Ok(Target {
+        url: url.into(),
+        websocket,
+        authority: authority.as_str().into(),
+        addr,
+        path: uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "/".into()),
+    })
+}
+
+/// A load run, validated.
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    pub target: Target,
+    /// The requests (one, or a weighted mix). Ignored for WebSocket targets.
+    pub requests: Vec<RequestSpec>,
+    pub threads: usize,
+    /// CPUs to pin worker threads to, round robin; empty: no pinning.
+    pub cpus: Vec<usize>,
+    pub schedule: Schedule,
+    /// Stop after this many requests (single-step schedules).
+    pub max_requests: Option<u64>,
+    pub timeout: Duration,
+    /// Pause between a response and the next request, per connection (closed loop).
+    pub think: Option<Duration>,
+    /// The WebSocket echo message.
+    pub ws_message: String,
+}
+
+impl LoadConfig {
+    /// Checks the combination of settings.
+    pub fn validate(&self) -> Result<(), LoadError> {
+        let invalid = |m: String| Err(LoadError::Invalid(m));
+        if self.threads == 0 {
+            return invalid("threads must be at least 1".into());
+        }
+        let conns = self.schedule.max_connections();
+        if conns == 0 {
+            return invalid("connections must be at least 1".into());
+        }
+        if self.threads > conns {
+            return invalid(format!(
+                "{} threads need at least as many connections (the schedule has at most {conns})",
+                self.threads
+            ));
+        }
+        if self.schedule.steps.len() > 1 && self.max_requests.is_some() {
+            return invalid(
+                "a request count (-n) works with a single-step run, not a schedule".into(),
+            );
+        }
+        if self.max_requests.is_none() && self.schedule.duration().is_none() {
+            return invalid("give a duration (-d) or a request count (-n)".into());
+        }
+        for step in &self.schedule.steps {
+            if let schedule::StepLoad::Open { from, to, .. } = step.load {
+                if !(from > 0.0 && to > 0.0) {
+                    return invalid("the rate must be above zero".into());
+                }
+                if step.duration.is_none() && from != to {
+                    return invalid("a ramp needs a duration".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Live figures, once per second.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub elapsed: Duration,
+    pub total: Option<Duration>,
+    pub last_second: SecondRow,
+    pub ok: u64,
+    pub errors: u64,
+}
+
+/// A finished run: the report, and the corrected latency histogram of the whole run.
+pub struct LoadOutcome {
+    pub report: LoadReport,
+    pub histogram: Histogram<u64>,
+}
+
+/// Runs the load. `stop` ends it early (the report is then marked interrupted); `progress`
+/// is called once a second.
+pub fn run(
+    config: &LoadConfig,
+    stop: Arc<AtomicBool>,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<LoadOutcome, LoadError> {
+    config.validate()?;
+    let protocol = if config.target.websocket {
+        Protocol::WebSocket {
+            url: config.target.url.clone(),
+            message: config.ws_message.clone(),
+        }
+    } else {
+        Protocol::Http
+    };
+    let specs = if config.target.websocket {
+        vec![RequestSpec::get(&config.target.path)]
+    } else {
+        config.requests.clone()
+    };
+    let prepared = Prepared::new(&specs, &config.target.authority)?;
+    let names = prepared.names();
+    let plan = Arc::new(Plan::new(
+        config.target.addr,
+        protocol,
+        prepared,
+        config.schedule.clone(),
+        config.timeout,
+        config.think,
+        config.threads,
+        config.cpus.clone(),
+    ));
+    let user_stop = stop;
+    let engine_stop = Arc::new(AtomicBool::new(false));
+    let shared = Arc::new(Shared {
+        start: OnceLock::new(),
+        stop: engine_stop.clone(),
+        budget: config.max_requests.map(|n| AtomicI64::new(n as i64)),
+    });
+    let barrier = Arc::new(Barrier::new(config.threads + 1));
+    let (tx, rx) = mpsc::channel::<SecondBucket>();
+    let mut handles = Vec::new();
+    for id in 0..config.threads {
+        let (plan, shared, barrier, tx) =
+            (plan.clone(), shared.clone(), barrier.clone(), tx.clone());
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("load-{id}"))
+                .spawn(move || engine::run_worker(id, plan, shared, barrier, tx))
+                .map_err(LoadError::Thread)?,
+        );
+    }
+    drop(tx);
+    let start = Instant::now();
+    let _ = shared.start.set(start);
+    barrier.wait();
+
+    let total = config.schedule.duration();
+    let mut seconds: BTreeMap<u64, (usize, SecondBucket)> = BTreeMap::new();
+    let mut rows: Vec<SecondRow> = Vec::new();
+    let (mut ok, mut errors) = (0u64, 0u64);
+    let mut interrupted = false;
+    loop {
+        if user_stop.load(Ordering::Relaxed) && !engine_stop.load(Ordering::Relaxed) {
+            interrupted = true;
+            engine_stop.store(true, Ordering::Relaxed);
+        }
+        match rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(bucket) => {
+                let second = bucket.second;
+                let entry = seconds
+                    .entry(second)
+                    .or_insert_with(|| (0, record::SecondBucket::new(second)));
+                merge_bucket(&mut entry.1, &bucket);
+                entry.0 += 1;
+                if entry.0 == config.threads {
+                    let (_, merged) = seconds.remove(&second).expect("present");
+                    let row = row_of(&merged);
+                    ok += row.ok;
+                    errors += row.errors;
+                    progress(&Progress {
+                        elapsed: start.elapsed(),
+                        total,
+                        last_second: row.clone(),
+                        ok,
+                        errors,
+                    });
+                    rows.push(row);
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let recorders: Vec<record::Recorder> = handles
+        .into_iter()
+        .map(|h| h.join().expect("load worker panicked"))
+        .collect();
+    let elapsed = start.elapsed();
+    for (_, (_, merged)) in std::mem::take(&mut seconds) {
+        rows.push(row_of(&merged));
+    }
+    rows.sort_by_key(|r| r.second);
+    rows.retain(|r| r.ok + r.errors > 0 || r.second < elapsed.as_secs());
+    // Buckets are labelled by the second they close; report the second they cover.
+    for r in &mut rows {
+        r.second = r.second.saturating_sub(1);
+    }
+
+    let mut steps: Vec<StepStats> = (0..config.schedule.steps.len())
+        .map(|_| StepStats::new(names.len()))
+        .collect();
+    for r in &recorders {
+        for (sum, s) in steps.iter_mut().zip(&r.steps) {
+            sum.merge(s);
+        }
+    }
+    let mut total_stats = StepStats::new(names.len());
+    for s in &steps {
+        total_stats.merge(s);
+    }
+    let ran = elapsed.as_secs_f64();
+    let step_reports: Vec<StepReport> = config
+        .schedule
+        .steps
+        .iter()
+        .zip(&steps)
+        .map(|(step, stats)| StepReport {
+            label: step.label.clone(),
+            load: step.load.clone(),
+            figures: Figures::new(
+                stats,
+                step.duration
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(ran)
+                    .min(ran),
+                report::step_rate(step),
+            ),
+        })
+        .collect();
+    let open = config
+        .schedule
+        .steps
+        .iter()
+        .all(|s| report::step_rate(s).is_some());
+    let total_rate = open.then(|| {
+        let sent: f64 = config
+            .schedule
+            .steps
+            .iter()
+            .map(|s| {
+                report::step_rate(s).unwrap() * s.duration.map(|d| d.as_secs_f64()).unwrap_or(ran)
+            })
+            .sum();
+        sent / config
+            .schedule
+            .duration()
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(ran)
+    });
+    let report = LoadReport {
+        schema: "runner.load/v1",
+        url: config.target.url.clone(),
+        connections: config.schedule.max_connections(),
+        threads: config.threads,
+        cpus: config.cpus.clone(),
+        timeout_s: config.timeout.as_secs_f64(),
+        interrupted,
+        total: Figures::new(&total_stats, ran, total_rate),
+        steps: step_reports,
+        mix: names
+            .iter()
+            .enumerate()
+            .map(|(i, (name, weight))| MixReport {
+                name: name.clone(),
+                weight: *weight,
+                ok: total_stats.per_entry[i][0],
+                errors: total_stats.per_entry[i][1],
+            })
+            .collect(),
+        timeseries: rows,
+    };
+    Ok(LoadOutcome {
+        report,
+        histogram: total_stats.corrected,
+    })
+}
+
+fn merge_bucket(into: &mut SecondBucket, from: &SecondBucket) {
+    into.hist.add(&from.hist).expect("same bounds");
+    into.ok += from.ok;
+    into.errors += from.errors;
+    into.bytes += from.bytes;
+}
+
+fn row_of(bucket: &SecondBucket) -> SecondRow {
+    let empty = bucket.hist.is_empty();
+    SecondRow {
+        second: bucket.second,
+        ok: bucket.ok,
+        errors: bucket.errors,
+        bytes: bucket.bytes,
+        p50_us: if empty {
+            0
+        } else {
+            bucket.hist.value_at_quantile(0.5)
+        },
+        p99_us: if empty {
+            0
+        } else {
+            bucket.hist.value_at_quantile(0.99)
+        },
+    }
+}
+
+/// An empty per-second histogram (for callers that merge rows themselves).
+pub fn second_histogram() -> Histogram<u64> {
+    histogram(SECOND_SIGFIG)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_http_or_ws() {
+        assert!(parse_url("http://127.0.0.1:8080/ping").is_ok());
+        let t = parse_url("ws://localhost:9/ws-echo").unwrap();
+        assert!(t.websocket);
+        assert_eq!(t.path, "/ws-echo");
+        assert_eq!(parse_url("http://127.0.0.1").unwrap().path, "/");
+        assert_eq!(
+            parse_url("https://example.com/").unwrap_err().to_string(),
+            "https:// is not supported; runner load speaks plain HTTP/1.1 (http://) and WebSocket (ws://)"
+        );
+        assert!(matches!(parse_url("not a url"), Err(LoadError::Url(_))));
+        assert!(matches!(parse_url("/just/a/path"), Err(LoadError::Url(_))));
+    }
+}

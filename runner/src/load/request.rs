@@ -1,0 +1,683 @@
+//! Requests: what is sent (method, path template, headers, body) and what counts as a
+//! correct response. Built once into templates; a fixed request is only cloned per send.
+
+use std::{fmt, path::PathBuf};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST},
+    HeaderMap, Method, Request, StatusCode, Uri,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Errors from describing requests.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("cannot read the body file {path}")]
+    BodyFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the mix file {path}")]
+    MixFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("mix file {path}: {message}")]
+    MixParse { path: PathBuf, message: String },
+    #[error("header `{0}` is not `Name: value`")]
+    Header(String),
+    #[error("`{0}` is not an HTTP method")]
+    Method(String),
+    #[error("path `{path}`: {problem}")]
+    Path { path: String, problem: String },
+    #[error("--expect-json is not valid JSON: {0}")]
+    ExpectJson(String),
+    #[error("--expect-sha256 takes 64 hex digits")]
+    ExpectSha256,
+    #[error("a mix needs at least one request with a weight above zero")]
+    EmptyMix,
+}
+
+/// Where a request body comes from.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodySource {
+    #[default]
+    Empty,
+    /// Literal text; `{A..B}` and `{unique}` are filled in per request.
+    Text(String),
+    /// A file's bytes.
+    File(PathBuf),
+    /// This many random bytes, generated once.
+    Size(u64),
+    /// A multipart/form-data upload of a file, as field `file`.
+    Multipart(PathBuf),
+}
+
+/// Which statuses count as correct.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub enum StatusExpect {
+    /// Any 2xx.
+    #[default]
+    Success,
+    /// One of these.
+    OneOf(Vec<u16>),
+}
+
+impl StatusExpect {
+    fn accepts(&self, status: StatusCode) -> bool {
+        match self {
+            StatusExpect::Success => status.is_success(),
+            StatusExpect::OneOf(codes) => codes.contains(&status.as_u16()),
+        }
+    }
+}
+
+/// An optional check of the response body.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum BodyCheck {
+    /// Byte for byte.
+    Exact(#[serde(skip)] Bytes),
+    /// A JSON document that contains these keys with these values.
+    JsonSubset(serde_json::Value),
+    /// This many bytes with this SHA-256, hashed as the body streams.
+    Digest { size: u64, sha256: String },
+}
+
+/// What a correct response looks like.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Expect {
+    pub status: StatusExpect,
+    pub body: Option<BodyCheck>,
+}
+
+/// One request of a mix, as described by the user.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RequestSpec {
+    pub name: String,
+    pub weight: u32,
+    pub method: String,
+    /// Path and query, e.g. `/items/{1..1000}?q={unique}`.
+    pub path: String,
+    /// `Name: value` lines.
+    pub headers: Vec<String>,
+    pub body: BodySource,
+    pub expect: Expect,
+}
+
+impl RequestSpec {
+    /// A GET of `path` with no body, expecting 2xx.
+    pub fn get(path: &str) -> Self {
+        Self {
+            name: "request".into(),
+            weight: 1,
+            method: "GET".into(),
+            path: path.into(),
+            headers: Vec::new(),
+            body: BodySource::Empty,
+            expect: Expect::default(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct MixFile {
+    request: Vec<MixEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MixEntry {
+    name: Option<String>,
+    weight: Option<u32>,
+    method: Option<String>,
+    path: String,
+    #[serde(default)]
+    headers: Vec<String>,
+    body: Option<String>,
+    body_file: Option<PathBuf>,
+    expect_status: Option<Vec<u16>>,
+}
+
+/// Reads a TOML mix file: `[[request]]` tables with `name`, `weight`, `method`, `path`,
+/// `headers` (["Name: value"]), `body` or `body_file`, and `expect_status`.
+pub fn read_mix(path: &std::path::Path) -> Result<Vec<RequestSpec>, RequestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RequestError::MixFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let file: MixFile = toml::from_str(&text).map_err(|e| RequestError::MixParse {
+        path: path.to_path_buf(),
+        message: e.message().to_string(),
+    })?;
+    Ok(file
+        .request
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| RequestSpec {
+            name: e.name.unwrap_or_else(|| format!("request{}", i + 1)),
+            weight: e.weight.unwrap_or(1),
+            method: e.method.unwrap_or_else(|| "GET".into()),
+            path: e.path,
+            headers: e.headers,
+            body: match (e.body, e.body_file) {
+                (Some(text), _) => BodySource::Text(text),
+                (None, Some(file)) => BodySource::File(file),
+                (None, None) => BodySource::Empty,
+            },
+            expect: Expect {
+                status: e.expect_status.map(StatusExpect::OneOf).unwrap_or_default(),
+                body: None,
+            },
+        })
+        .collect())
+}
+
+/// A piece of a template.
+#[derive(Clone, Debug, PartialEq)]
+enum Part {
+    Literal(String),
+    /// A random integer in `[lo, hi]`.
+    Range(u64, u64),
+    /// A string unique to this request within and across runs.
+    Unique,
+}
+
+/// Text with `{A..B}` and `{unique}` holes.
+#[derive(Clone, Debug, PartialEq)]
+struct Template {
+    parts: Vec<Part>,
+}
+
+impl Template {
+    fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..].find('}').map(|c| open + c).ok_or_else(|| {
+                format!("unclosed `{{` at byte {}", text.len() - rest.len() + open)
+            })?;
+            if open > 0 {
+                parts.push(Part::Literal(rest[..open].to_string()));
+            }
+            let hole = &rest[open + 1..close];
+            parts.push(if hole == "unique" {
+                Part::Unique
+            } else if let Some((lo, hi)) = hole.split_once("..") {
+                let lo: u64 = lo
+                    .parse()
+                    .map_err(|_| format!("`{{{hole}}}`: {lo} is not a number"))?;
+                let hi: u64 = hi
+                    .parse()
+                    .map_err(|_| format!("`{{{hole}}}`: {hi} is not a number"))?;
+                if hi < lo {
+                    return Err(format!("`{{{hole}}}`: the range is empty"));
+                }
+                Part::Range(lo, hi)
+            } else {
+                return Err(format!("`{{{hole}}}` is not {{A..B}} or {{unique}}"));
+            });
+            rest = &rest[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Literal(rest.to_string()));
+        }
+        Ok(Self { parts })
+    }
+
+    fn is_fixed(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Literal(_)))
+    }
+
+    fn render(&self, ctx: &mut RenderContext<'_>) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(s) => out.push_str(s),
+                Part::Range(lo, hi) => out.push_str(&ctx.rng.u64(*lo..=*hi).to_string()),
+                Part::Unique => {
+                    *ctx.counter += 1;
+                    out.push_str(&format!("{}-{}-{}", ctx.run_id, ctx.worker, ctx.counter));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Per-worker state for filling in templates.
+pub struct RenderContext<'a> {
+    pub rng: &'a mut fastrand::Rng,
+    pub run_id: &'a str,
+    pub worker: usize,
+    pub counter: &'a mut u64,
+}
+
+enum PathKind {
+    Fixed(Uri),
+    Templated(Template),
+}
+
+enum BodyKind {
+    Fixed(Bytes),
+    Templated(Template),
+}
+
+/// One request, ready to send.
+struct Entry {
+    name: String,
+    weight: u32,
+    method: Method,
+    path: PathKind,
+    headers: HeaderMap,
+    body: BodyKind,
+    expect: Expect,
+}
+
+/// The requests of a run, built once.
+pub struct Prepared {
+    entries: Vec<Entry>,
+    /// Cumulative weights, for picking an entry.
+    cumulative: Vec<u64>,
+}
+
+impl fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Prepared")
+            .field("entries", &self.entries.len())
+            .finish()
+    }
+}
+
+fn header(line: &str) -> Result<(HeaderName, HeaderValue), RequestError> {
+    let (name, value) = line
+        .split_once(':')
+        .ok_or_else(|| RequestError::Header(line.into()))?;
+    let name = HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| RequestError::Header(line.into()))?;
+    let value =
+        HeaderValue::from_str(value.trim()).map_err(|_| RequestError::Header(line.into()))?;
+    Ok((name, value))
+}
+
+fn read_file(path: &PathBuf) -> Result<Vec<u8>, RequestError> {
+    std::fs::read(path).map_err(|source| RequestError::BodyFile {
+        path: path.clone(),
+        source,
+    })
+}
+
+const BOUNDARY: &str = "runner-multipart-boundary-7d4f1a";
+
+impl Prepared {
+    /// Builds every request of `specs` for the server at `authority` (the Host header).
+    pub fn new(specs: &[RequestSpec], authority: &str) -> Result<Self, RequestError> {
+        let mut entries = Vec::new();
+        for spec in specs {
+            let method = Method::from_bytes(spec.method.to_uppercase().as_bytes())
+                .map_err(|_| RequestError::Method(spec.method.clone()))?;
+            let path_error = |problem: String| RequestError::Path {
+                path: spec.path.clone(),
+                problem,
+            };
+            if !spec.path.starts_with('/') {
+                return Err(path_error("must start with /".into()));
+            }
+            let template = Template::parse(&spec.path).map_err(path_error)?;
+            let path = if template.is_fixed() {
+                PathKind::Fixed(
+                    spec.path
+                        .parse::<Uri>()
+                        .map_err(|e| path_error(e.to_string()))?,
+                )
+            } else {
+                PathKind::Templated(template)
+            };
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                HOST,
+                HeaderValue::from_str(authority)
+                    .map_err(|_| RequestError::Header(authority.into()))?,
+            );
+            let body = match &spec.body {
+                BodySource::Empty => BodyKind::Fixed(Bytes::new()),
+                BodySource::Text(text) => {
+                    let template = Template::parse(text).map_err(path_error)?;
+                    if template.is_fixed() {
+                        BodyKind::Fixed(Bytes::from(text.clone()))
+                    } else {
+                        BodyKind::Templated(template)
+                    }
+                }
+                BodySource::File(path) => BodyKind::Fixed(Bytes::from(read_file(path)?)),
+                BodySource::Size(size) => {
+                    let mut bytes = vec![0u8; *size as usize];
+                    fastrand::Rng::with_seed(0x5eed).fill(&mut bytes);
+                    BodyKind::Fixed(Bytes::from(bytes))
+                }
+                BodySource::Multipart(path) => {
+                    let data = read_file(path)?;
+                    let filename = path
+                        .file_name()
+                        .map(|n| n.to_string_lossy().replace('"', ""))
+                        .unwrap_or_else(|| "upload".into());
+                    let mut body = format!(
+                        "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{filename}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+                    )
+                    .into_bytes();
+                    body.extend_from_slice(&data);
+                    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+                    headers.insert(
+                        CONTENT_TYPE,
+                        HeaderValue::from_str(&format!("multipart/form-data; boundary={BOUNDARY}"))
+                            .unwrap(),
+                    );
+                    BodyKind::Fixed(Bytes::from(body))
+                }
+            };
+            for line in &spec.headers {
+                let (name, value) = header(line)?;
+                headers.insert(name, value);
+            }
+            entries.push(Entry {
+                name: spec.name.clone(),
+                weight: spec.weight,
+                method,
+                path,
+                headers,
+                body,
+                expect: spec.expect.clone(),
+            });
+        }
+        let mut total = 0u64;
+        let cumulative = entries
+            .iter()
+            .map(|e| {
+                total += u64::from(e.weight);
+                total
+            })
+            .collect();
+        if total == 0 {
+            return Err(RequestError::EmptyMix);
+        }
+        Ok(Self {
+            entries,
+            cumulative,
+        })
+    }
+
+    /// Names and weights of the entries, in order.
+    pub fn names(&self) -> Vec<(String, u32)> {
+        self.entries
+            .iter()
+            .map(|e| (e.name.clone(), e.weight))
+            .collect()
+    }
+
+    /// Picks an entry by weight.
+    pub fn pick(&self, rng: &mut fastrand::Rng) -> usize {
+        if self.entries.len() == 1 {
+            return 0;
+        }
+        let total = *self.cumulative.last().unwrap();
+        let x = rng.u64(0..total);
+        self.cumulative.partition_point(|&c| c <= x)
+    }
+
+    /// The request of entry `index`.
+    pub fn build(&self, index: usize, ctx: &mut RenderContext<'_>) -> Request<Full<Bytes>> {
+        let entry = &self.entries[index];
+        let uri = match &entry.path {
+            PathKind::Fixed(uri) => uri.clone(),
+            PathKind::Templated(t) => t
+                .render(ctx)
+                .parse()
+                .unwrap_or_else(|_| Uri::from_static("/")),
+        };
+        let body = match &entry.body {
+            BodyKind::Fixed(bytes) => bytes.clone(),
+            BodyKind::Templated(t) => Bytes::from(t.render(ctx)),
+        };
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = entry.method.clone();
+        *request.uri_mut() = uri;
+        *request.headers_mut() = entry.headers.clone();
+        request
+    }
+
+    /// What a correct response to entry `index` looks like.
+    pub fn expect(&self, index: usize) -> &Expect {
+        &self.entries[index].expect
+    }
+}
+
+/// Checks a body as it streams in.
+pub enum BodyChecker<'a> {
+    None,
+    Collect(&'a BodyCheck, Vec<u8>),
+    Hash(u64, String, Sha256, u64),
+}
+
+impl<'a> BodyChecker<'a> {
+    /// A checker for `check`.
+    pub fn new(check: Option<&'a BodyCheck>) -> Self {
+        match check {
+            None => BodyChecker::None,
+            Some(BodyCheck::Digest { size, sha256 }) => {
+                BodyChecker::Hash(*size, sha256.clone(), Sha256::new(), 0)
+            }
+            Some(check) => BodyChecker::Collect(check, Vec::new()),
+        }
+    }
+
+    /// Feeds a chunk.
+    pub fn update(&mut self, chunk: &[u8]) {
+        match self {
+            BodyChecker::None => {}
+            BodyChecker::Collect(_, buf) => buf.extend_from_slice(chunk),
+            BodyChecker::Hash(_, _, hasher, seen) => {
+                hasher.update(chunk);
+                *seen += chunk.len() as u64;
+            }
+        }
+    }
+
+    /// True when the whole body matched.
+    pub fn matches(self) -> bool {
+        match self {
+            BodyChecker::None => true,
+            BodyChecker::Collect(BodyCheck::Exact(expected), buf) => buf == expected.as_ref(),
+            BodyChecker::Collect(BodyCheck::JsonSubset(expected), buf) => {
+                serde_json::from_slice::<serde_json::Value>(&buf)
+                    .map(|actual| json_contains(&actual, expected))
+                    .unwrap_or(false)
+            }
+            BodyChecker::Collect(BodyCheck::Digest { .. }, _) => false,
+            BodyChecker::Hash(size, sha256, hasher, seen) => {
+                seen == size && hex(&hasher.finalize()) == sha256
+            }
+        }
+    }
+}
+
+/// True when `actual` holds every key of `expected` with an equal value (recursively for
+/// objects); other values must be equal.
+pub fn json_contains(actual: &serde_json::Value, expected: &serde_json::Value) -> bool {
+    match (actual, expected) {
+        (serde_json::Value::Object(a), serde_json::Value::Object(e)) => e
+            .iter()
+            .all(|(k, v)| a.get(k).is_some_and(|av| json_contains(av, v))),
+        (a, e) => a == e,
+    }
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses `--expect-sha256`.
+pub fn parse_sha256(text: &str) -> Result<String, RequestError> {
+    let text = text.trim().to_lowercase();
+    if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(text)
+    } else {
+        Err(RequestError::ExpectSha256)
+    }
+}
+
+/// Status check of a response.
+pub fn status_ok(expect: &Expect, status: StatusCode) -> bool {
+    expect.status.accepts(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx_parts() -> (fastrand::Rng, u64) {
+        (fastrand::Rng::with_seed(7), 0)
+    }
+
+    #[test]
+    fn templates_fill_ranges_and_unique_strings() {
+        let t = Template::parse("/items/{1..3}?tag={unique}").unwrap();
+        let (mut rng, mut counter) = ctx_parts();
+        let mut ctx = RenderContext {
+            rng: &mut rng,
+            run_id: "r1",
+            worker: 2,
+            counter: &mut counter,
+        };
+        let a = t.render(&mut ctx);
+        let b = t.render(&mut ctx);
+        assert!(
+            a.starts_with("/items/") && a.ends_with("?tag=r1-2-1"),
+            "{a}"
+        );
+        assert!(b.ends_with("?tag=r1-2-2"));
+        let n: u64 = a["/items/".len()..a.find('?').unwrap()].parse().unwrap();
+        assert!((1..=3).contains(&n));
+        assert!(Template::parse("/x/{1..}").is_err());
+        assert!(Template::parse("/x/{5..1}").is_err());
+        assert!(Template::parse("/x/{oops").is_err());
+        assert!(Template::parse("/plain").unwrap().is_fixed());
+    }
+
+    #[test]
+    fn weighted_pick_follows_weights() {
+        let specs: Vec<RequestSpec> = [("a", 5), ("b", 3), ("c", 2)]
+            .iter()
+            .map(|(n, w)| RequestSpec {
+                name: n.to_string(),
+                weight: *w,
+                ..RequestSpec::get("/")
+            })
+            .collect();
+        let prepared = Prepared::new(&specs, "localhost").unwrap();
+        let mut rng = fastrand::Rng::with_seed(1);
+        let mut counts = [0u32; 3];
+        for _ in 0..100_000 {
+            counts[prepared.pick(&mut rng)] += 1;
+        }
+        assert!((counts[0] as i64 - 50_000).abs() < 1000, "{counts:?}");
+        assert!((counts[1] as i64 - 30_000).abs() < 1000, "{counts:?}");
+    }
+
+    #[test]
+    fn builds_requests_with_host_and_body() {
+        let mut spec = RequestSpec::get("/upload");
+        spec.method = "post".into();
+        spec.headers = vec!["X-Test: 1".into()];
+        spec.body = BodySource::Size(1024);
+        let prepared = Prepared::new(&[spec], "127.0.0.1:8080").unwrap();
+        let (mut rng, mut counter) = ctx_parts();
+        let mut ctx = RenderContext {
+            rng: &mut rng,
+            run_id: "r",
+            worker: 0,
+            counter: &mut counter,
+        };
+        let req = prepared.build(0, &mut ctx);
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(req.uri(), "/upload");
+        assert_eq!(req.headers()[HOST], "127.0.0.1:8080");
+        assert_eq!(req.headers()["x-test"], "1");
+        assert!(matches!(
+            Prepared::new(
+                &[RequestSpec {
+                    headers: vec!["bad".into()],
+                    ..RequestSpec::get("/")
+                }],
+                "h"
+            ),
+            Err(RequestError::Header(_))
+        ));
+    }
+
+    #[test]
+    fn body_checks() {
+        let exact = BodyCheck::Exact(Bytes::from_static(b"pong"));
+        let mut c = BodyChecker::new(Some(&exact));
+        c.update(b"po");
+        c.update(b"ng");
+        assert!(c.matches());
+        let json = BodyCheck::JsonSubset(serde_json::json!({"message": "hello"}));
+        let mut c = BodyChecker::new(Some(&json));
+        c.update(br#"{"message":"hello","ts":"2026"}"#);
+        assert!(c.matches());
+        let mut c = BodyChecker::new(Some(&json));
+        c.update(br#"{"message":"bye"}"#);
+        assert!(!c.matches());
+        let digest = BodyCheck::Digest {
+            size: 3,
+            sha256: hex(&Sha256::digest(b"abc")),
+        };
+        let mut c = BodyChecker::new(Some(&digest));
+        c.update(b"abc");
+        assert!(c.matches());
+        let mut c = BodyChecker::new(Some(&digest));
+        c.update(b"abd");
+        assert!(!c.matches());
+    }
+
+    #[test]
+    fn reads_a_mix_file() {
+        let dir = std::env::temp_dir().join(format!("runner-mix-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("mix.toml");
+        std::fs::write(
+            &path,
+            r#"
+[[request]]
+name = "get"
+weight = 5
+path = "/items/{1..1000}"
+
+[[request]]
+name = "create"
+weight = 3
+method = "POST"
+path = "/items"
+headers = ["Content-Type: application/json"]
+body = '{"name":"item-{unique}","description":"d","price":1.5}'
+expect_status = [201]
+"#,
+        )
+        .unwrap();
+        let specs = read_mix(&path).unwrap();
+        assert_eq!(specs.len(), 2);
+        assert_eq!(specs[1].expect.status, StatusExpect::OneOf(vec![201]));
+        assert!(Prepared::new(&specs, "h").is_ok());
+        std::fs::write(&path, "[[request]]\nwieght = 1\npath = \"/\"\n").unwrap();
+        assert!(matches!(
+            read_mix(&path),
+            Err(RequestError::MixParse { .. })
+        ));
+    }
+}

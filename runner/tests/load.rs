@@ -1,0 +1,465 @@
+//! The load engine against an in-process hyper server whose behaviour the test controls.
+
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::{body::Frame, server::conn::http1, service::service_fn, Request, Response};
+use hyper_util::rt::TokioIo;
+use runner::load::{
+    self,
+    request::{BodyCheck, Expect, RequestSpec, StatusExpect},
+    schedule::Schedule,
+    LoadConfig, LoadOutcome,
+};
+use sha2::{Digest, Sha256};
+use tokio::net::TcpListener;
+
+/// Tests that measure rates and latencies do not share the machine with each other.
+static TIMING: Mutex<()> = Mutex::new(());
+
+fn timing() -> std::sync::MutexGuard<'static, ()> {
+    TIMING.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Requests the server saw, by path.
+#[derive(Default)]
+struct Seen {
+    paths: Mutex<HashMap<String, u64>>,
+    total: AtomicU64,
+}
+
+/// How the test server answers.
+#[derive(Clone, Copy)]
+enum Behaviour {
+    Ok,
+    /// Requests that arrive in the second half of each second wait until it ends.
+    FreezeHalfOfEverySecond,
+    /// /slow never answers.
+    SlowPath,
+    /// /stream sends 10 MiB in 64 KiB chunks.
+    Stream,
+}
+
+struct Server {
+    addr: SocketAddr,
+    seen: Arc<Seen>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+const STREAM_BYTES: usize = 10 * 1024 * 1024;
+
+fn stream_bytes() -> Vec<u8> {
+    (0..STREAM_BYTES).map(|i| (i % 251) as u8).collect()
+}
+
+fn server(behaviour: Behaviour) -> Server {
+    let seen = Arc::new(Seen::default());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let start = Instant::now();
+            let data = Bytes::from(stream_bytes());
+            let serve = async {
+                loop {
+                    let (stream, _) = listener.accept().await.unwrap();
+                    let seen = seen2.clone();
+                    let data = data.clone();
+                    tokio::spawn(async move {
+                        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                            let seen = seen.clone();
+                            let data = data.clone();
+                            async move {
+                                let path = req.uri().path().to_string();
+                                let _ = req.into_body().collect().await;
+                                seen.total.fetch_add(1, Ordering::Relaxed);
+                                *seen.paths.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+                                match behaviour {
+                                    Behaviour::FreezeHalfOfEverySecond => {
+                                        let phase = start.elapsed().as_millis() % 1000;
+                                        if phase >= 500 {
+                                            tokio::time::sleep(Duration::from_millis(
+                                                (1000 - phase) as u64,
+                                            ))
+                                            .await;
+                                        }
+                                    }
+                                    Behaviour::SlowPath if path == "/slow" => {
+                                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                                    }
+                                    _ => {}
+                                }
+                                let body: http_body_util::combinators::BoxBody<Bytes, Infallible> =
+                                    if matches!(behaviour, Behaviour::Stream) {
+                                        let chunks: Vec<Result<Frame<Bytes>, Infallible>> = data
+                                            .chunks(64 * 1024)
+                                            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+                                            .collect();
+                                        BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
+                                            chunks,
+                                        )))
+                                    } else {
+                                        Full::new(Bytes::from_static(b"pong")).boxed()
+                                    };
+                                let status = if path == "/missing" { 404 } else { 200 };
+                                Ok::<_, Infallible>(
+                                    Response::builder().status(status).body(body).unwrap(),
+                                )
+                            }
+                        });
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+            };
+            tokio::select! {
+                _ = serve => {}
+                _ = rx => {}
+            }
+        });
+    });
+    Server {
+        addr: addr_rx.recv().unwrap(),
+        seen,
+        _shutdown: tx,
+    }
+}
+
+fn config(addr: SocketAddr, path: &str, schedule: Schedule) -> LoadConfig {
+    LoadConfig {
+        target: load::parse_url(&format!("http://{addr}{path}")).unwrap(),
+        requests: vec![RequestSpec::get(path)],
+        threads: 1,
+        cpus: Vec::new(),
+        schedule,
+        max_requests: None,
+        timeout: Duration::from_secs(5),
+        think: None,
+        ws_message: "x".into(),
+    }
+}
+
+fn run(config: &LoadConfig) -> LoadOutcome {
+    let started = Instant::now();
+    let outcome = load::run(config, Arc::new(AtomicBool::new(false)), &mut |_| {}).unwrap();
+    let limit = config
+        .schedule
+        .duration()
+        .unwrap_or(Duration::from_secs(30))
+        + config.timeout
+        + Duration::from_secs(5);
+    assert!(started.elapsed() < limit, "the run ended in time");
+    outcome
+}
+
+fn secs(s: u64) -> Option<Duration> {
+    Some(Duration::from_secs(s))
+}
+
+#[test]
+fn a_request_count_is_exact() {
+    let server = server(Behaviour::Ok);
+    let mut c = config(server.addr, "/ping", Schedule::closed(8, None));
+    c.max_requests = Some(1000);
+    c.threads = 2;
+    let report = run(&c).report;
+    assert_eq!(report.total.ok, 1000);
+    assert_eq!(report.total.error_total, 0);
+    assert_eq!(server.seen.total.load(Ordering::Relaxed), 1000);
+}
+
+#[test]
+fn open_loop_holds_its_rate() {
+    let _timing = timing();
+    let server = server(Behaviour::Ok);
+    let c = config(
+        server.addr,
+        "/ping",
+        Schedule::rates(&[5000.0], 16, secs(3)),
+    );
+    let report = run(&c).report;
+    let achieved = report.total.achieved_rate.unwrap();
+    assert!(
+        (achieved - 5000.0).abs() <= 50.0,
+        "achieved {achieved} req/s, target 5000 +-1%"
+    );
+    let seen = server.seen.total.load(Ordering::Relaxed) as f64;
+    assert!((seen - 15_000.0).abs() <= 150.0, "server saw {seen}");
+    assert_eq!(report.total.target_rate, Some(5000.0));
+    assert!(report.total.latency_uncorrected_us.is_some());
+}
+
+#[test]
+fn corrected_latency_sees_what_a_stalled_server_hides() {
+    let _timing = timing();
+    let server = server(Behaviour::FreezeHalfOfEverySecond);
+    let c = config(server.addr, "/ping", Schedule::rates(&[1000.0], 4, secs(4)));
+    let report = run(&c).report;
+    let corrected = report.total.latency_us.p99;
+    let uncorrected = report.total.latency_uncorrected_us.unwrap().p99;
+    assert!(
+        corrected >= 400_000,
+        "corrected p99 {corrected} us, expected >= 400 ms"
+    );
+    assert!(
+        uncorrected * 10 < corrected,
+        "uncorrected p99 {uncorrected} us should be far lower"
+    );
+    assert!(
+        report.total.lateness.unwrap().late > 500,
+        "requests behind schedule are counted late"
+    );
+}
+
+#[test]
+fn faults_are_classified_without_hanging() {
+    // Timeouts.
+    let server = server(Behaviour::SlowPath);
+    let mut c = config(server.addr, "/slow", Schedule::closed(2, secs(1)));
+    c.timeout = Duration::from_millis(200);
+    let report = run(&c).report;
+    assert!(
+        report.total.errors["timeout"] >= 4,
+        "{:?}",
+        report.total.errors
+    );
+    assert_eq!(report.total.ok, 0);
+    // Statuses.
+    let c = config(server.addr, "/missing", Schedule::closed(2, secs(1)));
+    let report = run(&c).report;
+    assert!(report.total.errors["status_4xx"] > 10);
+    assert_eq!(
+        report.total.ok, 0,
+        "throughput counts only correct responses"
+    );
+    assert_eq!(report.total.rps, 0.0);
+    // Connection refused.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let c = config(refused, "/", Schedule::closed(2, secs(1)));
+    let report = run(&c).report;
+    assert!(
+        report.total.errors["connect"] > 10,
+        "{:?}",
+        report.total.errors
+    );
+    // A server that closes connections mid-response.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let rude = std::thread::spawn(move || {
+        listener.set_nonblocking(true).unwrap();
+        while !stop2.load(Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    use std::io::{Read, Write};
+                    s.set_nonblocking(false).unwrap();
+                    let mut buf = [0u8; 1024];
+                    let _ = s.read(&mut buf);
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf");
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    });
+    let c = config(addr, "/", Schedule::closed(2, secs(1)));
+    let report = run(&c).report;
+    stop.store(true, Ordering::Relaxed);
+    rude.join().unwrap();
+    assert!(
+        report.total.errors["reset"] > 10,
+        "{:?}",
+        report.total.errors
+    );
+    assert_eq!(report.total.ok, 0);
+}
+
+#[test]
+fn a_streamed_body_is_counted_byte_exact() {
+    let server = server(Behaviour::Stream);
+    let mut c = config(server.addr, "/stream", Schedule::closed(2, None));
+    c.max_requests = Some(20);
+    c.requests[0].expect = Expect {
+        status: StatusExpect::OneOf(vec![200]),
+        body: Some(BodyCheck::Digest {
+            size: STREAM_BYTES as u64,
+            sha256: runner::load::request::hex(&Sha256::digest(stream_bytes())),
+        }),
+    };
+    let report = run(&c).report;
+    assert_eq!(report.total.ok, 20, "{:?}", report.total.errors);
+    assert_eq!(report.total.bytes, 20 * STREAM_BYTES as u64);
+    // A wrong digest is a body mismatch, not a success.
+    c.requests[0].expect.body = Some(BodyCheck::Digest {
+        size: STREAM_BYTES as u64,
+        sha256: "0".repeat(64),
+    });
+    let report = run(&c).report;
+    assert_eq!(report.total.errors["body_mismatch"], 20);
+}
+
+#[test]
+fn a_weighted_mix_honours_its_weights() {
+    let _timing = timing();
+    let server = server(Behaviour::Ok);
+    let mut c = config(server.addr, "/", Schedule::closed(8, None));
+    c.max_requests = Some(6000);
+    c.requests = [("get", 5), ("create", 3), ("health", 2)]
+        .iter()
+        .map(|(name, weight)| RequestSpec {
+            name: name.to_string(),
+            weight: *weight,
+            ..RequestSpec::get(&format!("/{name}"))
+        })
+        .collect();
+    let report = run(&c).report;
+    assert_eq!(report.total.ok, 6000);
+    let paths = server.seen.paths.lock().unwrap();
+    for (name, weight) in [("get", 5.0), ("create", 3.0), ("health", 2.0)] {
+        let share = paths[&format!("/{name}")] as f64 / 6000.0 * 100.0;
+        let expected = weight * 10.0;
+        assert!(
+            (share - expected).abs() <= 3.0,
+            "{name}: {share:.1}% of requests, expected {expected}% +-3"
+        );
+        let mix = report.mix.iter().find(|m| m.name == *name).unwrap();
+        assert_eq!(mix.ok, paths[&format!("/{name}")]);
+    }
+}
+
+#[test]
+fn schedules_report_each_step() {
+    let _timing = timing();
+    let server = server(Behaviour::Ok);
+    let c = config(
+        server.addr,
+        "/ping",
+        Schedule::parse("sweep:2-6:2:1s", 8).unwrap(),
+    );
+    let report = run(&c).report;
+    assert_eq!(report.steps.len(), 3);
+    for step in &report.steps {
+        assert!(step.figures.ok > 100, "{}: {}", step.label, step.figures.ok);
+        assert!((step.figures.duration_s - 1.0).abs() < 0.01);
+    }
+    let sum: u64 = report.steps.iter().map(|s| s.figures.ok).sum();
+    assert_eq!(sum, report.total.ok);
+    assert!(report.timeseries.len() >= 3, "{:?}", report.timeseries);
+    let c = config(
+        server.addr,
+        "/ping",
+        Schedule::parse("rates:200,400:1s", 4).unwrap(),
+    );
+    let report = run(&c).report;
+    let rates: Vec<f64> = report
+        .steps
+        .iter()
+        .map(|s| s.figures.achieved_rate.unwrap())
+        .collect();
+    assert!(
+        (rates[0] - 200.0).abs() < 10.0 && (rates[1] - 400.0).abs() < 10.0,
+        "{rates:?}"
+    );
+}
+
+#[test]
+fn the_cli_writes_json_hgrm_and_csv() {
+    let server = server(Behaviour::Ok);
+    let dir = std::env::temp_dir().join(format!("runner-load-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .args([
+            "load",
+            &format!("http://{}/ping", server.addr),
+            "-c",
+            "4",
+            "-d",
+            "2s",
+            "--expect-body",
+            "pong",
+        ])
+        .arg("--json")
+        .arg(dir.join("r.json"))
+        .arg("--hgrm")
+        .arg(dir.join("r.hgrm"))
+        .arg("--csv")
+        .arg(dir.join("r.csv"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("ok/s") && stdout.contains("p99.99"),
+        "{stdout}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("r.json")).unwrap()).unwrap();
+    assert_eq!(json["schema"], "runner.load/v1");
+    assert!(json["rps"].as_f64().unwrap() > 100.0);
+    assert_eq!(json["error_total"], 0);
+    let hgrm = std::fs::read_to_string(dir.join("r.hgrm")).unwrap();
+    assert!(hgrm.contains("#[Max     ="));
+    let csv = std::fs::read_to_string(dir.join("r.csv")).unwrap();
+    assert!(csv.lines().count() >= 3, "{csv}");
+}
+
+#[test]
+fn websocket_echo_measures_each_message() {
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                    while let Some(Ok(msg)) = ws.next().await {
+                        if msg.is_text() && ws.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+    });
+    let addr: SocketAddr = addr_rx.recv().unwrap();
+    let mut c = config(addr, "/ws-echo", Schedule::closed(4, secs(1)));
+    c.target = load::parse_url(&format!("ws://{addr}/ws-echo")).unwrap();
+    c.ws_message = "hello".into();
+    let report = run(&c).report;
+    assert!(report.total.ok > 100, "{:?}", report.total);
+    assert_eq!(report.total.error_total, 0);
+    assert_eq!(report.total.bytes, report.total.ok * 5);
+    assert!(report.total.latency_us.p50 > 0);
+}
