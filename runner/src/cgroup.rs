@@ -153,3 +153,98 @@ mod tests {
         assert!(target.id > 0);
     }
 }
+
+/// This process's cgroup path in the hierarchy named by `controller` ("" for cgroup v2).
+fn own_path(controller: &str) -> Option<String> {
+    let text = fs::read_to_string("/proc/self/cgroup").ok()?;
+    text.lines().find_map(|line| {
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        let matches = if controller.is_empty() {
+            controllers.is_empty()
+        } else {
+            controllers.split(',').any(|c| c == controller)
+        };
+        matches.then(|| path.to_string())
+    })
+}
+
+/// The cgroups an app runs in: a cgroup v2 child of runner's own cgroup (membership, probe
+/// filtering, stopping), plus a v1 memory child on hybrid machines for the memory limit.
+#[derive(Debug, Default)]
+pub struct AppGroups {
+    pub v2: Option<PathBuf>,
+    pub v1_memory: Option<PathBuf>,
+    /// Limits that could not be applied, with why.
+    pub warnings: Vec<String>,
+}
+
+impl AppGroups {
+    /// Creates the groups named `label` and applies `memory` (bytes) where a memory
+    /// controller is available.
+    pub fn create(label: &str, memory: Option<u64>) -> Result<Self, CgroupError> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CgroupError::Io { path, source }
+        };
+        let mut groups = AppGroups::default();
+        let root = v2_root().ok_or_else(|| CgroupError::NotCgroup(PathBuf::from("/sys/fs/cgroup")))?;
+        let own = own_path("").unwrap_or_else(|| "/".into());
+        let parent = root.join(own.trim_start_matches('/'));
+        let v2 = parent.join(label);
+        fs::create_dir_all(&v2).map_err(io(&v2))?;
+        groups.v2 = Some(v2.clone());
+        let Some(limit) = memory else {
+            return Ok(groups);
+        };
+        let subtree = fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+        if subtree.split_whitespace().any(|c| c == "memory") {
+            fs::write(v2.join("memory.max"), limit.to_string()).map_err(io(&v2))?;
+            return Ok(groups);
+        }
+        let v1_root = Path::new("/sys/fs/cgroup/memory");
+        if let (true, Some(own_mem)) = (v1_root.join("memory.limit_in_bytes").exists(), own_path("memory")) {
+            let dir = v1_root.join(own_mem.trim_start_matches('/')).join(label);
+            fs::create_dir_all(&dir).map_err(io(&dir))?;
+            fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()).map_err(io(&dir))?;
+            groups.v1_memory = Some(dir);
+            return Ok(groups);
+        }
+        groups.warnings.push(format!(
+            "memory limit not applied: the memory controller is not enabled for runner's cgroup ({}); enable it in its parent's cgroup.subtree_control",
+            parent.display()
+        ));
+        Ok(groups)
+    }
+
+    /// The cgroup.procs files a new process must join.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.v2
+            .iter()
+            .chain(self.v1_memory.iter())
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
+    }
+
+    /// Every process in the app's v2 group.
+    pub fn pids(&self) -> Vec<u32> {
+        self.v2.as_deref().map(procs).unwrap_or_default()
+    }
+
+    /// The v2 group as a probe target.
+    pub fn target(&self) -> Option<CgroupTarget> {
+        self.v2.as_deref().and_then(|d| resolve(d).ok())
+    }
+
+    /// Removes the groups (they must be empty); retries briefly while processes exit.
+    pub fn remove(&self) {
+        for dir in self.v2.iter().chain(self.v1_memory.iter()) {
+            for _ in 0..50 {
+                if fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}

@@ -34,6 +34,20 @@ enum Command {
     Probe(ProbeArgs),
     /// Drive HTTP (or WebSocket echo) load at a URL: closed or open loop, schedules, mixes.
     Load(Box<LoadArgs>),
+    /// List the apps and which scenarios each supports.
+    List {
+        /// Print the matrix as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Start an app (and its database) and check every supported scenario against the contract.
+    Verify {
+        /// A bundled app's name, or the path of an app.toml.
+        app: String,
+        /// Check only these scenarios (repeatable).
+        #[arg(long = "scenario", value_name = "S")]
+        scenarios: Vec<String>,
+    },
     /// Check that this machine can run the probes, and say how to fix what is missing.
     Doctor,
 }
@@ -197,6 +211,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::List { json } => commands::apps::list(json),
+        Command::Verify { app, scenarios } => commands::apps::verify(&app, &scenarios),
         Command::Doctor => commands::doctor(),
     }
 }

@@ -1,6 +1,7 @@
 //! runner: drives HTTP load at web-framework apps while eBPF probes and procfs sample them,
 //! and writes flamegraphs, syscall and run-queue figures beside the results.
 
+pub mod apps;
 pub mod cgroup;
 pub mod cli;
 pub mod commands;

@@ -18,6 +18,14 @@ const PACKAGES: &[&str] = &[
     "gcc",
     "libc6-dev",
     "bpftool",
+    // Apps: their Python environments and their database.
+    "python3-venv",
+    "python3-dev",
+    "postgresql",
+    "libsqlite3-dev",
+    // For `cargo xtask bench load`: the server and the tool to compare against.
+    "nginx-light",
+    "wrk",
 ];
 
 /// bpf-linker, built against Debian's LLVM 22.

@@ -1,5 +1,6 @@
 //! The commands behind the CLI.
 
+pub mod apps;
 pub mod load;
 pub mod probe;
 

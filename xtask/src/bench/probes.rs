@@ -1,42 +1,12 @@
 //! `cargo xtask bench probes`: the overhead the probes add to a workload, measured by the
 //! workload itself, with and without `runner probe`, alternating A/B in one run.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Command,
-};
+use std::{path::Path, process::Command};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
+use super::{compile_c, elapsed_ns, flag, median};
 use crate::{setup, sh};
-
-/// Compiles a C file with frame pointers into target/xtask/NAME.
-pub fn compile_c(name: &str, src: &Path) -> anyhow::Result<PathBuf> {
-    let dir = sh::workspace().join("target/xtask");
-    std::fs::create_dir_all(&dir)?;
-    let bin = dir.join(name);
-    sh::run(
-        Command::new("gcc")
-            .args([
-                "-O0",
-                "-g",
-                "-fno-omit-frame-pointer",
-                "-mno-omit-leaf-frame-pointer",
-                "-o",
-            ])
-            .arg(&bin)
-            .arg(src),
-    )
-    .with_context(|| format!("compiling {}", src.display()))?;
-    Ok(bin)
-}
-
-pub fn run(args: &[String]) -> anyhow::Result<()> {
-    match args.first().map(String::as_str) {
-        Some("probes") => probes(&args[1..]),
-        _ => bail!("usage: cargo xtask bench probes [--rounds N] [--freq HZ]"),
-    }
-}
 
 struct Workload {
     name: &'static str,
@@ -59,34 +29,6 @@ const WORKLOADS: [Workload; 2] = [
         ops: 2_000_000.0,
     },
 ];
-
-fn flag(args: &[String], name: &str, default: u32) -> anyhow::Result<u32> {
-    match args.iter().position(|a| a == name) {
-        Some(i) => args
-            .get(i + 1)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("{name} takes a number")),
-        None => Ok(default),
-    }
-}
-
-fn elapsed_ns(stdout: &str) -> anyhow::Result<f64> {
-    stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("elapsed_ns="))
-        .and_then(|v| v.trim().parse().ok())
-        .with_context(|| format!("no elapsed_ns= line in: {stdout}"))
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len().is_multiple_of(2) {
-        (values[mid - 1] + values[mid]) / 2.0
-    } else {
-        values[mid]
-    }
-}
 
 /// One way of running a workload: plain, or under `runner probe` with some probes.
 #[derive(Clone, Copy)]
@@ -147,7 +89,7 @@ fn command(
     }
 }
 
-fn probes(args: &[String]) -> anyhow::Result<()> {
+pub fn run(args: &[String]) -> anyhow::Result<()> {
     let rounds = flag(args, "--rounds", 5)?.max(1);
     let freq = flag(args, "--freq", 99)?;
     setup::run()?;

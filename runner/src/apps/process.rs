@@ -1,0 +1,265 @@
+//! A running app: launched as an unprivileged user in its own cgroups, pinned to its CPUs,
+//! with its output in a log file; ready when its health route answers; stopped with
+//! SIGTERM to every process in its cgroup, then SIGKILL after 5 s.
+
+use std::{
+    ffi::CString,
+    net::SocketAddr,
+    os::unix::{ffi::OsStrExt, process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use nix::{sys::signal::Signal, unistd::Pid};
+
+use super::{http, manifest::Manifest, postgres::{cpu_set, tail}, user::RunAs};
+use crate::cgroup::{AppGroups, CgroupError};
+
+/// How long a stop waits after SIGTERM before SIGKILL.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Errors from launching an app.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot create the app's cgroups")]
+    Cgroup(#[from] CgroupError),
+    #[error("cannot create the log file {0}")]
+    Log(PathBuf, #[source] std::io::Error),
+    #[error("cannot start `{command}`")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{app} exited during start-up ({status}); log tail ({log}):\n{tail}")]
+    Exited { app: String, status: String, log: String, tail: String },
+    #[error("{app} did not answer GET {path} with 2xx within {secs}s; log tail ({log}):\n{tail}")]
+    NotReady { app: String, path: String, secs: u64, log: String, tail: String },
+}
+
+/// What an app is launched with.
+#[derive(Clone, Debug)]
+pub struct LaunchOptions {
+    pub port: u16,
+    pub workers: u32,
+    pub cpus: Vec<usize>,
+    pub memory: Option<u64>,
+    pub env: Vec<(String, String)>,
+    pub log: PathBuf,
+    /// Filled in for {bin}.
+    pub binary: Option<PathBuf>,
+    /// Filled in for {python}.
+    pub python: Option<PathBuf>,
+}
+
+/// The app's start command with its placeholders filled in.
+pub fn command_line(app: &Manifest, opts: &LaunchOptions) -> String {
+    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    app.start
+        .replace("{python}", &path(&opts.python))
+        .replace("{bin}", &path(&opts.binary))
+        .replace("{port}", &opts.port.to_string())
+        .replace("{workers}", &opts.workers.to_string())
+        .replace("{app_dir}", &app.dir.display().to_string())
+}
+
+/// A launched app. Dropping it stops it.
+pub struct AppProcess {
+    pub name: String,
+    pub addr: SocketAddr,
+    pub command: String,
+    pub log: PathBuf,
+    pub groups: AppGroups,
+    child: Option<Child>,
+}
+
+impl AppProcess {
+    /// Starts `app` in cgroups labelled `label`.
+    pub fn start(app: &Manifest, opts: &LaunchOptions, user: &RunAs, label: &str) -> Result<Self, AppError> {
+        let groups = AppGroups::create(label, opts.memory)?;
+        let log = std::fs::File::create(&opts.log).map_err(|e| AppError::Log(opts.log.clone(), e))?;
+        let command = command_line(app, opts);
+        let mut cmd = Command::new("/bin/sh");
+        cmd.arg("-c")
+            .arg(format!("exec {command}"))
+            .current_dir(&app.dir)
+            .env("HOST", "127.0.0.1")
+            .env("PORT", opts.port.to_string())
+            .env("WORKERS", opts.workers.to_string())
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONUNBUFFERED", "1")
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| AppError::Log(opts.log.clone(), e))?)
+            .stderr(log);
+        let procs: Vec<CString> = groups
+            .procs_files()
+            .iter()
+            .map(|p| CString::new(p.as_os_str().as_bytes()).expect("no NUL in cgroup paths"))
+            .collect();
+        let set = cpu_set(&opts.cpus);
+        // SAFETY: only async-signal-safe calls (open, write, close, setsid, sched_setaffinity,
+        // prctl) on data prepared before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                for file in &procs {
+                    let fd = libc::open(file.as_ptr(), libc::O_WRONLY);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    let ok = libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                    libc::close(fd);
+                    if !ok {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some(set) = &set {
+                    let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), set);
+                }
+                libc::setsid();
+                Ok(())
+            });
+        }
+        user.switch_in_child(&mut cmd);
+        // SAFETY: prctl is async-signal-safe; after the uid switch, which would clear it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|source| {
+            groups.remove();
+            AppError::Spawn {
+                command: command.clone(),
+                source,
+            }
+        })?;
+        Ok(Self {
+            name: app.name.clone(),
+            addr: SocketAddr::from(([127, 0, 0, 1], opts.port)),
+            command,
+            log: opts.log.clone(),
+            groups,
+            child: Some(child),
+        })
+    }
+
+    /// The last lines of the app's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log, lines)
+    }
+
+    /// The exit status, if the app's main process has exited.
+    pub fn exited(&mut self) -> Option<String> {
+        let child = self.child.as_mut()?;
+        child.try_wait().ok().flatten().map(|s| s.to_string())
+    }
+
+    /// Waits until GET `path` answers 2xx.
+    pub fn wait_ready(&mut self, path: &str, timeout: Duration) -> Result<(), AppError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                return Err(AppError::Exited {
+                    app: self.name.clone(),
+                    status,
+                    log: self.log.display().to_string(),
+                    tail: self.log_tail(20),
+                });
+            }
+            if let Ok(r) = http::get(self.addr, path, Duration::from_secs(2)) {
+                if r.status.is_success() {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                return Err(AppError::NotReady {
+                    app: self.name.clone(),
+                    path: path.into(),
+                    secs: timeout.as_secs(),
+                    log: self.log.display().to_string(),
+                    tail: self.log_tail(20),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every process of the app.
+    pub fn pids(&self) -> Vec<u32> {
+        self.groups.pids()
+    }
+
+    /// SIGTERM to every process in the app's cgroup, SIGKILL to what is left after 5 s,
+    /// then the cgroups are removed. Nothing is left running.
+    pub fn stop(&mut self) {
+        let signal_all = |signal: Signal, pids: &[u32]| {
+            for pid in pids {
+                let _ = nix::sys::signal::kill(Pid::from_raw(*pid as i32), signal);
+            }
+        };
+        let mut pids = self.pids();
+        if let Some(child) = &self.child {
+            pids.push(child.id());
+        }
+        signal_all(Signal::SIGTERM, &pids);
+        let deadline = Instant::now() + STOP_GRACE;
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                let _ = child.try_wait();
+            }
+            if self.pids().is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for _ in 0..3 {
+            let left = self.pids();
+            if left.is_empty() {
+                break;
+            }
+            signal_all(Signal::SIGKILL, &left);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.groups.remove();
+    }
+}
+
+impl Drop for AppProcess {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+    }
+}
+
+/// Whether `path` is usable as an app's working directory by `user` (readable and
+/// searchable).
+pub fn readable_by(path: &Path, user: &RunAs) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let mut dir = Some(path);
+    while let Some(d) = dir {
+        let Ok(meta) = std::fs::metadata(d) else {
+            return false;
+        };
+        let mode = meta.mode();
+        let ok = if meta.uid() == user.uid {
+            mode & 0o500 == 0o500
+        } else if meta.gid() == user.gid {
+            mode & 0o050 == 0o050
+        } else {
+            mode & 0o005 == 0o005
+        };
+        if !ok {
+            return false;
+        }
+        dir = d.parent();
+    }
+    true
+}

@@ -1,0 +1,167 @@
+//! Python environments for apps: one virtualenv per requirements file and interpreter,
+//! created on first use in a cache and reused after.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use sha2::{Digest, Sha256};
+
+use super::{manifest::Manifest, user::RunAs};
+
+/// Errors from provisioning.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error("{0} has no requirements file")]
+    NoRequirements(String),
+    #[error("cannot read {0}")]
+    Read(PathBuf, #[source] std::io::Error),
+    #[error("no python3 on PATH")]
+    NoPython,
+    #[error("creating the virtualenv {0} failed: {1}")]
+    Venv(PathBuf, String),
+    #[error("installing {app}'s requirements failed at package `{package}`; pip said:\n{tail}")]
+    Install { app: String, package: String, tail: String },
+}
+
+const SYSTEM_PYTHON: &str = "/usr/bin/python3";
+
+/// The cache folder: the invoking user's ~/.cache/runner under sudo, /var/cache/runner for
+/// root, ~/.cache/runner otherwise.
+pub fn cache_dir() -> PathBuf {
+    if let Ok(user) = std::env::var("SUDO_USER") {
+        if let Ok(Some(u)) = nix::unistd::User::from_name(&user) {
+            if !u.uid.is_root() {
+                return u.dir.join(".cache/runner");
+            }
+        }
+    }
+    if nix::unistd::Uid::effective().is_root() {
+        return PathBuf::from("/var/cache/runner");
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("runner")
+}
+
+fn python_version(python: &str) -> Option<String> {
+    let out = Command::new(python).arg("--version").output().ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The package pip failed on, from its output.
+pub fn failed_package(output: &str) -> String {
+    for line in output.lines().rev() {
+        for marker in [
+            "No matching distribution found for ",
+            "Could not find a version that satisfies the requirement ",
+            "Failed to build ",
+            "Failed building wheel for ",
+        ] {
+            if let Some(rest) = line.split(marker).nth(1) {
+                return rest.split_whitespace().next().unwrap_or(rest).trim_end_matches(',').to_string();
+            }
+        }
+    }
+    "(unknown: see pip's output)".into()
+}
+
+/// A provisioned environment.
+#[derive(Clone, Debug)]
+pub struct PythonEnv {
+    pub python: PathBuf,
+    pub version: String,
+    pub fresh: bool,
+}
+
+/// The virtualenv of `app`, created (and owned by `owner`) when missing.
+pub fn provision(app: &Manifest, cache: &Path, owner: &RunAs, progress: &mut dyn FnMut(&str)) -> Result<PythonEnv, ProvisionError> {
+    let requirements = app
+        .requirements
+        .as_ref()
+        .map(|r| app.dir.join(r))
+        .ok_or_else(|| ProvisionError::NoRequirements(app.name.clone()))?;
+    let text = std::fs::read(&requirements).map_err(|e| ProvisionError::Read(requirements.clone(), e))?;
+    // The system interpreter: a virtualenv links to it, and the app's (unprivileged) user
+    // must be able to run it, which a python3 under root's home (pyenv) would not allow.
+    let base = if Path::new(SYSTEM_PYTHON).exists() { SYSTEM_PYTHON } else { "python3" };
+    let version = python_version(base).ok_or(ProvisionError::NoPython)?;
+    let mut hasher = Sha256::new();
+    hasher.update(&text);
+    hasher.update(version.as_bytes());
+    hasher.update(b"runner-venv-v1");
+    let hash = crate::load::request::hex(&hasher.finalize());
+    let venv = cache.join("venvs").join(format!("{}-{}", app.name, &hash[..12]));
+    let python = venv.join("bin/python");
+    if venv.join(".complete").is_file() && python.exists() {
+        return Ok(PythonEnv {
+            python,
+            version,
+            fresh: false,
+        });
+    }
+    progress(&format!("creating a Python environment for {} (first use; cached in {})", app.name, venv.display()));
+    let _ = std::fs::remove_dir_all(&venv);
+    std::fs::create_dir_all(venv.parent().unwrap()).map_err(|e| ProvisionError::Read(venv.clone(), e))?;
+    let out = Command::new(base)
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .map_err(|e| ProvisionError::Venv(venv.clone(), e.to_string()))?;
+    if !out.status.success() {
+        return Err(ProvisionError::Venv(venv, String::from_utf8_lossy(&out.stderr).into_owned()));
+    }
+    progress(&format!("installing {}", requirements.display()));
+    let out = Command::new(venv.join("bin/pip"))
+        .args(["install", "--disable-pip-version-check", "--no-input", "-q", "-r"])
+        .arg(&requirements)
+        .output()
+        .map_err(|e| ProvisionError::Venv(venv.clone(), e.to_string()))?;
+    if !out.status.success() {
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let lines: Vec<&str> = all.lines().collect();
+        return Err(ProvisionError::Install {
+            app: app.name.clone(),
+            package: failed_package(&all),
+            tail: lines[lines.len().saturating_sub(8)..].join("\n"),
+        });
+    }
+    std::fs::write(venv.join(".complete"), &hash).map_err(|e| ProvisionError::Read(venv.clone(), e))?;
+    if std::env::var_os("SUDO_UID").is_some() {
+        // Under sudo the cache belongs to the invoking user.
+        chown_tree(&cache.join("venvs"), owner);
+    }
+    Ok(PythonEnv {
+        python,
+        version,
+        fresh: true,
+    })
+}
+
+fn chown_tree(dir: &Path, owner: &RunAs) {
+    let _ = owner.own(dir);
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let _ = owner.own(&path);
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                chown_tree(&path, owner);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_package_pip_failed_on() {
+        let out = "ERROR: Could not find a version that satisfies the requirement flask==99.0 (from versions: 1.0)\nERROR: No matching distribution found for flask==99.0\n";
+        assert_eq!(failed_package(out), "flask==99.0");
+        assert_eq!(failed_package("something else"), "(unknown: see pip's output)");
+    }
+}

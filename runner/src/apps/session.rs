@@ -1,0 +1,189 @@
+//! An app brought up with what its scenarios need: its environment, the database, and the
+//! app itself, ready to serve. Dropping the session stops everything it started.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{bail, Context};
+
+use super::{
+    manifest::{Language, Manifest},
+    postgres::{free_port, Postgres},
+    process::{AppProcess, LaunchOptions},
+    python,
+    scenarios::Scenario,
+    user::RunAs,
+};
+
+/// How long an app may take to answer its health route after launch.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// What to bring up.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    pub workers: Option<u32>,
+    pub app_cpus: Vec<usize>,
+    pub client_cpus: Vec<usize>,
+    pub memory: Option<u64>,
+    /// Where logs and scratch files go.
+    pub run_dir: PathBuf,
+}
+
+/// Versions and settings to record with results.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SessionFacts {
+    pub app: String,
+    pub framework: String,
+    pub server: String,
+    pub concurrency: String,
+    pub python: Option<String>,
+    pub postgres: Option<String>,
+    pub database: Option<String>,
+    pub workers: u32,
+    pub db_pool: u32,
+    pub app_cpus: Vec<usize>,
+    pub memory_bytes: Option<u64>,
+    pub run_as: String,
+    pub command: String,
+    pub warnings: Vec<String>,
+}
+
+/// A running app and its database.
+pub struct Session {
+    pub app: AppProcess,
+    pub database_url: Option<String>,
+    pub facts: SessionFacts,
+    // Dropped after the app: the app stops first.
+    _postgres: Option<Postgres>,
+}
+
+/// Online CPUs of this machine.
+pub fn online_cpus() -> Vec<usize> {
+    aya::util::online_cpus()
+        .map(|c| c.into_iter().map(|c| c as usize).collect())
+        .unwrap_or_else(|_| vec![0])
+}
+
+/// The default split: the app gets the upper half of the CPUs, the client the rest.
+pub fn default_cpus() -> (Vec<usize>, Vec<usize>) {
+    let cpus = online_cpus();
+    if cpus.len() < 2 {
+        return (cpus.clone(), cpus);
+    }
+    let half = cpus.len() / 2;
+    (cpus[half..].to_vec(), cpus[..half].to_vec())
+}
+
+fn build_rust(app: &Manifest, progress: &mut dyn FnMut(&str)) -> anyhow::Result<PathBuf> {
+    let workspace = app.dir.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+    if let Some(build) = &app.build {
+        progress(&format!("building {}: {build}", app.name));
+        let status = std::process::Command::new("/bin/sh")
+            .args(["-c", build])
+            .current_dir(workspace)
+            .status()
+            .with_context(|| format!("running `{build}`"))?;
+        if !status.success() {
+            bail!("building {} failed: `{build}` exited with {status}", app.name);
+        }
+    }
+    let binary = app
+        .binary
+        .as_ref()
+        .map(|b| workspace.join(b))
+        .with_context(|| format!("{}: a rust app needs `binary` in app.toml", app.name))?;
+    if !binary.is_file() {
+        bail!("{} was not built: {} is missing", app.name, binary.display());
+    }
+    Ok(binary)
+}
+
+impl Session {
+    /// Provisions and starts `app` for `scenarios`.
+    pub fn start(
+        app: &Manifest,
+        scenarios: &[&Scenario],
+        apps_dir: &Path,
+        opts: &SessionOptions,
+        progress: &mut dyn FnMut(&str),
+    ) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&opts.run_dir).with_context(|| format!("creating {}", opts.run_dir.display()))?;
+        let user = RunAs::for_apps();
+        let workers = opts.workers.unwrap_or_else(|| app.workers.resolve(opts.app_cpus.len()));
+        let mut facts = SessionFacts {
+            app: app.name.clone(),
+            framework: app.framework.clone(),
+            server: app.server.clone(),
+            concurrency: format!("{:?}", app.concurrency).to_lowercase(),
+            workers,
+            db_pool: app.db_pool,
+            app_cpus: opts.app_cpus.clone(),
+            memory_bytes: opts.memory,
+            run_as: user.name.clone(),
+            ..Default::default()
+        };
+        let (python, binary) = match app.language {
+            Language::Python => {
+                let env = python::provision(app, &python::cache_dir(), &user, progress)?;
+                facts.python = Some(env.version.clone());
+                (Some(env.python), None)
+            }
+            Language::Rust => (None, Some(build_rust(app, progress)?)),
+        };
+        let needs_db = scenarios.iter().any(|s| s.needs_db);
+        let mut postgres = None;
+        let database_url = match std::env::var("DATABASE_URL") {
+            Ok(url) if needs_db => {
+                facts.database = Some("DATABASE_URL (external)".into());
+                Some(url)
+            }
+            _ if needs_db => {
+                progress("starting PostgreSQL");
+                let pg = Postgres::start(&opts.run_dir, &apps_dir.join("shared/init.sql"), &opts.client_cpus, &RunAs::for_apps())
+                    .context("starting PostgreSQL")?;
+                facts.postgres = Some(pg.version.clone());
+                facts.database = Some(format!("ephemeral PostgreSQL {} on port {}", pg.version, pg.port));
+                let url = pg.url.clone();
+                postgres = Some(pg);
+                Some(url)
+            }
+            _ => None,
+        };
+        let sqlite_dir = opts.run_dir.join("sqlite");
+        std::fs::create_dir_all(&sqlite_dir)?;
+        user.own(&sqlite_dir)?;
+        let mut env = vec![
+            ("DB_POOL_SIZE".to_string(), app.db_pool.to_string()),
+            ("SQLITE_PATH".to_string(), sqlite_dir.join("app.db").display().to_string()),
+            ("TMPDIR".to_string(), sqlite_dir.display().to_string()),
+        ];
+        if let Some(url) = &database_url {
+            env.push(("DATABASE_URL".into(), url.clone()));
+        }
+        let port = free_port()?;
+        let opts_launch = LaunchOptions {
+            port,
+            workers,
+            cpus: opts.app_cpus.clone(),
+            memory: opts.memory,
+            env,
+            log: opts.run_dir.join("app.log"),
+            binary,
+            python,
+        };
+        progress(&format!("starting {} on 127.0.0.1:{port} ({workers} workers, CPUs {:?})", app.name, opts.app_cpus));
+        let label = format!("runner-{}-{}", app.name, std::process::id());
+        let mut process = AppProcess::start(app, &opts_launch, &user, &label)?;
+        facts.command = process.command.clone();
+        facts.warnings = process.groups.warnings.clone();
+        process.wait_ready(app.health(), READY_TIMEOUT)?;
+        Ok(Self {
+            app: process,
+            database_url,
+            facts,
+            _postgres: postgres,
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! `cargo xtask bench probes | load`: benchmarks that compare against other tools or
+//! against a baseline in the same run, alternating, and report ratios.
+
+mod load;
+mod probes;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{bail, Context};
+
+use crate::sh;
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        Some("probes") => probes::run(&args[1..]),
+        Some("load") => load::run(&args[1..]),
+        _ => bail!("usage: cargo xtask bench probes [--rounds N] [--freq HZ]\n       cargo xtask bench load [--rounds N] [--seconds S] [--soak S]"),
+    }
+}
+
+/// Compiles a C file with frame pointers into target/xtask/NAME.
+pub fn compile_c(name: &str, src: &Path) -> anyhow::Result<PathBuf> {
+    let dir = sh::workspace().join("target/xtask");
+    std::fs::create_dir_all(&dir)?;
+    let bin = dir.join(name);
+    sh::run(
+        Command::new("gcc")
+            .args([
+                "-O0",
+                "-g",
+                "-fno-omit-frame-pointer",
+                "-mno-omit-leaf-frame-pointer",
+                "-o",
+            ])
+            .arg(&bin)
+            .arg(src),
+    )
+    .with_context(|| format!("compiling {}", src.display()))?;
+    Ok(bin)
+}
+
+pub fn flag(args: &[String], name: &str, default: u32) -> anyhow::Result<u32> {
+    match args.iter().position(|a| a == name) {
+        Some(i) => args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("{name} takes a number")),
+        None => Ok(default),
+    }
+}
+
+pub fn elapsed_ns(stdout: &str) -> anyhow::Result<f64> {
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("elapsed_ns="))
+        .and_then(|v| v.trim().parse().ok())
+        .with_context(|| format!("no elapsed_ns= line in: {stdout}"))
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len().is_multiple_of(2) {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
+    }
+}
+
