@@ -79,8 +79,8 @@ def pg_pool():
 
 
 def open_sqlite():
-    """A stdlib sqlite3 connection with a 5 s busy timeout."""
-    return sqlite3.connect(SQLITE_PATH, timeout=5.0)
+    """A stdlib sqlite3 connection: 5 s busy timeout, autocommit (see SQLITE_WRITE)."""
+    return sqlite3.connect(SQLITE_PATH, timeout=5.0, isolation_level=None)
 
 
 def init_sqlite():
@@ -89,8 +89,9 @@ def init_sqlite():
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("CREATE TABLE IF NOT EXISTS counters (id INTEGER PRIMARY KEY, value INTEGER NOT NULL)")
+        conn.execute("BEGIN IMMEDIATE")
         conn.executemany("INSERT OR IGNORE INTO counters (id, value) VALUES (?, 0)", ((i,) for i in range(1, 2001)))
-        conn.commit()
+        conn.execute("COMMIT")
     finally:
         conn.close()
 
@@ -125,7 +126,7 @@ async def lifespan(app):
     init_sqlite()
     if DATABASE_URL:
         state["pg"] = await asyncpg.create_pool(DATABASE_URL, min_size=DB_POOL_SIZE, max_size=DB_POOL_SIZE)
-    state["aiosqlite"] = await aiosqlite.connect(SQLITE_PATH, timeout=5.0)
+    state["aiosqlite"] = await aiosqlite.connect(SQLITE_PATH, timeout=5.0, isolation_level=None)
     state["blocking_sqlite"] = open_sqlite()  # used only on the event-loop thread
     try:
         yield
@@ -268,6 +269,9 @@ async def sleep_blocking():
 
 
 SQLITE_READ = "SELECT id, value FROM counters WHERE id = ?"
+# The connections are in autocommit mode, so this one statement is its own transaction: it is
+# committed when fetchall() finishes it, and no write lock is ever held across an await (an
+# open transaction waiting for a blocked loop would stall every other writer).
 SQLITE_WRITE = "UPDATE counters SET value = value + 1 WHERE id = ? RETURNING id, value"
 
 
@@ -288,8 +292,7 @@ async def sqlite_async_write(id: str):
     counter_id = sqlite_id(id)
     if counter_id is None:
         return error(404, "not found")
-    rows = await db.execute_fetchall(SQLITE_WRITE, (counter_id,))  # aiosqlite: non-blocking
-    await db.commit()  # aiosqlite: non-blocking
+    rows = await db.execute_fetchall(SQLITE_WRITE, (counter_id,))  # aiosqlite: non-blocking, commits
     if not rows:
         return error(404, "not found")
     return {"id": rows[0][0], "value": rows[0][1]}
@@ -312,8 +315,7 @@ def sqlite_threadpool_write(id: str):  # sync handler: runs in FastAPI's threadp
     counter_id = sqlite_id(id)
     if counter_id is None:
         return error(404, "not found")
-    rows = conn.execute(SQLITE_WRITE, (counter_id,)).fetchall()  # sqlite3 in a threadpool thread
-    conn.commit()  # sqlite3 in a threadpool thread
+    rows = conn.execute(SQLITE_WRITE, (counter_id,)).fetchall()  # sqlite3 in a threadpool thread, commits
     if not rows:
         return error(404, "not found")
     return {"id": rows[0][0], "value": rows[0][1]}
@@ -336,8 +338,7 @@ async def sqlite_blocking_write(id: str):
     counter_id = sqlite_id(id)
     if counter_id is None:
         return error(404, "not found")
-    rows = conn.execute(SQLITE_WRITE, (counter_id,)).fetchall()  # BLOCKING sqlite3 on the loop
-    conn.commit()  # BLOCKING sqlite3 commit on the loop
+    rows = conn.execute(SQLITE_WRITE, (counter_id,)).fetchall()  # BLOCKING sqlite3 on the loop, commits
     if not rows:
         return error(404, "not found")
     return {"id": rows[0][0], "value": rows[0][1]}

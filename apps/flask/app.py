@@ -31,7 +31,6 @@ SQLITE_PATH = os.environ.get("SQLITE_PATH") or os.path.join(
 STREAM_CHUNK = bytes(65536)
 STREAM_CHUNKS = 160  # 160 * 65536 = 10485760
 IO_FILE_BYTES = 65536
-IO_PAYLOAD = b"\xa5" * IO_FILE_BYTES
 U64_MASK = (1 << 64) - 1
 INT_RE = re.compile(r"-?[0-9]+")
 ITEM_COLUMNS = "id, name, description, price, created_at"
@@ -346,10 +345,9 @@ def list_items():
     offset_arg = request.args.get("offset")
     limit = 10 if limit_arg is None else parse_int(limit_arg)
     offset = 0 if offset_arg is None else parse_int(offset_arg)
-    if limit is None or offset is None:
-        return error("limit and offset must be integers", 400)
-    limit = max(0, min(limit, 100))
-    offset = max(0, offset)
+    if limit is None or offset is None or limit < 0 or offset < 0:
+        return error("limit and offset must be non-negative integers", 400)
+    limit = min(limit, 100)
     with pg_cursor() as cur:
         cur.execute(
             f"SELECT {ITEM_COLUMNS} FROM items ORDER BY id LIMIT %s OFFSET %s", (limit, offset)
@@ -436,14 +434,18 @@ def upsert():
 
 @app.post("/io-intensive")
 def io_intensive():
+    data = os.urandom(IO_FILE_BYTES)
     fd, path = tempfile.mkstemp(prefix="flask-io-", suffix=".bin")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(IO_PAYLOAD)
+            f.write(data)
         with open(path, "rb") as f:
-            file_bytes = len(f.read())
+            read_back = f.read()
     finally:
         os.unlink(path)
+    if read_back != data:
+        raise RuntimeError("temp file read back differs")
+    file_bytes = len(read_back)
 
     request_id = uuid.uuid4().hex
     with pg_cursor(transaction=True) as cur:

@@ -34,6 +34,9 @@ enum Command {
     Probe(ProbeArgs),
     /// Drive HTTP (or WebSocket echo) load at a URL: closed or open loop, schedules, mixes.
     Load(Box<LoadArgs>),
+    /// Profile an app under load: provision, start, verify, warm up, then record latency,
+    /// flamegraphs, syscalls, run queue and resources into results/<run-id>/.
+    Profile(Box<ProfileArgs>),
     /// List the apps and which scenarios each supports.
     List {
         /// Print the matrix as JSON.
@@ -52,19 +55,15 @@ enum Command {
     Doctor,
 }
 
+/// How much load, shared by `runner load` and `runner profile`.
 #[derive(Args, Debug)]
-struct LoadArgs {
-    /// http://host:port/path, or ws://host:port/path for WebSocket echo load.
-    url: String,
+struct ShapeArgs {
     /// Connections (closed loop), or the most connections in flight (open loop).
     #[arg(short = 'c', long, default_value_t = 50, allow_negative_numbers = true)]
     connections: i64,
     /// Worker threads, each a pinned current-thread runtime.
     #[arg(short = 't', long, default_value_t = 1, allow_negative_numbers = true)]
     threads: i64,
-    /// CPUs to pin the worker threads to, e.g. 0 or 0,2-3.
-    #[arg(long, value_name = "LIST")]
-    cpus: Option<String>,
     /// Duration (per step with --rates).
     #[arg(short = 'd', long, value_parser = parse_duration, conflicts_with = "requests")]
     duration: Option<Duration>,
@@ -75,17 +74,67 @@ struct LoadArgs {
     #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["rates", "schedule"])]
     rate: Option<f64>,
     /// Open loop, one step per rate, each lasting -d.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        allow_negative_numbers = true,
-        conflicts_with = "schedule"
-    )]
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, conflicts_with = "schedule")]
     rates: Vec<f64>,
     /// A schedule: sweep:50-1000:50:10s, rates:1000,2000:10s, spike:10,100,250,500:15s,
     /// ramp:100-5000:60s, steady:C:DUR or rate:R:DUR.
     #[arg(long, value_name = "SPEC")]
     schedule: Option<String>,
+    /// Pause between a response and the next request on a connection (closed loop).
+    #[arg(long, value_parser = parse_duration)]
+    think: Option<Duration>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+/// The shape's threads, request budget and schedule.
+struct Shape {
+    threads: usize,
+    max_requests: Option<u64>,
+    schedule: crate::load::schedule::Schedule,
+}
+
+impl ShapeArgs {
+    /// Validates the shape; `default_duration` applies when neither -d nor -n is given.
+    fn resolve(&self, default_duration: Duration) -> anyhow::Result<Shape> {
+        use crate::load::schedule::Schedule;
+        let connections = positive("connections (-c)", self.connections)?;
+        let threads = positive("threads (-t)", self.threads)?;
+        let max_requests = self
+            .requests
+            .map(|n| positive("requests (-n)", n).map(|n| n as u64))
+            .transpose()?;
+        for r in self.rate.iter().chain(&self.rates) {
+            if !(r.is_finite() && *r > 0.0) {
+                bail!("the rate must be above zero, not {r}");
+            }
+        }
+        let duration = match (self.duration, max_requests) {
+            (Some(d), _) => Some(d),
+            (None, Some(_)) => None,
+            (None, None) => Some(default_duration),
+        };
+        let schedule = if let Some(spec) = &self.schedule {
+            Schedule::parse(spec, connections)?
+        } else if let Some(rate) = self.rate {
+            Schedule::rates(&[rate], connections, duration)
+        } else if !self.rates.is_empty() {
+            Schedule::rates(&self.rates, connections, duration)
+        } else {
+            Schedule::closed(connections, duration)
+        };
+        Ok(Shape {
+            threads,
+            max_requests,
+            schedule,
+        })
+    }
+}
+
+/// What each request sends, shared by `runner load` and `runner profile --url`.
+#[derive(Args, Debug)]
+struct RequestArgs {
     /// HTTP method.
     #[arg(short = 'm', long, default_value = "GET")]
     method: String,
@@ -104,15 +153,96 @@ struct LoadArgs {
     /// Upload FILE as multipart/form-data field `file`.
     #[arg(long, value_name = "FILE")]
     multipart: Option<PathBuf>,
+}
+
+impl RequestArgs {
+    /// The body source these arguments describe.
+    fn body(&self) -> anyhow::Result<crate::load::request::BodySource> {
+        use crate::load::request::BodySource;
+        let readable = |file: &PathBuf, what: &str| -> anyhow::Result<()> {
+            std::fs::File::open(file)
+                .map(|_| ())
+                .map_err(|e| anyhow::anyhow!("cannot read the {what} {}: {e}", file.display()))
+        };
+        Ok(if let Some(text) = &self.body {
+            BodySource::Text(text.clone())
+        } else if let Some(file) = &self.body_file {
+            readable(file, "body file")?;
+            BodySource::File(file.clone())
+        } else if let Some(size) = &self.body_size {
+            BodySource::Size(parse_size(size)?)
+        } else if let Some(file) = &self.multipart {
+            readable(file, "multipart file")?;
+            BodySource::Multipart(file.clone())
+        } else {
+            BodySource::Empty
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct ProfileArgs {
+    /// A bundled app's name, or the path of an app.toml of your own.
+    app: String,
+    /// A contract scenario (see `runner list`); or use --url.
+    scenario: Option<String>,
+    /// Load this path of the app instead of a contract scenario (with -m, -H, --body...).
+    #[arg(long, value_name = "PATH", conflicts_with = "scenario")]
+    url: Option<String>,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    #[command(flatten)]
+    request: RequestArgs,
+    /// Warm-up before recording, excluded from the results.
+    #[arg(long, default_value = "5s", value_parser = parse_warmup)]
+    warmup: Duration,
+    /// App worker processes (default: the app's CPU count, per its app.toml).
+    #[arg(long)]
+    workers: Option<u32>,
+    /// CPUs for the app (default: the upper half).
+    #[arg(long, value_name = "LIST")]
+    app_cpus: Option<String>,
+    /// CPUs for the load client and the database (default: the lower half).
+    #[arg(long, value_name = "LIST")]
+    client_cpus: Option<String>,
+    /// Memory limit of the app, e.g. 2GiB.
+    #[arg(long, default_value = "2GiB")]
+    memory: String,
+    /// On-CPU sampling frequency in Hz.
+    #[arg(long, default_value_t = 99)]
+    freq: u64,
+    /// Results folder; the run goes into a new folder inside it.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    out: PathBuf,
+    /// No probes: load and procfs figures only (needs no root).
+    #[arg(long)]
+    no_probes: bool,
+    /// Leave the app running after the load until Ctrl-C.
+    #[arg(long)]
+    keep_running: bool,
+}
+
+fn parse_warmup(text: &str) -> Result<Duration, String> {
+    if text.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(text).map_err(|e| format!("`{text}` is not a duration like 5s ({e})"))
+}
+
+#[derive(Args, Debug)]
+struct LoadArgs {
+    /// http://host:port/path, or ws://host:port/path for WebSocket echo load.
+    url: String,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    #[command(flatten)]
+    request: RequestArgs,
+    /// CPUs to pin the worker threads to, e.g. 0 or 0,2-3.
+    #[arg(long, value_name = "LIST")]
+    cpus: Option<String>,
     /// A weighted mix of requests from a TOML file (see README); replaces the URL's path.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["body", "body_file", "body_size", "multipart"])]
     mix: Option<PathBuf>,
-    /// Pause between a response and the next request on a connection (closed loop).
-    #[arg(long, value_parser = parse_duration)]
-    think: Option<Duration>,
-    /// Per-request timeout.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
-    timeout: Duration,
     /// Statuses that count as correct (default: any 2xx).
     #[arg(long, value_delimiter = ',')]
     expect_status: Vec<u16>,
@@ -211,10 +341,59 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Profile(args) => commands::profile::run(&profile_run(*args)?),
         Command::List { json } => commands::apps::list(json),
         Command::Verify { app, scenarios } => commands::apps::verify(&app, &scenarios),
         Command::Doctor => commands::doctor(),
     }
+}
+
+fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRun> {
+    use crate::load::request::{Expect, RequestSpec};
+    if !(1..=MAX_FREQ).contains(&args.freq) {
+        bail!("--freq must be between 1 and {MAX_FREQ} Hz, not {}", args.freq);
+    }
+    let shape = args.shape.resolve(Duration::from_secs(30))?;
+    let url = match &args.url {
+        Some(path) => {
+            if !path.starts_with('/') {
+                bail!("--url takes a path of the app, like /api/items, not `{path}`");
+            }
+            Some(RequestSpec {
+                name: "url".into(),
+                weight: 1,
+                method: args.request.method.clone(),
+                path: path.clone(),
+                headers: args.request.headers.clone(),
+                body: args.request.body()?,
+                expect: Expect::default(),
+            })
+        }
+        None => None,
+    };
+    let cpus = |list: &Option<String>| list.as_deref().map(parse_cpus).transpose();
+    Ok(commands::profile::ProfileRun {
+        app: args.app,
+        scenario: args.scenario,
+        url,
+        threads: shape.threads,
+        schedule: shape.schedule,
+        max_requests: shape.max_requests,
+        timeout: args.shape.timeout,
+        think: args.shape.think,
+        warmup: args.warmup,
+        workers: args.workers,
+        app_cpus: cpus(&args.app_cpus)?,
+        client_cpus: cpus(&args.client_cpus)?,
+        memory: Some(parse_size(&args.memory)?),
+        probe: ProbeConfig {
+            freq_hz: args.freq,
+            ..ProbeConfig::default()
+        },
+        no_probes: args.no_probes,
+        keep_running: args.keep_running,
+        out: args.out,
+    })
 }
 
 /// Parses a size like `5MiB`, `10kB`, `1024`.
@@ -273,38 +452,11 @@ fn positive(name: &str, value: i64) -> anyhow::Result<usize> {
 fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
     use crate::load::{
         parse_url,
-        request::{
-            parse_sha256, read_mix, BodyCheck, BodySource, Expect, RequestSpec, StatusExpect,
-        },
-        schedule::Schedule,
+        request::{parse_sha256, read_mix, BodyCheck, Expect, RequestSpec, StatusExpect},
         LoadConfig,
     };
-    let connections = positive("connections (-c)", args.connections)?;
-    let threads = positive("threads (-t)", args.threads)?;
-    let max_requests = args
-        .requests
-        .map(|n| positive("requests (-n)", n).map(|n| n as u64))
-        .transpose()?;
-    for r in args.rate.iter().chain(&args.rates) {
-        if !(r.is_finite() && *r > 0.0) {
-            bail!("the rate must be above zero, not {r}");
-        }
-    }
+    let shape = args.shape.resolve(Duration::from_secs(10))?;
     let target = parse_url(&args.url)?;
-    let duration = match (args.duration, max_requests) {
-        (Some(d), _) => Some(d),
-        (None, Some(_)) => None,
-        (None, None) => Some(Duration::from_secs(10)),
-    };
-    let schedule = if let Some(spec) = &args.schedule {
-        Schedule::parse(spec, connections)?
-    } else if let Some(rate) = args.rate {
-        Schedule::rates(&[rate], connections, duration)
-    } else if !args.rates.is_empty() {
-        Schedule::rates(&args.rates, connections, duration)
-    } else {
-        Schedule::closed(connections, duration)
-    };
     let cpus = args
         .cpus
         .as_deref()
@@ -333,29 +485,13 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
     let requests = match &args.mix {
         Some(path) => read_mix(path)?,
         None => {
-            let body = if let Some(text) = args.body {
-                BodySource::Text(text)
-            } else if let Some(file) = args.body_file {
-                if let Err(e) = std::fs::File::open(&file) {
-                    bail!("cannot read the body file {}: {e}", file.display());
-                }
-                BodySource::File(file)
-            } else if let Some(size) = args.body_size {
-                BodySource::Size(parse_size(&size)?)
-            } else if let Some(file) = args.multipart {
-                if let Err(e) = std::fs::File::open(&file) {
-                    bail!("cannot read the multipart file {}: {e}", file.display());
-                }
-                BodySource::Multipart(file)
-            } else {
-                BodySource::Empty
-            };
+            let body = args.request.body()?;
             vec![RequestSpec {
                 name: "request".into(),
                 weight: 1,
-                method: args.method,
+                method: args.request.method.clone(),
                 path: target.path.clone(),
-                headers: args.headers.clone(),
+                headers: args.request.headers.clone(),
                 body,
                 expect: Expect {
                     status: status.clone(),
@@ -367,14 +503,15 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
     let config = LoadConfig {
         target,
         requests,
-        threads,
+        threads: shape.threads,
         cpus,
-        schedule,
-        max_requests,
-        timeout: args.timeout,
-        think: args.think,
+        schedule: shape.schedule,
+        max_requests: shape.max_requests,
+        timeout: args.shape.timeout,
+        think: args.shape.think,
         ws_message: args.ws_message,
     };
+
     config.validate()?;
     crate::load::request::Prepared::new(&config.requests, &config.target.authority)?;
     Ok(LoadRun {

@@ -13,5 +13,7 @@ pub mod launch;
 pub mod load;
 pub mod privilege;
 pub mod probe;
+pub mod recording;
+pub mod report;
 pub mod sampler;
 pub mod symbolize;

@@ -10,7 +10,10 @@ DEBUG = False
 ALLOWED_HOSTS = ["*"]
 
 INSTALLED_APPS = []  # no models, no migrations: the tables already exist
-MIDDLEWARE = []
+# CommonMiddleware only, for its Content-Length header (gunicorn would otherwise send chunked
+# responses); no sessions, auth, CSRF or messages: the endpoints are a stateless JSON API.
+MIDDLEWARE = ["django.middleware.common.CommonMiddleware"]
+APPEND_SLASH = False
 ROOT_URLCONF = "benchapp.urls"
 WSGI_APPLICATION = "benchapp.wsgi.application"
 TEMPLATES = []
@@ -51,5 +54,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django": {"handlers": ["console"], "level": "WARNING"}},
+    "loggers": {
+        "django": {"handlers": ["console"], "level": "WARNING"},
+        # 4xx responses are part of the contract (404, 400): do not log each one.
+        "django.request": {"handlers": ["console"], "level": "ERROR", "propagate": False},
+    },
 }

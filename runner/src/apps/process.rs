@@ -77,7 +77,15 @@ pub struct AppProcess {
 impl AppProcess {
     /// Starts `app` in cgroups labelled `label`.
     pub fn start(app: &Manifest, opts: &LaunchOptions, user: &RunAs, label: &str) -> Result<Self, AppError> {
-        let groups = AppGroups::create(label, opts.memory)?;
+        let groups = match AppGroups::create(label, opts.memory) {
+            Ok(groups) => groups,
+            // Without root there is no cgroup to create: run pinned, in its own session.
+            Err(e) if !nix::unistd::Uid::effective().is_root() => AppGroups {
+                warnings: vec![format!("the app runs without its own cgroup (no memory limit): {e}")],
+                ..AppGroups::default()
+            },
+            Err(e) => return Err(e.into()),
+        };
         let log = std::fs::File::create(&opts.log).map_err(|e| AppError::Log(opts.log.clone(), e))?;
         let command = command_line(app, opts);
         let mut cmd = Command::new("/bin/sh");
@@ -201,19 +209,31 @@ impl AppProcess {
             }
         };
         let mut pids = self.pids();
-        if let Some(child) = &self.child {
-            pids.push(child.id());
+        let session = self.child.as_ref().map(|c| Pid::from_raw(c.id() as i32));
+        if let Some(leader) = session {
+            pids.push(leader.as_raw() as u32);
+            // The app leads its own session and process group: catch children outside a cgroup.
+            let _ = nix::sys::signal::killpg(leader, Signal::SIGTERM);
         }
         signal_all(Signal::SIGTERM, &pids);
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
-            if let Some(child) = self.child.as_mut() {
-                let _ = child.try_wait();
-            }
-            if self.pids().is_empty() {
+            let leader_gone = self
+                .child
+                .as_mut()
+                .map(|c| matches!(c.try_wait(), Ok(Some(_))))
+                .unwrap_or(true);
+            let done = match &self.groups.v2 {
+                Some(_) => self.pids().is_empty(),
+                None => leader_gone,
+            };
+            if done {
                 break;
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if let Some(leader) = session {
+            let _ = nix::sys::signal::killpg(leader, Signal::SIGKILL);
         }
         for _ in 0..3 {
             let left = self.pids();

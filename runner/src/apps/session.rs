@@ -39,6 +39,9 @@ pub struct SessionFacts {
     pub server: String,
     pub concurrency: String,
     pub python: Option<String>,
+    /// The app's interpreter, for version queries.
+    #[serde(skip)]
+    pub python_path: Option<String>,
     pub postgres: Option<String>,
     pub database: Option<String>,
     pub workers: u32,
@@ -128,6 +131,7 @@ impl Session {
             Language::Python => {
                 let env = python::provision(app, &python::cache_dir(), &user, progress)?;
                 facts.python = Some(env.version.clone());
+                facts.python_path = Some(env.python.display().to_string());
                 (Some(env.python), None)
             }
             Language::Rust => (None, Some(build_rust(app, progress)?)),

@@ -4,7 +4,6 @@
 use std::{
     io::IsTerminal,
     path::{Path, PathBuf},
-    sync::{atomic::AtomicBool, Arc},
 };
 
 use anyhow::Context;
@@ -55,11 +54,7 @@ fn write(path: &Path, bytes: Vec<u8>) -> anyhow::Result<()> {
 
 /// Runs `runner load`; returns whether it was interrupted.
 pub fn run(run: &LoadRun) -> anyhow::Result<bool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .context("installing signal handlers")?;
-    }
+    let stop = super::stop_flag()?;
     let bar = progress_bar(run.config.schedule.duration());
     let outcome = load::run(&run.config, stop, &mut |p| {
         if let Some(bar) = &bar {

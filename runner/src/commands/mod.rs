@@ -3,6 +3,7 @@
 pub mod apps;
 pub mod load;
 pub mod probe;
+pub mod profile;
 
 use std::process::ExitCode;
 
@@ -22,6 +23,16 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
     }
     println!("this machine can run the probes");
     Ok(ExitCode::SUCCESS)
+}
+
+/// A flag set by SIGINT or SIGTERM, for commands that stop cleanly and write what they have.
+pub fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
+            .map_err(|e| anyhow::anyhow!("installing signal handlers: {e}"))?;
+    }
+    Ok(stop)
 }
 
 /// The current UTC time as `YYYYmmddTHHMMSSZ`, for directory names.

@@ -1,0 +1,14 @@
+"""WSGI entry point: gunicorn imports this module in each worker process after the fork
+(no --preload), which is the worker start: the SQLite counters table is set up here."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchapp.settings")
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
+
+application = get_wsgi_application()
+
+from benchapp import sqlite_store  # noqa: E402
+
+sqlite_store.connection()

@@ -1,0 +1,297 @@
+//! A recording: the probes (optional) and the resource sampler attached to a target while
+//! something else happens, then detached, symbolized and written as artifacts. `runner
+//! probe` and `runner profile` both record through this.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    path::Path,
+    time::{Duration, Instant, SystemTime},
+};
+
+use anyhow::Context;
+use probes_common::counters::Counter;
+use serde::Serialize;
+
+use crate::{
+    cgroup::{self, CgroupTarget},
+    flamegraph,
+    folded::{fold_stacks, Folded},
+    probe::{
+        offcpu::{self, OffcpuTotals},
+        oncpu,
+        runqlat::{self, RunqReport},
+        syscalls::{self, SyscallReport},
+        AttachedProgram, Counters, ProbeConfig, ProbeError, Probes, Target,
+    },
+    sampler::ResourceSampler,
+    symbolize::{ProcessMaps, SymbolStats, Symbolizer},
+};
+
+/// Probes and sampler, attached.
+pub struct Recorder {
+    probes: Option<Probes>,
+    sampler: ResourceSampler,
+    maps: ProcessMaps,
+    seen: BTreeSet<u32>,
+    cgroups: Vec<CgroupTarget>,
+    config: ProbeConfig,
+    started: Instant,
+    started_at: String,
+}
+
+/// What a recording saw, symbolized.
+pub struct Recording {
+    pub started_at: String,
+    pub duration: Duration,
+    pub config: ProbeConfig,
+    /// None when recorded without probes.
+    pub counters: Option<Counters>,
+    pub attached: Vec<AttachedProgram>,
+    pub oncpu: Folded,
+    pub offcpu: Folded,
+    pub offcpu_totals: OffcpuTotals,
+    pub syscalls: SyscallReport,
+    pub runq: RunqReport,
+    pub sampler: ResourceSampler,
+    pub symbols: SymbolStats,
+    pub processes_seen: Vec<u32>,
+}
+
+impl Recorder {
+    /// Attaches the probes (unless `with_probes` is false) and starts sampling.
+    pub fn start(config: &ProbeConfig, target: &Target, with_probes: bool) -> Result<Self, ProbeError> {
+        let probes = if with_probes {
+            Some(Probes::attach(config, target)?)
+        } else {
+            None
+        };
+        let mut recorder = Self {
+            probes,
+            sampler: ResourceSampler::new(),
+            maps: ProcessMaps::default(),
+            seen: target.tgids.iter().copied().collect(),
+            cgroups: target.cgroups.clone(),
+            config: config.clone(),
+            started: Instant::now(),
+            started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        };
+        recorder.tick();
+        Ok(recorder)
+    }
+
+    /// The attached programs.
+    pub fn attached(&self) -> &[AttachedProgram] {
+        self.probes.as_ref().map(Probes::attached).unwrap_or(&[])
+    }
+
+    /// Live target processes: the kernel's tgid set, the processes of target cgroups, and
+    /// those named at start.
+    pub fn pids(&self) -> Vec<u32> {
+        let mut pids: Vec<u32> = self
+            .probes
+            .as_ref()
+            .and_then(|p| p.target_tgids().ok())
+            .unwrap_or_default();
+        pids.extend(self.seen.iter().copied());
+        for c in &self.cgroups {
+            pids.extend(cgroup::procs(&c.path));
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        pids.retain(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        pids
+    }
+
+    /// One sampling step: resources, and the mappings of every target process (cached, so
+    /// processes that exit later are still symbolized). Call every `sampler::INTERVAL`.
+    pub fn tick(&mut self) {
+        let pids = self.pids();
+        for &pid in &pids {
+            self.maps.refresh(pid);
+        }
+        self.seen.extend(&pids);
+        self.sampler.sample(&pids);
+    }
+
+    /// Detaches, reads everything and symbolizes.
+    pub fn finish(mut self) -> anyhow::Result<Recording> {
+        let duration = self.started.elapsed();
+        let empty = Recording {
+            started_at: self.started_at.clone(),
+            duration,
+            config: self.config.clone(),
+            counters: None,
+            attached: Vec::new(),
+            oncpu: Folded::default(),
+            offcpu: Folded::default(),
+            offcpu_totals: OffcpuTotals::default(),
+            syscalls: syscalls::report(&[]),
+            runq: runqlat::report(&Default::default()),
+            sampler: ResourceSampler::new(),
+            symbols: SymbolStats::default(),
+            processes_seen: Vec::new(),
+        };
+        let Some(mut probes) = self.probes.take() else {
+            return Ok(Recording {
+                sampler: self.sampler,
+                processes_seen: self.seen.into_iter().collect(),
+                ..empty
+            });
+        };
+        let attached = probes.attached().to_vec();
+        probes.detach();
+        let counters = probes.counters()?;
+        for pid in probes.target_tgids()? {
+            self.maps.ensure(pid);
+            self.seen.insert(pid);
+        }
+        let stacks = probes.stacks()?;
+        let oncpu_data = oncpu::read(&probes)?;
+        let offcpu_data = offcpu::read(&probes)?;
+        let runq_data = runqlat::read(&probes)?;
+        let syscall_data = syscalls::read(&probes)?;
+        drop(probes);
+        let mut symbolizer = Symbolizer::new(self.maps);
+        let oncpu = fold_stacks(&oncpu_data, |c| *c, &stacks, &mut symbolizer);
+        let offcpu = fold_stacks(&offcpu_data, offcpu::weight_us, &stacks, &mut symbolizer);
+        Ok(Recording {
+            counters: Some(counters),
+            attached,
+            oncpu,
+            offcpu,
+            offcpu_totals: offcpu::totals(&offcpu_data),
+            syscalls: syscalls::report(&syscall_data),
+            runq: runqlat::report(&runq_data),
+            sampler: self.sampler,
+            symbols: symbolizer.stats().clone(),
+            processes_seen: self.seen.into_iter().collect(),
+            ..empty
+        })
+    }
+}
+
+fn write(dir: &Path, name: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+    let path = dir.join(name);
+    fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Top on-CPU frames (leaf functions), by samples.
+#[derive(Clone, Debug, Serialize)]
+pub struct TopFrame {
+    pub frame: String,
+    pub samples: u64,
+    pub share: f64,
+}
+
+impl Recording {
+    /// On-CPU samples.
+    pub fn oncpu_samples(&self) -> u64 {
+        self.counters.as_ref().map(|c| c.get(Counter::OncpuSamples)).unwrap_or(0)
+    }
+
+    /// Lost records, all kinds.
+    pub fn lost_total(&self) -> u64 {
+        self.counters.as_ref().map(Counters::lost_total).unwrap_or(0)
+    }
+
+    /// The `n` leaf frames with most on-CPU samples (kernel frames included).
+    pub fn top_frames(&self, n: usize) -> Vec<TopFrame> {
+        let mut by_leaf: std::collections::BTreeMap<String, u64> = Default::default();
+        for (stack, count) in self.oncpu.iter() {
+            let leaf = stack.rsplit(';').next().unwrap_or(stack).to_string();
+            *by_leaf.entry(leaf).or_insert(0) += count;
+        }
+        let total = self.oncpu.total().max(1) as f64;
+        let mut frames: Vec<TopFrame> = by_leaf
+            .into_iter()
+            .map(|(frame, samples)| TopFrame {
+                frame,
+                samples,
+                share: crate::hist::round1(100.0 * samples as f64 / total),
+            })
+            .collect();
+        frames.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.frame.cmp(&b.frame)));
+        frames.truncate(n);
+        frames
+    }
+
+    /// Writes the artifacts into `dir` and returns their names. Without probes only
+    /// resources.csv is written.
+    pub fn write_artifacts(&self, dir: &Path) -> anyhow::Result<Vec<&'static str>> {
+        write(dir, "resources.csv", self.sampler.to_csv())?;
+        if self.counters.is_none() {
+            return Ok(vec!["resources.csv"]);
+        }
+        let on_title = format!("On-CPU samples ({} Hz)", self.config.freq_hz);
+        write(dir, "oncpu.folded", self.oncpu.to_bytes())?;
+        write(dir, "oncpu.svg", flamegraph::render(&self.oncpu, &on_title, "samples")?)?;
+        write(dir, "offcpu.folded", self.offcpu.to_bytes())?;
+        write(
+            dir,
+            "offcpu.svg",
+            flamegraph::render(&self.offcpu, "Off-CPU time (microseconds)", "us")?,
+        )?;
+        write(dir, "syscalls.json", serde_json::to_vec_pretty(&self.syscalls)?)?;
+        write(dir, "runqlat.json", serde_json::to_vec_pretty(&self.runq)?)?;
+        Ok(vec![
+            "resources.csv",
+            "oncpu.folded",
+            "oncpu.svg",
+            "offcpu.folded",
+            "offcpu.svg",
+            "syscalls.json",
+            "runqlat.json",
+        ])
+    }
+
+    /// Text lines of what the probes saw, for terminal summaries.
+    pub fn summary_lines(&self) -> String {
+        let mut out = String::new();
+        let r = self.sampler.summary();
+        out.push_str(&format!(
+            "resources  cpu avg {:.1}% max {:.1}% · rss avg {:.1} MB max {:.1} MB · threads max {}\n",
+            r.cpu_pct_avg, r.cpu_pct_max, r.rss_mb_avg, r.rss_mb_max, r.threads_max
+        ));
+        if self.counters.is_none() {
+            return out;
+        }
+        out.push_str(&format!(
+            "on-CPU     {} samples in {} stacks\n",
+            self.oncpu_samples(),
+            self.oncpu.iter().count()
+        ));
+        for f in self.top_frames(5) {
+            out.push_str(&format!("             {:>5.1}%  {}\n", f.share, f.frame));
+        }
+        out.push_str(&format!(
+            "off-CPU    {:.1} ms blocked, {:.1} ms preempted\n",
+            self.offcpu_totals.blocked_us as f64 / 1000.0,
+            self.offcpu_totals.preempted_us as f64 / 1000.0
+        ));
+        out.push_str(&format!(
+            "run queue  {} waits, p50 {} us, p99 {} us\n",
+            self.runq.count, self.runq.p50_us, self.runq.p99_us
+        ));
+        out.push_str("syscalls   top 5 by time:\n");
+        for (name, s) in self.syscalls.by_total_time().into_iter().take(5) {
+            out.push_str(&format!(
+                "             {name:<18} {:>10} calls {:>8} errors {:>14.1} us  p99 {} us\n",
+                s.count, s.errors, s.total_us, s.p99_us
+            ));
+        }
+        match &self.counters {
+            Some(c) if c.lost_total() > 0 => {
+                let lost: Vec<String> = c
+                    .losses()
+                    .iter()
+                    .filter(|(_, &v)| v > 0)
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                out.push_str(&format!("LOST       {} records: {}\n", c.lost_total(), lost.join(", ")));
+            }
+            _ => out.push_str("lost       nothing\n"),
+        }
+        out
+    }
+}

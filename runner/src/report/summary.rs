@@ -1,0 +1,217 @@
+//! summary.json (`runner.summary/v1`): a run's figures and the data its charts are drawn
+//! from, so `runner report DIR` can re-render from this file alone.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    load::report::{LoadReport, Percentiles},
+    recording::{Recording, TopFrame},
+};
+
+/// Latency figures kept in a summary, in microseconds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    pub p50: u64,
+    pub p90: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+    pub mean: f64,
+}
+
+impl From<&Percentiles> for Latency {
+    fn from(p: &Percentiles) -> Self {
+        Self {
+            p50: p.p50,
+            p90: p.p90,
+            p95: p.p95,
+            p99: p.p99,
+            p999: p.p999,
+            max: p.max,
+            mean: p.mean,
+        }
+    }
+}
+
+/// One step of a schedule.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StepSummary {
+    pub label: String,
+    /// Connections (closed loop) or target rate (open loop), for charts.
+    pub connections: Option<usize>,
+    pub target_rate: Option<f64>,
+    pub rps: f64,
+    pub error_rps: f64,
+    pub latency_us: Latency,
+}
+
+/// One second of the load.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Second {
+    pub second: u64,
+    pub ok: u64,
+    pub errors: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+}
+
+/// The load figures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadSummary {
+    pub requests: u64,
+    pub ok: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub error_total: u64,
+    pub duration_s: f64,
+    pub rps: f64,
+    pub error_rps: f64,
+    pub latency_us: Latency,
+    pub latency_uncorrected_us: Option<Latency>,
+    pub target_rate: Option<f64>,
+    pub achieved_rate: Option<f64>,
+    pub steps: Vec<StepSummary>,
+    pub timeseries: Vec<Second>,
+    /// (percentile, latency in us) points of the corrected distribution.
+    pub spectrum: Vec<(f64, u64)>,
+}
+
+impl LoadSummary {
+    /// The summary of a load report; `spectrum` from its histogram.
+    pub fn new(r: &LoadReport, spectrum: Vec<(f64, u64)>) -> Self {
+        let t = &r.total;
+        Self {
+            requests: t.requests,
+            ok: t.ok,
+            errors: t.errors.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            error_total: t.error_total,
+            duration_s: t.duration_s,
+            rps: t.rps,
+            error_rps: t.error_rps,
+            latency_us: (&t.latency_us).into(),
+            latency_uncorrected_us: t.latency_uncorrected_us.as_ref().map(Latency::from),
+            target_rate: t.target_rate,
+            achieved_rate: t.achieved_rate,
+            steps: r
+                .steps
+                .iter()
+                .map(|s| StepSummary {
+                    label: s.label.clone(),
+                    connections: match s.load {
+                        crate::load::schedule::StepLoad::Closed { connections } => Some(connections),
+                        _ => None,
+                    },
+                    target_rate: s.figures.target_rate,
+                    rps: s.figures.rps,
+                    error_rps: s.figures.error_rps,
+                    latency_us: (&s.figures.latency_us).into(),
+                })
+                .collect(),
+            timeseries: r
+                .timeseries
+                .iter()
+                .map(|s| Second {
+                    second: s.second,
+                    ok: s.ok,
+                    errors: s.errors,
+                    p50_us: s.p50_us,
+                    p99_us: s.p99_us,
+                })
+                .collect(),
+            spectrum,
+        }
+    }
+}
+
+/// Resource figures of the app.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Resources {
+    pub cpu_pct_avg: f64,
+    pub cpu_pct_max: f64,
+    pub rss_mb_avg: f64,
+    pub rss_mb_max: f64,
+    pub threads_max: u64,
+    pub ctx_voluntary: u64,
+    pub ctx_involuntary: u64,
+    /// (seconds, CPU %) of the app, summed over its processes.
+    pub cpu_series: Vec<(f64, f64)>,
+}
+
+/// One syscall among the top ones.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SyscallTop {
+    pub name: String,
+    pub count: u64,
+    pub total_us: f64,
+    pub p99_us: f64,
+}
+
+/// What the probes saw.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeSummary {
+    pub oncpu_samples: u64,
+    pub offcpu_us: u64,
+    pub offcpu_blocked_us: u64,
+    pub offcpu_preempted_us: u64,
+    pub lost: u64,
+    pub syscalls_top: Vec<SyscallTop>,
+    pub runqlat_us: BTreeMap<String, f64>,
+    pub top_frames: Vec<(String, u64, f64)>,
+}
+
+impl ProbeSummary {
+    /// The probe figures of a recording, when it had probes.
+    pub fn of(rec: &Recording) -> Option<Self> {
+        rec.counters.as_ref()?;
+        Some(Self {
+            oncpu_samples: rec.oncpu_samples(),
+            offcpu_us: rec.offcpu_totals.total_us,
+            offcpu_blocked_us: rec.offcpu_totals.blocked_us,
+            offcpu_preempted_us: rec.offcpu_totals.preempted_us,
+            lost: rec.lost_total(),
+            syscalls_top: rec
+                .syscalls
+                .by_total_time()
+                .into_iter()
+                .take(5)
+                .map(|(name, s)| SyscallTop {
+                    name: name.into(),
+                    count: s.count,
+                    total_us: s.total_us,
+                    p99_us: s.p99_us,
+                })
+                .collect(),
+            runqlat_us: [("p50".to_string(), rec.runq.p50_us), ("p99".to_string(), rec.runq.p99_us)]
+                .into_iter()
+                .collect(),
+            top_frames: rec
+                .top_frames(5)
+                .into_iter()
+                .map(|TopFrame { frame, samples, share }| (frame, samples, share))
+                .collect(),
+        })
+    }
+}
+
+/// summary.json.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: String,
+    pub run_id: String,
+    pub app: String,
+    pub scenario: String,
+    /// ok | interrupted | failed
+    pub status: String,
+    pub failure: Option<String>,
+    pub started_at: String,
+    pub load: LoadSummary,
+    pub resources: Resources,
+    pub probes: Option<ProbeSummary>,
+    /// Artifact name -> path relative to the run directory.
+    pub artifacts: BTreeMap<String, String>,
+}
+
+/// The schema tag of summary.json.
+pub const SCHEMA: &str = "runner.summary/v1";
