@@ -42,7 +42,7 @@ DATABASE_URL = os.environ.get("DATABASE_URL")
 DB_POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "10"))
 SQLITE_PATH = os.environ.get("SQLITE_PATH", "/tmp/mrhttp-sqlite.db")
 
-IO_FILE_BYTES = b"\xab" * 65536
+IO_FILE_SIZE = 65536
 
 app = mrhttp.Application()
 
@@ -270,17 +270,26 @@ def _count(status):
     return int(status.split()[-1])
 
 
-@app.route("/io-intensive", methods=["POST"], _type="json")
-async def io_intensive(request):
-    require_method(request, "POST")
+def temp_file_roundtrip():
+    """Writes a per-request 64 KiB temp file, reads it back, deletes it; returns the bytes read."""
+    data = os.urandom(IO_FILE_SIZE)
     fd, path = tempfile.mkstemp(prefix="mrhttp-io-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(IO_FILE_BYTES)
+            f.write(data)
         with open(path, "rb") as f:
-            file_bytes = len(f.read())
+            read_back = f.read()
     finally:
         os.unlink(path)
+    if read_back != data:
+        raise RuntimeError("temp file read back differs")
+    return len(read_back)
+
+
+@app.route("/io-intensive", methods=["POST"], _type="json")
+async def io_intensive(request):
+    require_method(request, "POST")
+    file_bytes = await asyncio.get_running_loop().run_in_executor(None, temp_file_roundtrip)  # file I/O in a worker thread
     request_id = uuid.uuid4().hex
     async with pg_pool().acquire() as conn:
         async with conn.transaction():

@@ -35,7 +35,7 @@ SQLITE_PATH = os.environ.get("SQLITE_PATH", "/tmp/robyn-sqlite.db")
 MASK64 = (1 << 64) - 1
 STREAM_CHUNK = bytes(65536)
 STREAM_CHUNKS = 160
-IO_FILE_BYTES = b"\xab" * 65536
+IO_FILE_SIZE = 65536
 ITEM_COLUMNS = "id, name, description, price, created_at"
 
 app = Robyn(__file__)
@@ -431,17 +431,25 @@ def _count(status):
     return int(status.split()[-1])
 
 
-@app.post("/io-intensive")
-async def io_intensive(request: Request):
-    # 64 KiB temp file, written and read back with plain (page-cache) file calls, then deleted.
+def temp_file_roundtrip():
+    """Writes a per-request 64 KiB temp file, reads it back, deletes it; returns the bytes read."""
+    data = os.urandom(IO_FILE_SIZE)
     fd, path = tempfile.mkstemp(prefix="robyn-io-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(IO_FILE_BYTES)
+            f.write(data)
         with open(path, "rb") as f:
-            file_bytes = len(f.read())
+            read_back = f.read()
     finally:
         os.unlink(path)
+    if read_back != data:
+        raise RuntimeError("temp file read back differs")
+    return len(read_back)
+
+
+@app.post("/io-intensive")
+async def io_intensive(request: Request):
+    file_bytes = await asyncio.get_running_loop().run_in_executor(None, temp_file_roundtrip)  # file I/O in a worker thread
     request_id = uuid.uuid4().hex
     async with pg_pool().acquire() as conn:
         async with conn.transaction():

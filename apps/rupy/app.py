@@ -39,7 +39,7 @@ SQLITE_PATH = os.environ.get("SQLITE_PATH", "/tmp/rupy-sqlite.db")
 MASK64 = (1 << 64) - 1
 # Rupy response bodies are Python str (sent UTF-8 encoded); U+0000 encodes to one 0x00 byte.
 STREAM_BODY = "\x00" * (65536 * 160)
-IO_FILE_BYTES = b"\xab" * 65536
+IO_FILE_SIZE = 65536
 ITEM_COLUMNS = "id, name, description, price, created_at"
 
 app = Rupy()
@@ -412,16 +412,25 @@ def upsert(request: Request) -> Response:
 
 # ---------------------------------------------------------------- mixed
 
-@app.route("/io-intensive", methods=["POST"])
-def io_intensive(request: Request) -> Response:
+def temp_file_roundtrip():
+    """Writes a per-request 64 KiB temp file, reads it back, deletes it; returns the bytes read."""
+    data = os.urandom(IO_FILE_SIZE)
     fd, path = tempfile.mkstemp(prefix="rupy-io-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(IO_FILE_BYTES)
+            f.write(data)
         with open(path, "rb") as f:
-            file_bytes = len(f.read())
+            read_back = f.read()
     finally:
         os.unlink(path)
+    if read_back != data:
+        raise RuntimeError("temp file read back differs")
+    return len(read_back)
+
+
+@app.route("/io-intensive", methods=["POST"])
+def io_intensive(request: Request) -> Response:
+    file_bytes = temp_file_roundtrip()
     request_id = uuid.uuid4().hex
     with pg() as cur:  # one transaction
         cur.execute(

@@ -188,7 +188,8 @@ impl AppGroups {
             move |source| CgroupError::Io { path, source }
         };
         let mut groups = AppGroups::default();
-        let root = v2_root().ok_or_else(|| CgroupError::NotCgroup(PathBuf::from("/sys/fs/cgroup")))?;
+        let root =
+            v2_root().ok_or_else(|| CgroupError::NotCgroup(PathBuf::from("/sys/fs/cgroup")))?;
         let own = own_path("").unwrap_or_else(|| "/".into());
         let parent = root.join(own.trim_start_matches('/'));
         let v2 = parent.join(label);
@@ -203,7 +204,10 @@ impl AppGroups {
             return Ok(groups);
         }
         let v1_root = Path::new("/sys/fs/cgroup/memory");
-        if let (true, Some(own_mem)) = (v1_root.join("memory.limit_in_bytes").exists(), own_path("memory")) {
+        if let (true, Some(own_mem)) = (
+            v1_root.join("memory.limit_in_bytes").exists(),
+            own_path("memory"),
+        ) {
             let dir = v1_root.join(own_mem.trim_start_matches('/')).join(label);
             fs::create_dir_all(&dir).map_err(io(&dir))?;
             fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()).map_err(io(&dir))?;

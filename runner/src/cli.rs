@@ -37,6 +37,15 @@ enum Command {
     /// Profile an app under load: provision, start, verify, warm up, then record latency,
     /// flamegraphs, syscalls, run queue and resources into results/<run-id>/.
     Profile(Box<ProfileArgs>),
+    /// Profile the apps x scenarios matrix, --runs times per cell, medians side by side.
+    Bench(Box<BenchArgs>),
+    /// Re-render report.md and report.html of a run or bench folder.
+    Report {
+        /// A run or bench folder.
+        dir: PathBuf,
+    },
+    /// Two runs side by side, with a differential on-CPU flamegraph written into RUN_B.
+    Compare { run_a: PathBuf, run_b: PathBuf },
     /// List the apps and which scenarios each supports.
     List {
         /// Print the matrix as JSON.
@@ -74,7 +83,12 @@ struct ShapeArgs {
     #[arg(long, allow_negative_numbers = true, conflicts_with_all = ["rates", "schedule"])]
     rate: Option<f64>,
     /// Open loop, one step per rate, each lasting -d.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true, conflicts_with = "schedule")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        conflicts_with = "schedule"
+    )]
     rates: Vec<f64>,
     /// A schedule: sweep:50-1000:50:10s, rates:1000,2000:10s, spike:10,100,250,500:15s,
     /// ramp:100-5000:60s, steady:C:DUR or rate:R:DUR.
@@ -178,6 +192,30 @@ impl RequestArgs {
             BodySource::Empty
         })
     }
+}
+
+#[derive(Args, Debug)]
+struct BenchArgs {
+    /// Apps to run (default: all bundled apps).
+    #[arg(long, value_delimiter = ',')]
+    apps: Vec<String>,
+    /// Scenarios to run (default: ping).
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Runs per cell; the report shows medians.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    /// Warm-up before each run.
+    #[arg(long, default_value = "5s", value_parser = parse_warmup)]
+    warmup: Duration,
+    /// No probes: load and procfs figures only.
+    #[arg(long)]
+    no_probes: bool,
+    /// Results folder; the bench goes into a new bench-<time> folder inside it.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -342,16 +380,53 @@ pub fn run() -> anyhow::Result<ExitCode> {
             })
         }
         Command::Profile(args) => commands::profile::run(&profile_run(*args)?),
+        Command::Bench(args) => commands::bench::run(&bench_run(*args)?),
+        Command::Report { dir } => commands::bench::rerender(&dir),
+        Command::Compare { run_a, run_b } => commands::bench::compare(&run_a, &run_b),
         Command::List { json } => commands::apps::list(json),
         Command::Verify { app, scenarios } => commands::apps::verify(&app, &scenarios),
         Command::Doctor => commands::doctor(),
     }
 }
 
+fn bench_run(args: BenchArgs) -> anyhow::Result<commands::bench::BenchRun> {
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let shape = args.shape.resolve(Duration::from_secs(30))?;
+    Ok(commands::bench::BenchRun {
+        apps: args.apps,
+        scenarios: args.scenarios,
+        runs: args.runs,
+        template: commands::profile::ProfileRun {
+            app: String::new(),
+            scenario: None,
+            url: None,
+            threads: shape.threads,
+            schedule: shape.schedule,
+            max_requests: shape.max_requests,
+            timeout: args.shape.timeout,
+            think: args.shape.think,
+            warmup: args.warmup,
+            workers: None,
+            app_cpus: None,
+            client_cpus: None,
+            memory: Some(2 << 30),
+            probe: ProbeConfig::default(),
+            no_probes: args.no_probes,
+            keep_running: false,
+            out: args.out,
+        },
+    })
+}
+
 fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRun> {
     use crate::load::request::{Expect, RequestSpec};
     if !(1..=MAX_FREQ).contains(&args.freq) {
-        bail!("--freq must be between 1 and {MAX_FREQ} Hz, not {}", args.freq);
+        bail!(
+            "--freq must be between 1 and {MAX_FREQ} Hz, not {}",
+            args.freq
+        );
     }
     let shape = args.shape.resolve(Duration::from_secs(30))?;
     let url = match &args.url {

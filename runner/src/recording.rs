@@ -60,7 +60,11 @@ pub struct Recording {
 
 impl Recorder {
     /// Attaches the probes (unless `with_probes` is false) and starts sampling.
-    pub fn start(config: &ProbeConfig, target: &Target, with_probes: bool) -> Result<Self, ProbeError> {
+    pub fn start(
+        config: &ProbeConfig,
+        target: &Target,
+        with_probes: bool,
+    ) -> Result<Self, ProbeError> {
         let probes = if with_probes {
             Some(Probes::attach(config, target)?)
         } else {
@@ -187,12 +191,18 @@ pub struct TopFrame {
 impl Recording {
     /// On-CPU samples.
     pub fn oncpu_samples(&self) -> u64 {
-        self.counters.as_ref().map(|c| c.get(Counter::OncpuSamples)).unwrap_or(0)
+        self.counters
+            .as_ref()
+            .map(|c| c.get(Counter::OncpuSamples))
+            .unwrap_or(0)
     }
 
     /// Lost records, all kinds.
     pub fn lost_total(&self) -> u64 {
-        self.counters.as_ref().map(Counters::lost_total).unwrap_or(0)
+        self.counters
+            .as_ref()
+            .map(Counters::lost_total)
+            .unwrap_or(0)
     }
 
     /// The `n` leaf frames with most on-CPU samples (kernel frames included).
@@ -225,14 +235,22 @@ impl Recording {
         }
         let on_title = format!("On-CPU samples ({} Hz)", self.config.freq_hz);
         write(dir, "oncpu.folded", self.oncpu.to_bytes())?;
-        write(dir, "oncpu.svg", flamegraph::render(&self.oncpu, &on_title, "samples")?)?;
+        write(
+            dir,
+            "oncpu.svg",
+            flamegraph::render(&self.oncpu, &on_title, "samples")?,
+        )?;
         write(dir, "offcpu.folded", self.offcpu.to_bytes())?;
         write(
             dir,
             "offcpu.svg",
             flamegraph::render(&self.offcpu, "Off-CPU time (microseconds)", "us")?,
         )?;
-        write(dir, "syscalls.json", serde_json::to_vec_pretty(&self.syscalls)?)?;
+        write(
+            dir,
+            "syscalls.json",
+            serde_json::to_vec_pretty(&self.syscalls)?,
+        )?;
         write(dir, "runqlat.json", serde_json::to_vec_pretty(&self.runq)?)?;
         Ok(vec![
             "resources.csv",
@@ -288,7 +306,11 @@ impl Recording {
                     .filter(|(_, &v)| v > 0)
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
-                out.push_str(&format!("LOST       {} records: {}\n", c.lost_total(), lost.join(", ")));
+                out.push_str(&format!(
+                    "LOST       {} records: {}\n",
+                    c.lost_total(),
+                    lost.join(", ")
+                ));
             }
             _ => out.push_str("lost       nothing\n"),
         }

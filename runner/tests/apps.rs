@@ -26,7 +26,10 @@ const APPS: [&str; 12] = [
 
 fn verify(app: &str) {
     let _machine = exclusive();
-    let output = runner().args(["verify", app]).output().expect("runner runs");
+    let output = runner()
+        .args(["verify", app])
+        .output()
+        .expect("runner runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
@@ -109,11 +112,23 @@ fn a_broken_app_fails_verification_readably() {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/broken-app/app.toml");
     let output = runner().arg("verify").arg(&manifest).output().unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "a broken app must not pass:\n{stdout}");
-    assert!(stdout.contains("FAIL") && stdout.contains("body `PONG` (expected pong)"), "{stdout}");
-    assert!(stdout.contains("message is \"hi\" (expected \"hello\")"), "{stdout}");
+    assert!(
+        !output.status.success(),
+        "a broken app must not pass:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("body `PONG` (expected pong)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("message is \"hi\" (expected \"hello\")"),
+        "{stdout}"
+    );
     assert!(stdout.contains("expected result 2666466670000"), "{stdout}");
-    assert!(stdout.contains("no Date header") || stdout.contains("Date header changes"), "{stdout}");
+    assert!(
+        stdout.contains("no Date header") || stdout.contains("Date header changes"),
+        "{stdout}"
+    );
 }
 
 #[test]

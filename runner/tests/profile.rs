@@ -12,7 +12,9 @@ use std::{
 use common::*;
 
 fn results(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("profile-results").join(test);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("profile-results")
+        .join(test);
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -25,14 +27,23 @@ fn run_dir(root: &Path) -> PathBuf {
         .map(|e| e.path())
         .filter(|p| p.is_dir())
         .collect();
-    assert_eq!(dirs.len(), 1, "one run folder in {}: {dirs:?}", root.display());
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one run folder in {}: {dirs:?}",
+        root.display()
+    );
     dirs[0].clone()
 }
 
 fn leftovers() -> Vec<String> {
     let mut found = Vec::new();
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
-    let own = own.lines().find_map(|l| l.strip_prefix("0::")).unwrap().to_string();
+    let own = own
+        .lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap()
+        .to_string();
     let root = runner::cgroup::v2_root().unwrap();
     if let Ok(entries) = std::fs::read_dir(root.join(own.trim_start_matches('/'))) {
         for e in entries.flatten() {
@@ -42,7 +53,10 @@ fn leftovers() -> Vec<String> {
             }
         }
     }
-    let ps = Command::new("pgrep").args(["-a", "-f", "axum-app|postgres -D .*partial"]).output().unwrap();
+    let ps = Command::new("pgrep")
+        .args(["-a", "-f", "axum-app|postgres -D .*partial"])
+        .output()
+        .unwrap();
     for line in String::from_utf8_lossy(&ps.stdout).lines() {
         found.push(format!("process {line}"));
     }
@@ -66,8 +80,19 @@ fn check_run(dir: &Path, app_frame: impl Fn(&str) -> bool) {
     assert_eq!(summary["status"], "ok");
     assert!(summary["load"]["rps"].as_f64().unwrap() > 0.0, "{summary}");
     assert_eq!(summary["load"]["error_total"], 0, "{summary}");
-    assert!(summary["probes"]["oncpu_samples"].as_u64().unwrap() > 0, "{summary}");
-    for key in ["cpu_pct_avg", "cpu_pct_max", "rss_mb_avg", "rss_mb_max", "threads_max", "ctx_voluntary", "ctx_involuntary"] {
+    assert!(
+        summary["probes"]["oncpu_samples"].as_u64().unwrap() > 0,
+        "{summary}"
+    );
+    for key in [
+        "cpu_pct_avg",
+        "cpu_pct_max",
+        "rss_mb_avg",
+        "rss_mb_max",
+        "threads_max",
+        "ctx_voluntary",
+        "ctx_involuntary",
+    ] {
         assert!(summary["resources"][key].is_number(), "resources.{key}");
     }
     for (name, path) in summary["artifacts"].as_object().unwrap() {
@@ -87,7 +112,16 @@ fn check_run(dir: &Path, app_frame: impl Fn(&str) -> bool) {
     let run = json(dir, "run.json");
     assert!(run["client"]["cpu_user_s"].is_number());
     assert!(run["app"]["workers"].as_u64().unwrap() >= 1);
-    for file in ["latency.hgrm", "timeseries.csv", "resources.csv", "app.log", "report.md", "syscalls.json", "runqlat.json", "offcpu.svg"] {
+    for file in [
+        "latency.hgrm",
+        "timeseries.csv",
+        "resources.csv",
+        "app.log",
+        "report.md",
+        "syscalls.json",
+        "runqlat.json",
+        "offcpu.svg",
+    ] {
         assert!(dir.join(file).exists(), "{file}");
     }
 }
@@ -97,10 +131,19 @@ fn profile_axum_end_to_end() {
     let _machine = exclusive();
     let out = results("axum");
     let output = profile(&["axum", "ping", "-d", "3s", "--warmup", "1s"], &out);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("ok/s") && stdout.contains("syscalls") && stdout.contains("run queue"), "{stdout}");
-    check_run(&run_dir(&out), |l| l.starts_with("tokio-rt-worker;") || l.contains("axum"));
+    assert!(
+        stdout.contains("ok/s") && stdout.contains("syscalls") && stdout.contains("run queue"),
+        "{stdout}"
+    );
+    check_run(&run_dir(&out), |l| {
+        l.starts_with("tokio-rt-worker;") || l.contains("axum")
+    });
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
 
@@ -108,9 +151,20 @@ fn profile_axum_end_to_end() {
 fn profile_a_python_app_end_to_end() {
     let _machine = exclusive();
     let out = results("fastapi");
-    let output = profile(&["fastapi", "db-read", "-d", "3s", "--warmup", "1s", "-c", "16"], &out);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    check_run(&run_dir(&out), |l| l.starts_with("python") || l.contains("libpython") || l.contains("python3"));
+    let output = profile(
+        &[
+            "fastapi", "db-read", "-d", "3s", "--warmup", "1s", "-c", "16",
+        ],
+        &out,
+    );
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    check_run(&run_dir(&out), |l| {
+        l.starts_with("python") || l.contains("libpython") || l.contains("python3")
+    });
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
 
@@ -120,7 +174,9 @@ fn sigint_leaves_nothing_behind() {
     let before: Vec<u64> = bpf_programs().into_iter().map(|(id, _)| id).collect();
     let out = results("interrupt");
     let mut child = runner()
-        .args(["profile", "axum", "ping", "-d", "60s", "--warmup", "1s", "--out"])
+        .args([
+            "profile", "axum", "ping", "-d", "60s", "--warmup", "1s", "--out",
+        ])
         .arg(&out)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -132,13 +188,20 @@ fn sigint_leaves_nothing_behind() {
         sleep(Duration::from_millis(200));
     }
     sleep(Duration::from_secs(1));
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130));
     let dir = run_dir(&out);
     assert_eq!(json(&dir, "summary.json")["status"], "interrupted");
     let after = bpf_programs();
-    assert!(after.iter().all(|(id, _)| before.contains(id)), "BPF programs left behind");
+    assert!(
+        after.iter().all(|(id, _)| before.contains(id)),
+        "BPF programs left behind"
+    );
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
 
@@ -149,5 +212,8 @@ fn profile_refuses_an_unsupported_scenario_in_one_line() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("no scenario `no-such-scenario`"), "{stderr}");
+    assert!(
+        stderr.contains("no scenario `no-such-scenario`"),
+        "{stderr}"
+    );
 }

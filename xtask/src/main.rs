@@ -13,7 +13,8 @@ tasks:
   test                     set up, then run every test (probe tests load BPF programs: root or sudo)
   bench probes [--rounds N]
                            probe overhead on a CPU-bound and a syscall-heavy workload, A/B alternated
-  profile APP SCENARIO     set up, build, and profile (see README for what works today)";
+  profile APP SCENARIO [OPTIONS]
+                           set up, build, then `runner profile APP SCENARIO` as root";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -50,8 +51,8 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
     sh::run(&mut cmd)
 }
 
-/// The quick start's first command. Until `runner profile` exists this builds runner and
-/// profiles a demo workload with `runner probe`, and says so.
+/// The quick start's first command: sets up and builds on first use, then runs
+/// `runner profile ARGS...` as root (through sudo when needed).
 fn profile(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
     sh::run(&mut sh::cargo(&[
@@ -62,16 +63,7 @@ fn profile(args: &[String]) -> anyhow::Result<()> {
         "runner",
     ]))?;
     let runner = sh::workspace().join("target/release/runner");
-    let target = args.join(" ");
-    eprintln!(
-        "xtask: `runner profile {target}` is not built yet (apps and the load engine come first);\n\
-         xtask: profiling the bundled demo workload with `runner probe` instead"
-    );
-    let demo = bench::compile_c("demo", &sh::workspace().join("xtask/demo/demo.c"))?;
     let mut cmd = sh::as_root(&runner);
-    cmd.args(["probe", "-d", "10s", "--freq", "199", "--"])
-        .arg(demo)
-        .arg("4");
-    cmd.current_dir(sh::workspace());
+    cmd.arg("profile").args(args).current_dir(sh::workspace());
     sh::run(&mut cmd)
 }

@@ -8,7 +8,10 @@ use std::{
 
 use axum::{
     body::{Body, Bytes},
-    extract::{ws::{Message, WebSocket, WebSocketUpgrade}, Path, Query, State},
+    extract::{
+        ws::{Message, WebSocket, WebSocketUpgrade},
+        Path, Query, State,
+    },
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -60,7 +63,10 @@ fn item(row: &tokio_postgres::Row) -> Value {
 }
 
 async fn db(app: &App) -> Result<deadpool_postgres::Object, Response> {
-    let pool = app.db.as_ref().ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "no DATABASE_URL"))?;
+    let pool = app
+        .db
+        .as_ref()
+        .ok_or_else(|| error(StatusCode::SERVICE_UNAVAILABLE, "no DATABASE_URL"))?;
     pool.get().await.map_err(internal)
 }
 
@@ -77,7 +83,10 @@ async fn one_item(app: &App, id: i32) -> Response {
     }
 }
 
-async fn db_read(State(app): Shared, Query(q): Query<std::collections::HashMap<String, String>>) -> Response {
+async fn db_read(
+    State(app): Shared,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Response {
     match q.get("id").and_then(|v| v.parse::<i32>().ok()) {
         Some(id) => one_item(&app, id).await,
         None => error(StatusCode::BAD_REQUEST, "id must be an integer"),
@@ -104,7 +113,11 @@ async fn db_write(State(app): Shared, Json(body): Json<NewItem>) -> Response {
         )
         .await
     {
-        Ok(row) => (StatusCode::CREATED, Json(json!({ "id": row.get::<_, i32>(0) }))).into_response(),
+        Ok(row) => (
+            StatusCode::CREATED,
+            Json(json!({ "id": row.get::<_, i32>(0) })),
+        )
+            .into_response(),
         Err(e) => internal(e),
     }
 }
@@ -122,14 +135,23 @@ async fn upload(body: Body) -> Response {
             Err(e) => return error(StatusCode::BAD_REQUEST, &e.to_string()),
         }
     }
-    let digest: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     Json(json!({ "sha256": digest, "size": size })).into_response()
 }
 
 async fn stream() -> Response {
     let chunk = Bytes::from(vec![0u8; 64 * 1024]);
-    let chunks = futures_util::stream::iter((0..160).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
-    ([(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(chunks)).into_response()
+    let chunks =
+        futures_util::stream::iter((0..160).map(move |_| Ok::<_, std::io::Error>(chunk.clone())));
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(chunks),
+    )
+        .into_response()
 }
 
 async fn ws_echo(ws: WebSocketUpgrade) -> Response {
@@ -192,7 +214,9 @@ fn sqlite_op(path: &str, id: i64, write: bool) -> Result<Option<i64>, rusqlite::
     if write {
         conn.execute("UPDATE counters SET value = value + 1 WHERE id = ?1", [id])?;
     }
-    match conn.query_row("SELECT value FROM counters WHERE id = ?1", [id], |r| r.get(0)) {
+    match conn.query_row("SELECT value FROM counters WHERE id = ?1", [id], |r| {
+        r.get(0)
+    }) {
         Ok(v) => Ok(Some(v)),
         Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
         Err(e) => Err(e),
@@ -207,14 +231,20 @@ fn sqlite_response(id: i64, result: Result<Option<i64>, rusqlite::Error>) -> Res
     }
 }
 
-async fn sqlite(State(app): Shared, Path((variant, id)): Path<(String, i64)>, write: bool) -> Response {
+async fn sqlite(
+    State(app): Shared,
+    Path((variant, id)): Path<(String, i64)>,
+    write: bool,
+) -> Response {
     let path = app.sqlite.clone();
     let result = match variant.as_str() {
         "blocking" => sqlite_op(&path, id, write), // blocks a runtime worker thread
-        "async" | "threadpool" => match tokio::task::spawn_blocking(move || sqlite_op(&path, id, write)).await {
-            Ok(r) => r,
-            Err(e) => return internal(e),
-        },
+        "async" | "threadpool" => {
+            match tokio::task::spawn_blocking(move || sqlite_op(&path, id, write)).await {
+                Ok(r) => r,
+                Err(e) => return internal(e),
+            }
+        }
         _ => return error(StatusCode::NOT_FOUND, "not found"),
     };
     sqlite_response(id, result)
@@ -253,8 +283,13 @@ async fn create_item(State(app): Shared, Json(body): Json<NewItem>) -> Response 
         Ok(c) => c,
         Err(r) => return r,
     };
-    let sql = format!("INSERT INTO items (name, description, price) VALUES ($1, $2, $3) RETURNING {ITEM_COLUMNS}");
-    match client.query_one(&sql, &[&body.name, &body.description, &body.price]).await {
+    let sql = format!(
+        "INSERT INTO items (name, description, price) VALUES ($1, $2, $3) RETURNING {ITEM_COLUMNS}"
+    );
+    match client
+        .query_one(&sql, &[&body.name, &body.description, &body.price])
+        .await
+    {
         Ok(row) => (StatusCode::CREATED, Json(item(&row))).into_response(),
         Err(e) => internal(e),
     }
@@ -267,7 +302,11 @@ struct ItemUpdate {
     price: Option<f64>,
 }
 
-async fn update_item(State(app): Shared, Path(id): Path<i32>, Json(body): Json<ItemUpdate>) -> Response {
+async fn update_item(
+    State(app): Shared,
+    Path(id): Path<i32>,
+    Json(body): Json<ItemUpdate>,
+) -> Response {
     let client = match db(&app).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -275,7 +314,10 @@ async fn update_item(State(app): Shared, Path(id): Path<i32>, Json(body): Json<I
     let sql = format!(
         "UPDATE items SET name = COALESCE($2, name), description = COALESCE($3, description), price = COALESCE($4, price) WHERE id = $1 RETURNING {ITEM_COLUMNS}"
     );
-    match client.query_opt(&sql, &[&id, &body.name, &body.description, &body.price]).await {
+    match client
+        .query_opt(&sql, &[&id, &body.name, &body.description, &body.price])
+        .await
+    {
         Ok(Some(row)) => Json(item(&row)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "not found"),
         Err(e) => internal(e),
@@ -292,7 +334,10 @@ async fn upsert(State(app): Shared, Json(body): Json<NewItem>) -> Response {
          ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description, price = EXCLUDED.price \
          RETURNING {ITEM_COLUMNS}"
     );
-    match client.query_one(&sql, &[&body.name, &body.description, &body.price]).await {
+    match client
+        .query_one(&sql, &[&body.name, &body.description, &body.price])
+        .await
+    {
         Ok(row) => Json(item(&row)).into_response(),
         Err(e) => internal(e),
     }
@@ -320,13 +365,21 @@ async fn io_intensive(State(app): Shared) -> Response {
         let mut inserted = 0;
         for n in 0..10i32 {
             inserted += tx
-                .execute("INSERT INTO io_log (request_id, n) VALUES ($1, $2)", &[&request_id, &n])
+                .execute(
+                    "INSERT INTO io_log (request_id, n) VALUES ($1, $2)",
+                    &[&request_id, &n],
+                )
                 .await?;
         }
         let updated = tx
-            .execute("UPDATE io_log SET note = 'updated' WHERE request_id = $1 AND n < 5", &[&request_id])
+            .execute(
+                "UPDATE io_log SET note = 'updated' WHERE request_id = $1 AND n < 5",
+                &[&request_id],
+            )
             .await?;
-        let deleted = tx.execute("DELETE FROM io_log WHERE request_id = $1", &[&request_id]).await?;
+        let deleted = tx
+            .execute("DELETE FROM io_log WHERE request_id = $1", &[&request_id])
+            .await?;
         tx.commit().await?;
         Ok((inserted, updated, deleted))
     }
@@ -351,7 +404,10 @@ fn env(name: &str) -> Option<String> {
 }
 
 fn main() {
-    let workers: usize = env("WORKERS").and_then(|w| w.parse().ok()).unwrap_or(1).max(1);
+    let workers: usize = env("WORKERS")
+        .and_then(|w| w.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()
@@ -367,11 +423,25 @@ async fn serve() {
     sqlite_init(&sqlite_path).expect("initialising SQLITE_PATH");
     let db = env("DATABASE_URL").map(|url| {
         let config: tokio_postgres::Config = url.parse().expect("DATABASE_URL");
-        let manager = Manager::from_config(config, tokio_postgres::NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
-        let size = env("DB_POOL_SIZE").and_then(|s| s.parse().ok()).unwrap_or(16);
-        Pool::builder(manager).max_size(size).build().expect("a database pool")
+        let manager = Manager::from_config(
+            config,
+            tokio_postgres::NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let size = env("DB_POOL_SIZE")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(16);
+        Pool::builder(manager)
+            .max_size(size)
+            .build()
+            .expect("a database pool")
     });
-    let app = Arc::new(App { db, sqlite: sqlite_path });
+    let app = Arc::new(App {
+        db,
+        sqlite: sqlite_path,
+    });
     let router = Router::new()
         .route("/ping", get(ping))
         .route("/json", get(json_hello))
@@ -384,8 +454,14 @@ async fn serve() {
         .route("/sleep/async", get(sleep_async))
         .route("/sleep/threadpool", get(sleep_threadpool))
         .route("/sleep/blocking", get(sleep_blocking))
-        .route("/sqlite/{variant}/read/{id}", get(|s: Shared, p: Path<(String, i64)>| sqlite(s, p, false)))
-        .route("/sqlite/{variant}/write/{id}", post(|s: Shared, p: Path<(String, i64)>| sqlite(s, p, true)))
+        .route(
+            "/sqlite/{variant}/read/{id}",
+            get(|s: Shared, p: Path<(String, i64)>| sqlite(s, p, false)),
+        )
+        .route(
+            "/sqlite/{variant}/write/{id}",
+            post(|s: Shared, p: Path<(String, i64)>| sqlite(s, p, true)),
+        )
         .route("/", get(health))
         .route("/items", get(list_items).post(create_item))
         .route("/items/{id}", get(get_item).put(update_item))
@@ -393,10 +469,14 @@ async fn serve() {
         .route("/io-intensive", post(io_intensive))
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
         .with_state(app);
-    let listener = tokio::net::TcpListener::bind(format!("{host}:{port}")).await.expect("binding HOST:PORT");
+    let listener = tokio::net::TcpListener::bind(format!("{host}:{port}"))
+        .await
+        .expect("binding HOST:PORT");
     axum::serve(listener, router)
         .with_graceful_shutdown(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM handler");
             term.recv().await;
         })
         .await

@@ -103,7 +103,12 @@ pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Result<Response, 
 }
 
 /// Sends `message` on a WebSocket at `path` and returns the first text frame that comes back.
-pub fn websocket_echo(addr: SocketAddr, path: &str, message: &str, timeout: Duration) -> Result<String, HttpError> {
+pub fn websocket_echo(
+    addr: SocketAddr,
+    path: &str,
+    message: &str,
+    timeout: Duration,
+) -> Result<String, HttpError> {
     runtime().block_on(async {
         tokio::time::timeout(timeout, async {
             let stream = TcpStream::connect(addr)

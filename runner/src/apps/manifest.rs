@@ -101,7 +101,8 @@ impl Manifest {
 
     /// Reads and checks an app.toml against the known scenario names.
     pub fn read(path: &Path, scenarios: &[String]) -> Result<Self, ManifestError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ManifestError::Read(path.into(), e))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ManifestError::Read(path.into(), e))?;
         let mut manifest: Manifest = toml::from_str(&text).map_err(|e| ManifestError::Parse {
             path: path.into(),
             message: e.message().to_string(),

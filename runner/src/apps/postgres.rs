@@ -53,7 +53,9 @@ fn bin_dir() -> Result<PathBuf, PostgresError> {
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn run_step(step: &'static str, cmd: &mut Command) -> Result<String, PostgresError> {
@@ -76,7 +78,12 @@ fn run_step(step: &'static str, cmd: &mut Command) -> Result<String, PostgresErr
 
 impl Postgres {
     /// Starts a cluster under `parent`, runs `init_sql` in database `bench`.
-    pub fn start(parent: &Path, init_sql: &Path, cpus: &[usize], user: &RunAs) -> Result<Self, PostgresError> {
+    pub fn start(
+        parent: &Path,
+        init_sql: &Path,
+        cpus: &[usize],
+        user: &RunAs,
+    ) -> Result<Self, PostgresError> {
         let bin = bin_dir()?;
         let version = bin
             .parent()
@@ -85,7 +92,8 @@ impl Postgres {
             .unwrap_or_default();
         let dir = parent.join("postgres");
         std::fs::create_dir_all(&dir).map_err(|e| PostgresError::Dir(dir.clone(), e))?;
-        user.own(&dir).map_err(|e| PostgresError::Dir(dir.clone(), e))?;
+        user.own(&dir)
+            .map_err(|e| PostgresError::Dir(dir.clone(), e))?;
         let data = dir.join("data");
         run_step(
             "initdb",
@@ -95,8 +103,10 @@ impl Postgres {
                 .args(["-U", "runner", "--auth=trust", "-E", "UTF8", "--no-sync"]),
         )?;
         let port = free_port().map_err(|e| PostgresError::Dir(dir.clone(), e))?;
-        let log = std::fs::File::create(dir.join("postgres.log")).map_err(|e| PostgresError::Dir(dir.clone(), e))?;
-        user.own(&dir.join("postgres.log")).map_err(|e| PostgresError::Dir(dir.clone(), e))?;
+        let log = std::fs::File::create(dir.join("postgres.log"))
+            .map_err(|e| PostgresError::Dir(dir.clone(), e))?;
+        user.own(&dir.join("postgres.log"))
+            .map_err(|e| PostgresError::Dir(dir.clone(), e))?;
         let mut cmd = user.command(&bin.join("postgres"));
         cmd.arg("-D")
             .arg(&data)
@@ -113,7 +123,10 @@ impl Postgres {
                 "synchronous_commit=off",
             ])
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| PostgresError::Dir(dir.clone(), e))?)
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| PostgresError::Dir(dir.clone(), e))?,
+            )
             .stderr(log);
         let cpus = cpus.to_vec();
         // SAFETY: sched_setaffinity is async-signal-safe; the set is built before the fork.
@@ -148,7 +161,10 @@ impl Postgres {
                 break;
             }
             if Instant::now() > deadline || pg.exited() {
-                return Err(PostgresError::NotReady(Duration::from_secs(30), pg.log_tail()));
+                return Err(PostgresError::NotReady(
+                    Duration::from_secs(30),
+                    pg.log_tail(),
+                ));
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -156,7 +172,14 @@ impl Postgres {
         let admin = format!("postgresql://runner@127.0.0.1:{port}/postgres");
         run_step(
             "creating database bench",
-            Command::new(&psql).args([&admin, "-q", "-v", "ON_ERROR_STOP=1", "-c", "CREATE DATABASE bench"]),
+            Command::new(&psql).args([
+                &admin,
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "CREATE DATABASE bench",
+            ]),
         )?;
         run_step(
             "loading apps/shared/init.sql",
@@ -182,9 +205,12 @@ impl Postgres {
     /// Runs one SQL query with psql and returns its unaligned output.
     pub fn query(url: &str, sql: &str) -> Result<String, PostgresError> {
         let psql = bin_dir()?.join("psql");
-        Ok(run_step("psql", Command::new(psql).args([url, "-tAq", "-v", "ON_ERROR_STOP=1", "-c", sql]))?
-            .trim()
-            .to_string())
+        Ok(run_step(
+            "psql",
+            Command::new(psql).args([url, "-tAq", "-v", "ON_ERROR_STOP=1", "-c", sql]),
+        )?
+        .trim()
+        .to_string())
     }
 
     /// Stops the server (SIGINT: fast shutdown, then SIGKILL) and removes its files.

@@ -13,7 +13,12 @@ use std::{
 
 use nix::{sys::signal::Signal, unistd::Pid};
 
-use super::{http, manifest::Manifest, postgres::{cpu_set, tail}, user::RunAs};
+use super::{
+    http,
+    manifest::Manifest,
+    postgres::{cpu_set, tail},
+    user::RunAs,
+};
 use crate::cgroup::{AppGroups, CgroupError};
 
 /// How long a stop waits after SIGTERM before SIGKILL.
@@ -33,9 +38,20 @@ pub enum AppError {
         source: std::io::Error,
     },
     #[error("{app} exited during start-up ({status}); log tail ({log}):\n{tail}")]
-    Exited { app: String, status: String, log: String, tail: String },
+    Exited {
+        app: String,
+        status: String,
+        log: String,
+        tail: String,
+    },
     #[error("{app} did not answer GET {path} with 2xx within {secs}s; log tail ({log}):\n{tail}")]
-    NotReady { app: String, path: String, secs: u64, log: String, tail: String },
+    NotReady {
+        app: String,
+        path: String,
+        secs: u64,
+        log: String,
+        tail: String,
+    },
 }
 
 /// What an app is launched with.
@@ -55,7 +71,11 @@ pub struct LaunchOptions {
 
 /// The app's start command with its placeholders filled in.
 pub fn command_line(app: &Manifest, opts: &LaunchOptions) -> String {
-    let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    let path = |p: &Option<PathBuf>| {
+        p.as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    };
     app.start
         .replace("{python}", &path(&opts.python))
         .replace("{bin}", &path(&opts.binary))
@@ -76,17 +96,25 @@ pub struct AppProcess {
 
 impl AppProcess {
     /// Starts `app` in cgroups labelled `label`.
-    pub fn start(app: &Manifest, opts: &LaunchOptions, user: &RunAs, label: &str) -> Result<Self, AppError> {
+    pub fn start(
+        app: &Manifest,
+        opts: &LaunchOptions,
+        user: &RunAs,
+        label: &str,
+    ) -> Result<Self, AppError> {
         let groups = match AppGroups::create(label, opts.memory) {
             Ok(groups) => groups,
             // Without root there is no cgroup to create: run pinned, in its own session.
             Err(e) if !nix::unistd::Uid::effective().is_root() => AppGroups {
-                warnings: vec![format!("the app runs without its own cgroup (no memory limit): {e}")],
+                warnings: vec![format!(
+                    "the app runs without its own cgroup (no memory limit): {e}"
+                )],
                 ..AppGroups::default()
             },
             Err(e) => return Err(e.into()),
         };
-        let log = std::fs::File::create(&opts.log).map_err(|e| AppError::Log(opts.log.clone(), e))?;
+        let log =
+            std::fs::File::create(&opts.log).map_err(|e| AppError::Log(opts.log.clone(), e))?;
         let command = command_line(app, opts);
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
@@ -99,7 +127,10 @@ impl AppProcess {
             .env("PYTHONUNBUFFERED", "1")
             .envs(opts.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| AppError::Log(opts.log.clone(), e))?)
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| AppError::Log(opts.log.clone(), e))?,
+            )
             .stderr(log);
         let procs: Vec<CString> = groups
             .procs_files()

@@ -22,7 +22,11 @@ pub enum ProvisionError {
     #[error("creating the virtualenv {0} failed: {1}")]
     Venv(PathBuf, String),
     #[error("installing {app}'s requirements failed at package `{package}`; pip said:\n{tail}")]
-    Install { app: String, package: String, tail: String },
+    Install {
+        app: String,
+        package: String,
+        tail: String,
+    },
 }
 
 const SYSTEM_PYTHON: &str = "/usr/bin/python3";
@@ -62,7 +66,12 @@ pub fn failed_package(output: &str) -> String {
             "Failed building wheel for ",
         ] {
             if let Some(rest) = line.split(marker).nth(1) {
-                return rest.split_whitespace().next().unwrap_or(rest).trim_end_matches(',').to_string();
+                return rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or(rest)
+                    .trim_end_matches(',')
+                    .to_string();
             }
         }
     }
@@ -78,23 +87,35 @@ pub struct PythonEnv {
 }
 
 /// The virtualenv of `app`, created (and owned by `owner`) when missing.
-pub fn provision(app: &Manifest, cache: &Path, owner: &RunAs, progress: &mut dyn FnMut(&str)) -> Result<PythonEnv, ProvisionError> {
+pub fn provision(
+    app: &Manifest,
+    cache: &Path,
+    owner: &RunAs,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PythonEnv, ProvisionError> {
     let requirements = app
         .requirements
         .as_ref()
         .map(|r| app.dir.join(r))
         .ok_or_else(|| ProvisionError::NoRequirements(app.name.clone()))?;
-    let text = std::fs::read(&requirements).map_err(|e| ProvisionError::Read(requirements.clone(), e))?;
+    let text =
+        std::fs::read(&requirements).map_err(|e| ProvisionError::Read(requirements.clone(), e))?;
     // The system interpreter: a virtualenv links to it, and the app's (unprivileged) user
     // must be able to run it, which a python3 under root's home (pyenv) would not allow.
-    let base = if Path::new(SYSTEM_PYTHON).exists() { SYSTEM_PYTHON } else { "python3" };
+    let base = if Path::new(SYSTEM_PYTHON).exists() {
+        SYSTEM_PYTHON
+    } else {
+        "python3"
+    };
     let version = python_version(base).ok_or(ProvisionError::NoPython)?;
     let mut hasher = Sha256::new();
     hasher.update(&text);
     hasher.update(version.as_bytes());
     hasher.update(b"runner-venv-v1");
     let hash = crate::load::request::hex(&hasher.finalize());
-    let venv = cache.join("venvs").join(format!("{}-{}", app.name, &hash[..12]));
+    let venv = cache
+        .join("venvs")
+        .join(format!("{}-{}", app.name, &hash[..12]));
     let python = venv.join("bin/python");
     if venv.join(".complete").is_file() && python.exists() {
         return Ok(PythonEnv {
@@ -103,25 +124,43 @@ pub fn provision(app: &Manifest, cache: &Path, owner: &RunAs, progress: &mut dyn
             fresh: false,
         });
     }
-    progress(&format!("creating a Python environment for {} (first use; cached in {})", app.name, venv.display()));
+    progress(&format!(
+        "creating a Python environment for {} (first use; cached in {})",
+        app.name,
+        venv.display()
+    ));
     let _ = std::fs::remove_dir_all(&venv);
-    std::fs::create_dir_all(venv.parent().unwrap()).map_err(|e| ProvisionError::Read(venv.clone(), e))?;
+    std::fs::create_dir_all(venv.parent().unwrap())
+        .map_err(|e| ProvisionError::Read(venv.clone(), e))?;
     let out = Command::new(base)
         .args(["-m", "venv"])
         .arg(&venv)
         .output()
         .map_err(|e| ProvisionError::Venv(venv.clone(), e.to_string()))?;
     if !out.status.success() {
-        return Err(ProvisionError::Venv(venv, String::from_utf8_lossy(&out.stderr).into_owned()));
+        return Err(ProvisionError::Venv(
+            venv,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
     }
     progress(&format!("installing {}", requirements.display()));
     let out = Command::new(venv.join("bin/pip"))
-        .args(["install", "--disable-pip-version-check", "--no-input", "-q", "-r"])
+        .args([
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "-q",
+            "-r",
+        ])
         .arg(&requirements)
         .output()
         .map_err(|e| ProvisionError::Venv(venv.clone(), e.to_string()))?;
     if !out.status.success() {
-        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         let lines: Vec<&str> = all.lines().collect();
         return Err(ProvisionError::Install {
             app: app.name.clone(),
@@ -129,7 +168,8 @@ pub fn provision(app: &Manifest, cache: &Path, owner: &RunAs, progress: &mut dyn
             tail: lines[lines.len().saturating_sub(8)..].join("\n"),
         });
     }
-    std::fs::write(venv.join(".complete"), &hash).map_err(|e| ProvisionError::Read(venv.clone(), e))?;
+    std::fs::write(venv.join(".complete"), &hash)
+        .map_err(|e| ProvisionError::Read(venv.clone(), e))?;
     if std::env::var_os("SUDO_UID").is_some() {
         // Under sudo the cache belongs to the invoking user.
         chown_tree(&cache.join("venvs"), owner);
@@ -162,6 +202,9 @@ mod tests {
     fn names_the_package_pip_failed_on() {
         let out = "ERROR: Could not find a version that satisfies the requirement flask==99.0 (from versions: 1.0)\nERROR: No matching distribution found for flask==99.0\n";
         assert_eq!(failed_package(out), "flask==99.0");
-        assert_eq!(failed_package("something else"), "(unknown: see pip's output)");
+        assert_eq!(
+            failed_package("something else"),
+            "(unknown: see pip's output)"
+        );
     }
 }

@@ -13,7 +13,10 @@ pub enum ScenarioError {
     #[error("cannot read {0}")]
     Read(std::path::PathBuf, #[source] std::io::Error),
     #[error("{path}: {message}")]
-    Parse { path: std::path::PathBuf, message: String },
+    Parse {
+        path: std::path::PathBuf,
+        message: String,
+    },
     #[error("no scenario `{name}`; scenarios: {known}")]
     Unknown { name: String, known: String },
 }
@@ -78,7 +81,8 @@ impl Scenarios {
     /// Reads `scenarios.toml` from the apps folder.
     pub fn read(dir: &Path) -> Result<Self, ScenarioError> {
         let path = dir.join("scenarios.toml");
-        let text = std::fs::read_to_string(&path).map_err(|e| ScenarioError::Read(path.clone(), e))?;
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| ScenarioError::Read(path.clone(), e))?;
         let file: File = toml::from_str(&text).map_err(|e| ScenarioError::Parse {
             path: path.clone(),
             message: e.message().to_string(),
@@ -93,7 +97,10 @@ impl Scenarios {
             .collect();
         all.sort_by_key(|s| {
             (
-                GROUP_ORDER.iter().position(|g| *g == s.group).unwrap_or(GROUP_ORDER.len()),
+                GROUP_ORDER
+                    .iter()
+                    .position(|g| *g == s.group)
+                    .unwrap_or(GROUP_ORDER.len()),
                 order_in_file(&text, &s.name),
             )
         });
@@ -118,7 +125,8 @@ impl Scenarios {
 }
 
 fn order_in_file(text: &str, name: &str) -> usize {
-    text.find(&format!("[scenario.{name}]")).unwrap_or(usize::MAX)
+    text.find(&format!("[scenario.{name}]"))
+        .unwrap_or(usize::MAX)
 }
 
 fn spec(name: &str, weight: u32, def: &RequestDef) -> RequestSpec {
@@ -155,7 +163,9 @@ impl Scenario {
             return self
                 .mix
                 .iter()
-                .filter_map(|(name, weight)| self.requests.get(name).map(|def| spec(name, *weight, def)))
+                .filter_map(|(name, weight)| {
+                    self.requests.get(name).map(|def| spec(name, *weight, def))
+                })
                 .collect();
         }
         match &self.request {
@@ -166,7 +176,10 @@ impl Scenario {
 
     /// The path for load and checks (WebSocket scenarios have no method).
     pub fn path(&self) -> &str {
-        self.request.as_ref().map(|r| r.path.as_str()).unwrap_or("/")
+        self.request
+            .as_ref()
+            .map(|r| r.path.as_str())
+            .unwrap_or("/")
     }
 }
 

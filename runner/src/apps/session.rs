@@ -80,7 +80,11 @@ pub fn default_cpus() -> (Vec<usize>, Vec<usize>) {
 }
 
 fn build_rust(app: &Manifest, progress: &mut dyn FnMut(&str)) -> anyhow::Result<PathBuf> {
-    let workspace = app.dir.parent().and_then(Path::parent).unwrap_or(Path::new("."));
+    let workspace = app
+        .dir
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
     if let Some(build) = &app.build {
         progress(&format!("building {}: {build}", app.name));
         let status = std::process::Command::new("/bin/sh")
@@ -89,7 +93,10 @@ fn build_rust(app: &Manifest, progress: &mut dyn FnMut(&str)) -> anyhow::Result<
             .status()
             .with_context(|| format!("running `{build}`"))?;
         if !status.success() {
-            bail!("building {} failed: `{build}` exited with {status}", app.name);
+            bail!(
+                "building {} failed: `{build}` exited with {status}",
+                app.name
+            );
         }
     }
     let binary = app
@@ -98,7 +105,11 @@ fn build_rust(app: &Manifest, progress: &mut dyn FnMut(&str)) -> anyhow::Result<
         .map(|b| workspace.join(b))
         .with_context(|| format!("{}: a rust app needs `binary` in app.toml", app.name))?;
     if !binary.is_file() {
-        bail!("{} was not built: {} is missing", app.name, binary.display());
+        bail!(
+            "{} was not built: {} is missing",
+            app.name,
+            binary.display()
+        );
     }
     Ok(binary)
 }
@@ -112,9 +123,12 @@ impl Session {
         opts: &SessionOptions,
         progress: &mut dyn FnMut(&str),
     ) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&opts.run_dir).with_context(|| format!("creating {}", opts.run_dir.display()))?;
+        std::fs::create_dir_all(&opts.run_dir)
+            .with_context(|| format!("creating {}", opts.run_dir.display()))?;
         let user = RunAs::for_apps();
-        let workers = opts.workers.unwrap_or_else(|| app.workers.resolve(opts.app_cpus.len()));
+        let workers = opts
+            .workers
+            .unwrap_or_else(|| app.workers.resolve(opts.app_cpus.len()));
         let mut facts = SessionFacts {
             app: app.name.clone(),
             framework: app.framework.clone(),
@@ -145,10 +159,18 @@ impl Session {
             }
             _ if needs_db => {
                 progress("starting PostgreSQL");
-                let pg = Postgres::start(&opts.run_dir, &apps_dir.join("shared/init.sql"), &opts.client_cpus, &RunAs::for_apps())
-                    .context("starting PostgreSQL")?;
+                let pg = Postgres::start(
+                    &opts.run_dir,
+                    &apps_dir.join("shared/init.sql"),
+                    &opts.client_cpus,
+                    &RunAs::for_apps(),
+                )
+                .context("starting PostgreSQL")?;
                 facts.postgres = Some(pg.version.clone());
-                facts.database = Some(format!("ephemeral PostgreSQL {} on port {}", pg.version, pg.port));
+                facts.database = Some(format!(
+                    "ephemeral PostgreSQL {} on port {}",
+                    pg.version, pg.port
+                ));
                 let url = pg.url.clone();
                 postgres = Some(pg);
                 Some(url)
@@ -160,7 +182,10 @@ impl Session {
         user.own(&sqlite_dir)?;
         let mut env = vec![
             ("DB_POOL_SIZE".to_string(), app.db_pool.to_string()),
-            ("SQLITE_PATH".to_string(), sqlite_dir.join("app.db").display().to_string()),
+            (
+                "SQLITE_PATH".to_string(),
+                sqlite_dir.join("app.db").display().to_string(),
+            ),
             ("TMPDIR".to_string(), sqlite_dir.display().to_string()),
         ];
         if let Some(url) = &database_url {
@@ -177,7 +202,10 @@ impl Session {
             binary,
             python,
         };
-        progress(&format!("starting {} on 127.0.0.1:{port} ({workers} workers, CPUs {:?})", app.name, opts.app_cpus));
+        progress(&format!(
+            "starting {} on 127.0.0.1:{port} ({workers} workers, CPUs {:?})",
+            app.name, opts.app_cpus
+        ));
         let label = format!("runner-{}-{}", app.name, std::process::id());
         let mut process = AppProcess::start(app, &opts_launch, &user, &label)?;
         facts.command = process.command.clone();

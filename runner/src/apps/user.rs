@@ -1,11 +1,7 @@
 //! The unprivileged user that apps and the database run as: the invoking user under sudo,
 //! else `nobody` when runner itself is root, else the current user.
 
-use std::{
-    os::unix::process::CommandExt,
-    path::Path,
-    process::Command,
-};
+use std::{os::unix::process::CommandExt, path::Path, process::Command};
 
 use nix::unistd::{Gid, Uid, User};
 
@@ -22,7 +18,11 @@ impl RunAs {
     pub fn for_apps() -> Self {
         if !Uid::effective().is_root() {
             let uid = Uid::current();
-            let name = User::from_uid(uid).ok().flatten().map(|u| u.name).unwrap_or_default();
+            let name = User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+                .unwrap_or_default();
             return Self {
                 uid: uid.as_raw(),
                 gid: Gid::current().as_raw(),

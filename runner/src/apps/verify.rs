@@ -48,7 +48,13 @@ impl Checker<'_> {
         });
     }
 
-    fn send(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Bytes) -> R<http::Response> {
+    fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> R<http::Response> {
         http::request(self.addr, method.clone(), path, headers, body, TIMEOUT)
             .map_err(|e| format!("{method} {path}: {}", error_chain(&e)))
     }
@@ -58,7 +64,12 @@ impl Checker<'_> {
     }
 
     fn json_request(&self, method: Method, path: &str, body: &Value) -> R<http::Response> {
-        self.send(method, path, &[("content-type", "application/json")], Bytes::from(body.to_string()))
+        self.send(
+            method,
+            path,
+            &[("content-type", "application/json")],
+            Bytes::from(body.to_string()),
+        )
     }
 
     fn sql(&self, query: &str) -> R<String> {
@@ -82,15 +93,23 @@ fn expect_status(r: &http::Response, status: u16) -> R<()> {
     if r.status.as_u16() == status {
         Ok(())
     } else {
-        Err(format!("status {} (expected {status}); body: {}", r.status.as_u16(), preview(&r.body)))
+        Err(format!(
+            "status {} (expected {status}); body: {}",
+            r.status.as_u16(),
+            preview(&r.body)
+        ))
     }
 }
 
 fn expect_json(r: &http::Response) -> R<Value> {
     if !r.content_type().starts_with("application/json") {
-        return Err(format!("content type `{}` (expected application/json)", r.content_type()));
+        return Err(format!(
+            "content type `{}` (expected application/json)",
+            r.content_type()
+        ));
     }
-    r.json().ok_or_else(|| format!("body is not JSON: {}", preview(&r.body)))
+    r.json()
+        .ok_or_else(|| format!("body is not JSON: {}", preview(&r.body)))
 }
 
 fn preview(body: &[u8]) -> String {
@@ -113,14 +132,21 @@ fn expect_item(v: &Value) -> R<i64> {
     if !v["price"].is_number() {
         return Err(format!("price is not a number: {}", v["price"]));
     }
-    iso_utc(v["created_at"].as_str().ok_or("created_at is not a string")?)?;
-    v["id"].as_i64().ok_or_else(|| format!("id is not an integer: {}", v["id"]))
+    iso_utc(
+        v["created_at"]
+            .as_str()
+            .ok_or("created_at is not a string")?,
+    )?;
+    v["id"]
+        .as_i64()
+        .ok_or_else(|| format!("id is not an integer: {}", v["id"]))
 }
 
 /// Parses an ISO-8601 timestamp with a UTC offset (Z or +00:00).
 fn iso_utc(text: &str) -> R<std::time::SystemTime> {
     let normal = text.replace("+00:00", "Z");
-    humantime::parse_rfc3339_weak(&normal).map_err(|_| format!("`{text}` is not an ISO-8601 UTC timestamp"))
+    humantime::parse_rfc3339_weak(&normal)
+        .map_err(|_| format!("`{text}` is not an ISO-8601 UTC timestamp"))
 }
 
 /// Σ i*i for i < n, mod 2^64.
@@ -141,7 +167,10 @@ pub fn check(addr: SocketAddr, scenario: &Scenario, db: Option<&str>) -> Vec<Che
             let r = c.get("/ping").and_then(|r| {
                 expect_status(&r, 200)?;
                 if !r.content_type().starts_with("text/plain") {
-                    return Err(format!("content type `{}` (expected text/plain)", r.content_type()));
+                    return Err(format!(
+                        "content type `{}` (expected text/plain)",
+                        r.content_type()
+                    ));
                 }
                 if r.body.as_ref() != b"pong" {
                     return Err(format!("body `{}` (expected pong)", preview(&r.body)));
@@ -188,22 +217,35 @@ pub fn check(addr: SocketAddr, scenario: &Scenario, db: Option<&str>) -> Vec<Che
                 Ok("404 not found".into())
             });
             c.record("missing id -> 404", r);
-            let r = c.get("/db-read?id=abc").and_then(|r| expect_status(&r, 400).map(|_| "400".into()));
+            let r = c
+                .get("/db-read?id=abc")
+                .and_then(|r| expect_status(&r, 400).map(|_| "400".into()));
             c.record("non-integer id -> 400", r);
         }
         "db-write" => {
             let r = (|| {
-                let before: i64 = c.sql("SELECT count(*) FROM items")?.parse().map_err(|_| "bad count")?;
+                let before: i64 = c
+                    .sql("SELECT count(*) FROM items")?
+                    .parse()
+                    .map_err(|_| "bad count")?;
                 let name = format!("verify-{}", fastrand::u64(..));
-                let body = serde_json::json!({"name": name, "description": "verify", "price": 1.25});
+                let body =
+                    serde_json::json!({"name": name, "description": "verify", "price": 1.25});
                 let r = c.json_request(Method::POST, "/db-write", &body)?;
                 expect_status(&r, 201)?;
                 let v = expect_json(&r)?;
-                let id = v["id"].as_i64().ok_or_else(|| format!("no integer id in {v}"))?;
-                let after: i64 = c.sql("SELECT count(*) FROM items")?.parse().map_err(|_| "bad count")?;
+                let id = v["id"]
+                    .as_i64()
+                    .ok_or_else(|| format!("no integer id in {v}"))?;
+                let after: i64 = c
+                    .sql("SELECT count(*) FROM items")?
+                    .parse()
+                    .map_err(|_| "bad count")?;
                 let stored = c.sql(&format!("SELECT name FROM items WHERE id = {id}"))?;
                 if after != before + 1 || stored != name {
-                    return Err(format!("rows {before} -> {after}, row {id} holds `{stored}`"));
+                    return Err(format!(
+                        "rows {before} -> {after}, row {id} holds `{stored}`"
+                    ));
                 }
                 Ok(format!("201 id {id}; rows {before} -> {after}"))
             })();
@@ -215,7 +257,12 @@ pub fn check(addr: SocketAddr, scenario: &Scenario, db: Option<&str>) -> Vec<Che
             let digest = hex(&Sha256::digest(&data));
             let size = data.len();
             let r = c
-                .send(Method::POST, "/upload", &[("content-type", "application/octet-stream")], Bytes::from(data))
+                .send(
+                    Method::POST,
+                    "/upload",
+                    &[("content-type", "application/octet-stream")],
+                    Bytes::from(data),
+                )
                 .and_then(|r| {
                     expect_status(&r, 200)?;
                     let v = expect_json(&r)?;
@@ -303,12 +350,17 @@ pub fn check(addr: SocketAddr, scenario: &Scenario, db: Option<&str>) -> Vec<Che
                 let value = |r: http::Response| -> R<i64> {
                     expect_status(&r, 200)?;
                     let v = expect_json(&r)?;
-                    v["value"].as_i64().filter(|_| v["id"] == 11).ok_or_else(|| format!("got {v}"))
+                    v["value"]
+                        .as_i64()
+                        .filter(|_| v["id"] == 11)
+                        .ok_or_else(|| format!("got {v}"))
                 };
                 let a = value(c.send(Method::POST, &path, &[], Bytes::new())?)?;
                 let b = value(c.send(Method::POST, &path, &[], Bytes::new())?)?;
                 if b != a + 1 {
-                    return Err(format!("two writes gave {a} then {b}; expected an increment of 1"));
+                    return Err(format!(
+                        "two writes gave {a} then {b}; expected an increment of 1"
+                    ));
                 }
                 Ok(format!("{a} -> {b}"))
             })();
@@ -327,7 +379,10 @@ pub fn check(addr: SocketAddr, scenario: &Scenario, db: Option<&str>) -> Vec<Che
             });
             c.record("POST /io-intensive", r);
         }
-        other => c.record("known check", Err(format!("scenarios.toml names an unknown check `{other}`"))),
+        other => c.record(
+            "known check",
+            Err(format!("scenarios.toml names an unknown check `{other}`")),
+        ),
     }
     c.out
 }
@@ -345,7 +400,9 @@ fn crud(c: &mut Checker<'_>) {
     let r = c.get("/items?limit=5&offset=10").and_then(|r| {
         expect_status(&r, 200)?;
         let v = expect_json(&r)?;
-        let items = v.as_array().ok_or_else(|| format!("not an array: {}", preview(&r.body)))?;
+        let items = v
+            .as_array()
+            .ok_or_else(|| format!("not an array: {}", preview(&r.body)))?;
         let ids: Vec<i64> = items.iter().map(expect_item).collect::<R<_>>()?;
         if ids != [11, 12, 13, 14, 15] {
             return Err(format!("ids {ids:?} (expected 11..15)"));
@@ -362,11 +419,17 @@ fn crud(c: &mut Checker<'_>) {
         Ok("item 3".into())
     });
     c.record("GET /items/{id}", r);
-    let r = c.get("/items/9999999").and_then(|r| expect_status(&r, 404).map(|_| "404".into()));
+    let r = c
+        .get("/items/9999999")
+        .and_then(|r| expect_status(&r, 404).map(|_| "404".into()));
     c.record("GET /items/{missing} -> 404", r);
     let name = format!("verify-crud-{}", fastrand::u64(..));
     let created = c
-        .json_request(Method::POST, "/items", &serde_json::json!({"name": name, "description": "d", "price": 2.5}))
+        .json_request(
+            Method::POST,
+            "/items",
+            &serde_json::json!({"name": name, "description": "d", "price": 2.5}),
+        )
         .and_then(|r| {
             expect_status(&r, 201)?;
             let v = expect_json(&r)?;
@@ -376,14 +439,22 @@ fn crud(c: &mut Checker<'_>) {
             }
             Ok(id)
         });
-    c.record("POST /items -> 201", created.clone().map(|id| format!("id {id}")));
+    c.record(
+        "POST /items -> 201",
+        created.clone().map(|id| format!("id {id}")),
+    );
     if let Ok(id) = created {
         let r = c
-            .json_request(Method::PUT, &format!("/items/{id}"), &serde_json::json!({"description": "changed", "price": 3.5}))
+            .json_request(
+                Method::PUT,
+                &format!("/items/{id}"),
+                &serde_json::json!({"description": "changed", "price": 3.5}),
+            )
             .and_then(|r| {
                 expect_status(&r, 200)?;
                 let v = expect_json(&r)?;
-                if v["description"] != "changed" || v["price"] != 3.5 || v["name"] != name.as_str() {
+                if v["description"] != "changed" || v["price"] != 3.5 || v["name"] != name.as_str()
+                {
                     return Err(format!("updated to {v}"));
                 }
                 Ok("description and price changed".into())
@@ -394,7 +465,11 @@ fn crud(c: &mut Checker<'_>) {
     let r = (|| {
         let mut ids = Vec::new();
         for price in [4.5, 5.5] {
-            let r = c.json_request(Method::POST, "/upsert", &serde_json::json!({"name": upsert_name, "description": "u", "price": price}))?;
+            let r = c.json_request(
+                Method::POST,
+                "/upsert",
+                &serde_json::json!({"name": upsert_name, "description": "u", "price": price}),
+            )?;
             expect_status(&r, 200)?;
             let v = expect_json(&r)?;
             ids.push(expect_item(&v)?);
@@ -406,7 +481,9 @@ fn crud(c: &mut Checker<'_>) {
             return Err(format!("the same name got ids {ids:?}"));
         }
         if c.db.is_some() {
-            let rows = c.sql(&format!("SELECT count(*) FROM items WHERE name = '{upsert_name}'"))?;
+            let rows = c.sql(&format!(
+                "SELECT count(*) FROM items WHERE name = '{upsert_name}'"
+            ))?;
             if rows != "1" {
                 return Err(format!("{rows} rows with the name"));
             }
@@ -418,7 +495,12 @@ fn crud(c: &mut Checker<'_>) {
 
 /// The Date header is present and changes between two requests a second apart.
 pub fn date_header(addr: SocketAddr, path: &str) -> Check {
-    let date = |r: &http::Response| r.headers.get("date").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let date = |r: &http::Response| {
+        r.headers
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
     let result = (|| {
         let a = http::get(addr, path, TIMEOUT).map_err(|e| error_chain(&e))?;
         std::thread::sleep(Duration::from_millis(1100));
@@ -439,9 +521,23 @@ pub fn date_header(addr: SocketAddr, path: &str) -> Check {
 
 /// The checks as a pass/fail table.
 pub fn table(app: &str, checks: &[Check]) -> String {
-    let w1 = checks.iter().map(|c| c.scenario.len()).max().unwrap_or(8).max(8);
-    let w2 = checks.iter().map(|c| c.check.len()).max().unwrap_or(5).max(5);
-    let mut out = format!("{app}: {} checks, {} failed\n", checks.len(), checks.iter().filter(|c| !c.ok).count());
+    let w1 = checks
+        .iter()
+        .map(|c| c.scenario.len())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    let w2 = checks
+        .iter()
+        .map(|c| c.check.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = format!(
+        "{app}: {} checks, {} failed\n",
+        checks.len(),
+        checks.iter().filter(|c| !c.ok).count()
+    );
     for c in checks {
         out.push_str(&format!(
             "  {:<4} {:<w1$}  {:<w2$}  {}\n",
@@ -461,9 +557,15 @@ mod tests {
     #[test]
     fn cpu_result_wraps_mod_2_64() {
         assert_eq!(cpu_result(4), 0 + 1 + 4 + 9);
-        assert_eq!(cpu_result(20000), (0..20000u128).map(|i| i * i).sum::<u128>() as u64);
+        assert_eq!(
+            cpu_result(20000),
+            (0..20000u128).map(|i| i * i).sum::<u128>() as u64
+        );
         let big = 3_000_000u64;
-        assert_eq!(cpu_result(big), ((0..big as u128).map(|i| i * i).sum::<u128>() % (1u128 << 64)) as u64);
+        assert_eq!(
+            cpu_result(big),
+            ((0..big as u128).map(|i| i * i).sum::<u128>() % (1u128 << 64)) as u64
+        );
     }
 
     #[test]

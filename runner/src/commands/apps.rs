@@ -35,8 +35,12 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|s| {
                         let cell = match a.unsupported_reason(&s.name) {
-                            Some(reason) => serde_json::json!({"supported": false, "reason": reason}),
-                            None => serde_json::json!({"supported": true, "note": a.notes.get(&s.name)}),
+                            Some(reason) => {
+                                serde_json::json!({"supported": false, "reason": reason})
+                            }
+                            None => {
+                                serde_json::json!({"supported": true, "note": a.notes.get(&s.name)})
+                            }
                         };
                         (s.name.clone(), cell)
                     })
@@ -57,7 +61,11 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
     for a in &apps {
         let mut row = format!("{:<width$}", a.name);
         for s in &scenarios.all {
-            row.push_str(if a.unsupported_reason(&s.name).is_some() { "  -" } else { "  +" });
+            row.push_str(if a.unsupported_reason(&s.name).is_some() {
+                "  -"
+            } else {
+                "  +"
+            });
         }
         println!("{row}");
     }
@@ -97,7 +105,11 @@ pub fn verify(app: &str, only: &[String]) -> anyhow::Result<ExitCode> {
         chosen
     };
     let (app_cpus, client_cpus) = default_cpus();
-    let run_dir = std::env::temp_dir().join(format!("runner-verify-{}-{}", manifest.name, std::process::id()));
+    let run_dir = std::env::temp_dir().join(format!(
+        "runner-verify-{}-{}",
+        manifest.name,
+        std::process::id()
+    ));
     let opts = SessionOptions {
         workers: None,
         app_cpus,
@@ -105,14 +117,20 @@ pub fn verify(app: &str, only: &[String]) -> anyhow::Result<ExitCode> {
         memory: Some(2 << 30),
         run_dir: run_dir.clone(),
     };
-    let session = Session::start(&manifest, &chosen, &dir, &opts, &mut |m| eprintln!("runner: {m}"))
-        .with_context(|| format!("starting {}", manifest.name))?;
+    let session = Session::start(&manifest, &chosen, &dir, &opts, &mut |m| {
+        eprintln!("runner: {m}")
+    })
+    .with_context(|| format!("starting {}", manifest.name))?;
     for w in &session.facts.warnings {
         eprintln!("runner: warning: {w}");
     }
     let mut checks = Vec::new();
     for s in &chosen {
-        checks.extend(verify::check(session.app.addr, s, session.database_url.as_deref()));
+        checks.extend(verify::check(
+            session.app.addr,
+            s,
+            session.database_url.as_deref(),
+        ));
     }
     checks.push(verify::date_header(session.app.addr, manifest.health()));
     drop(session);

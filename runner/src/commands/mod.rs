@@ -1,6 +1,7 @@
 //! The commands behind the CLI.
 
 pub mod apps;
+pub mod bench;
 pub mod load;
 pub mod probe;
 pub mod profile;

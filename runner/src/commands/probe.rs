@@ -218,7 +218,6 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
     })
 }
 
-
 fn describe(target: &TargetSpec) -> String {
     match target {
         TargetSpec::Command(argv) => format!("`{}`", argv.join(" ")),
@@ -234,10 +233,7 @@ fn describe(target: &TargetSpec) -> String {
     }
 }
 
-
 fn write(dir: &Path, name: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
     let path = dir.join(name);
     fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
 }
-
-

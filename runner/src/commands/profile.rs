@@ -114,13 +114,19 @@ fn git_commit(dir: &Path) -> Option<String> {
 
 fn cpu_model() -> Option<String> {
     use procfs::Current;
-    procfs::CpuInfo::current().ok()?.model_name(0).map(str::to_string)
+    procfs::CpuInfo::current()
+        .ok()?
+        .model_name(0)
+        .map(str::to_string)
 }
 
 fn framework_version(python: Option<&str>, package: &str) -> Option<String> {
     let python = python?;
     let out = std::process::Command::new(python)
-        .args(["-c", &format!("import importlib.metadata as m; print(m.version({package:?}))")])
+        .args([
+            "-c",
+            &format!("import importlib.metadata as m; print(m.version({package:?}))"),
+        ])
         .output()
         .ok()?;
     out.status
@@ -137,10 +143,12 @@ pub fn spectrum(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, u64)> {
     if h.is_empty() {
         return Vec::new();
     }
-    [0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999]
-        .iter()
-        .map(|&p| (p, h.value_at_quantile(p / 100.0)))
-        .collect()
+    [
+        0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 99.999,
+    ]
+    .iter()
+    .map(|&p| (p, h.value_at_quantile(p / 100.0)))
+    .collect()
 }
 
 /// A unique results folder name under `root`.
@@ -168,17 +176,39 @@ pub fn give_to_invoker(path: &Path) {
     }
 }
 
-/// Runs `runner profile`; the exit code is 130 when interrupted, 1 when the app died.
+/// A finished profile.
+pub struct Profiled {
+    pub dir: PathBuf,
+    pub summary: Summary,
+    /// 130 when interrupted, 1 when the app died, else 0.
+    pub exit: ExitCode,
+}
+
+/// Runs `runner profile`.
 pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
+    Ok(profile(p)?.exit)
+}
+
+/// The profile pipeline; prints progress and the summary, and returns the results.
+pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
     if !p.no_probes && !Privileges::current().can_probe() {
-        bail!("runner profile: {NEEDS_ROOT} (or pass --no-probes for load and procfs figures only)");
+        bail!(
+            "runner profile: {NEEDS_ROOT} (or pass --no-probes for load and procfs figures only)"
+        );
     }
     let stop = super::stop_flag()?;
     let dir = apps_dir();
     let scenarios = Scenarios::read(&dir)?;
     let app = manifest::find(&p.app, &dir, &scenarios.names())?;
     let (scenario_name, requests, scenario) = match (&p.scenario, &p.url) {
-        (_, Some(spec)) => (format!("url{}", spec.path.replace(['/', '?', '&', '=', '{', '}'], "-")), vec![spec.clone()], None),
+        (_, Some(spec)) => (
+            format!(
+                "url{}",
+                spec.path.replace(['/', '?', '&', '=', '{', '}'], "-")
+            ),
+            vec![spec.clone()],
+            None,
+        ),
         (Some(name), None) => {
             let s = scenarios.get(name)?;
             if let Some(reason) = app.unsupported_reason(name) {
@@ -186,9 +216,17 @@ pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
             }
             (name.clone(), s.requests(), Some(s))
         }
-        (None, None) => bail!("name a scenario ({}) or --url PATH", scenarios.names().join(", ")),
+        (None, None) => bail!(
+            "name a scenario ({}) or --url PATH",
+            scenarios.names().join(", ")
+        ),
     };
-    let run_id = format!("{}-{}-{}", super::timestamp(), app.name, scenario_name.trim_matches('-'));
+    let run_id = format!(
+        "{}-{}-{}",
+        super::timestamp(),
+        app.name,
+        scenario_name.trim_matches('-')
+    );
     std::fs::create_dir_all(&p.out).with_context(|| format!("creating {}", p.out.display()))?;
     let final_dir = run_dir(&p.out, &run_id);
     let work = p.out.join(format!(".{run_id}.partial"));
@@ -207,7 +245,9 @@ pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
         memory: p.memory,
         run_dir: work.clone(),
     };
-    let session = match Session::start(&app, &needed, &dir, &session_opts, &mut |m| eprintln!("runner:       {m}")) {
+    let session = match Session::start(&app, &needed, &dir, &session_opts, &mut |m| {
+        eprintln!("runner:       {m}")
+    }) {
         Ok(s) => s,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&work);
@@ -225,15 +265,25 @@ pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
             print!("{}", verify::table(&app.name, &checks));
             drop(session);
             let _ = std::fs::remove_dir_all(&work);
-            bail!("{} fails verification of {scenario_name}; nothing was measured", app.name);
+            bail!(
+                "{} fails verification of {scenario_name}; nothing was measured",
+                app.name
+            );
         }
     } else {
         phase(2, "custom --url: skipping contract verification");
     }
     let websocket = scenario.is_some_and(|s| s.websocket);
-    let path = requests.first().map(|r| r.path.clone()).or_else(|| scenario.map(|s| s.path().to_string())).unwrap_or_else(|| "/".into());
+    let path = requests
+        .first()
+        .map(|r| r.path.clone())
+        .or_else(|| scenario.map(|s| s.path().to_string()))
+        .unwrap_or_else(|| "/".into());
     let scheme = if websocket { "ws" } else { "http" };
-    let target = load::parse_url(&format!("{scheme}://{addr}{}", if websocket { path.as_str() } else { "/" }))?;
+    let target = load::parse_url(&format!(
+        "{scheme}://{addr}{}",
+        if websocket { path.as_str() } else { "/" }
+    ))?;
     let config = LoadConfig {
         target,
         requests: requests.clone(),
@@ -247,7 +297,10 @@ pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
     };
     config.validate()?;
     if !p.warmup.is_zero() && !stop.load(Ordering::Relaxed) {
-        phase(3, &format!("warming up for {}", humantime::format_duration(p.warmup)));
+        phase(
+            3,
+            &format!("warming up for {}", humantime::format_duration(p.warmup)),
+        );
         let warm = LoadConfig {
             schedule: Schedule::closed(p.schedule.max_connections(), Some(p.warmup)),
             max_requests: None,
@@ -256,16 +309,32 @@ pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
         load::run(&warm, stop.clone(), &mut |_| {})?;
     }
 
-    phase(4, &format!("recording {}{}", if p.no_probes { "load and procfs" } else { "load, probes and procfs" }, match p.schedule.duration() {
-        Some(d) => format!(" for {}", humantime::format_duration(d)),
-        None => String::new(),
-    }));
+    phase(
+        4,
+        &format!(
+            "recording {}{}",
+            if p.no_probes {
+                "load and procfs"
+            } else {
+                "load, probes and procfs"
+            },
+            match p.schedule.duration() {
+                Some(d) => format!(" for {}", humantime::format_duration(d)),
+                None => String::new(),
+            }
+        ),
+    );
     let cgroup = session.app.groups.target();
     let probe_target = Target {
-        tgids: if cgroup.is_some() { Vec::new() } else { session.app.pids() },
+        tgids: if cgroup.is_some() {
+            Vec::new()
+        } else {
+            session.app.pids()
+        },
         cgroups: cgroup.into_iter().collect(),
     };
-    let mut recorder = Recorder::start(&p.probe, &probe_target, !p.no_probes).context("attaching the probes")?;
+    let mut recorder =
+        Recorder::start(&p.probe, &probe_target, !p.no_probes).context("attaching the probes")?;
     let (cpu_user0, cpu_sys0, _) = usage();
     let load_stop = stop.clone();
     let bar = Arc::new(super::load::progress_bar(p.schedule.duration()));
@@ -305,7 +374,10 @@ pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
     let facts = session.facts.clone();
     let framework_version = framework_version(facts.python_path.as_deref(), &app.framework);
     if p.keep_running {
-        eprintln!("runner: {} keeps running at http://{addr} (Ctrl-C stops it)", app.name);
+        eprintln!(
+            "runner: {} keeps running at http://{addr} (Ctrl-C stops it)",
+            app.name
+        );
         stop.store(false, Ordering::Relaxed);
         while !stop.load(Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(200));
@@ -324,9 +396,21 @@ pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
         std::fs::write(work.join(name), bytes).with_context(|| format!("writing {name}"))
     };
     write("latency.hgrm", load_report::to_hgrm(&outcome.histogram))?;
-    write("timeseries.csv", load_report::to_csv(&outcome.report.timeseries))?;
+    write(
+        "timeseries.csv",
+        load_report::to_csv(&outcome.report.timeseries),
+    )?;
     write("load.json", load_report::to_json(&outcome.report))?;
-    for name in ["latency.hgrm", "timeseries.csv", "load.json", "app.log", "summary.json", "run.json", "report.md", "report.html"] {
+    for name in [
+        "latency.hgrm",
+        "timeseries.csv",
+        "load.json",
+        "app.log",
+        "summary.json",
+        "run.json",
+        "report.md",
+        "report.html",
+    ] {
         artifacts.insert(name.into(), name.into());
     }
     let status = if app_died.is_some() {
@@ -339,11 +423,17 @@ pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
     let resources = recording.sampler.summary();
     let summary = Summary {
         schema: SCHEMA.into(),
-        run_id: final_dir.file_name().unwrap().to_string_lossy().into_owned(),
+        run_id: final_dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned(),
         app: app.name.clone(),
         scenario: scenario_name.clone(),
         status: status.into(),
-        failure: app_died.as_ref().map(|s| format!("the app died during the load ({s}); log tail:\n{log_tail}")),
+        failure: app_died
+            .as_ref()
+            .map(|s| format!("the app died during the load ({s}); log tail:\n{log_tail}")),
         started_at: recording.started_at.clone(),
         load: LoadSummary::new(&outcome.report, spectrum(&outcome.histogram)),
         resources: Resources {
@@ -399,23 +489,40 @@ pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
     write("run.json", serde_json::to_vec_pretty(&run_json)?)?;
     write("report.md", report::markdown(&summary).into_bytes())?;
     write("report.html", report::html(&summary).into_bytes())?;
-    std::fs::rename(&work, &final_dir).with_context(|| format!("moving results to {}", final_dir.display()))?;
+    std::fs::rename(&work, &final_dir)
+        .with_context(|| format!("moving results to {}", final_dir.display()))?;
     give_to_invoker(&final_dir);
 
-    println!("{}", terminal_summary(&summary, &recording.summary_lines(), load_elapsed, &client));
+    println!(
+        "{}",
+        terminal_summary(&summary, &recording.summary_lines(), load_elapsed, &client)
+    );
     println!("results: {}", final_dir.display());
-    for name in ["report.html", "report.md", "oncpu.svg", "offcpu.svg", "summary.json"] {
+    for name in [
+        "report.html",
+        "report.md",
+        "oncpu.svg",
+        "offcpu.svg",
+        "summary.json",
+    ] {
         if summary.artifacts.contains_key(name) {
             println!("  {}", final_dir.join(name).display());
         }
     }
-    if let Some(failure) = &summary.failure {
+    let exit = if let Some(failure) = &summary.failure {
         eprintln!("runner: {failure}");
-        return Ok(ExitCode::FAILURE);
-    }
-    Ok(if interrupted { ExitCode::from(130) } else { ExitCode::SUCCESS })
+        ExitCode::FAILURE
+    } else if interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    };
+    Ok(Profiled {
+        dir: final_dir,
+        summary,
+        exit,
+    })
 }
-
 
 fn terminal_summary(s: &Summary, probes: &str, elapsed: Duration, client: &ClientUsage) -> String {
     let l = &s.load;

@@ -14,7 +14,9 @@ fn ms(us: u64) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// report.md.
@@ -22,7 +24,11 @@ pub fn markdown(s: &Summary) -> String {
     let mut out = String::new();
     let l = &s.load;
     let _ = writeln!(out, "# {} · {}\n", s.app, s.scenario);
-    let _ = writeln!(out, "Run `{}`, started {}, status **{}**.", s.run_id, s.started_at, s.status);
+    let _ = writeln!(
+        out,
+        "Run `{}`, started {}, status **{}**.",
+        s.run_id, s.started_at, s.status
+    );
     if let Some(f) = &s.failure {
         let _ = writeln!(out, "\n> {f}");
     }
@@ -33,19 +39,49 @@ pub fn markdown(s: &Summary) -> String {
     let _ = writeln!(
         out,
         "| {:.1} | {:.1} | {} | {} | {} | {} | {} | {} | {} | {} |",
-        l.rps, l.error_rps, l.requests, l.error_total, ms(lat.p50), ms(lat.p90), ms(lat.p95), ms(lat.p99), ms(lat.p999), ms(lat.max)
+        l.rps,
+        l.error_rps,
+        l.requests,
+        l.error_total,
+        ms(lat.p50),
+        ms(lat.p90),
+        ms(lat.p95),
+        ms(lat.p99),
+        ms(lat.p999),
+        ms(lat.max)
     );
     if let Some(u) = &l.latency_uncorrected_us {
-        let _ = writeln!(out, "\nUncorrected (from the actual send): p50 {} ms, p99 {} ms.", ms(u.p50), ms(u.p99));
+        let _ = writeln!(
+            out,
+            "\nUncorrected (from the actual send): p50 {} ms, p99 {} ms.",
+            ms(u.p50),
+            ms(u.p99)
+        );
     }
-    let errors: Vec<String> = l.errors.iter().filter(|(_, v)| **v > 0).map(|(k, v)| format!("{k} {v}")).collect();
+    let errors: Vec<String> = l
+        .errors
+        .iter()
+        .filter(|(_, v)| **v > 0)
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
     if !errors.is_empty() {
         let _ = writeln!(out, "\nErrors: {}.", errors.join(", "));
     }
     if l.steps.len() > 1 {
-        let _ = writeln!(out, "\n| step | ok/s | errors/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "\n| step | ok/s | errors/s | p50 ms | p99 ms |\n|---|---:|---:|---:|---:|"
+        );
         for st in &l.steps {
-            let _ = writeln!(out, "| {} | {:.1} | {:.1} | {} | {} |", st.label, st.rps, st.error_rps, ms(st.latency_us.p50), ms(st.latency_us.p99));
+            let _ = writeln!(
+                out,
+                "| {} | {:.1} | {:.1} | {} | {} |",
+                st.label,
+                st.rps,
+                st.error_rps,
+                ms(st.latency_us.p50),
+                ms(st.latency_us.p99)
+            );
         }
     }
     let r = &s.resources;
@@ -57,13 +93,32 @@ pub fn markdown(s: &Summary) -> String {
         let _ = writeln!(out, "On-CPU samples {}; off-CPU {:.1} ms ({:.1} ms blocked, {:.1} ms preempted); run queue p50 {} us, p99 {} us; lost records {}.",
             p.oncpu_samples, p.offcpu_us as f64 / 1000.0, p.offcpu_blocked_us as f64 / 1000.0, p.offcpu_preempted_us as f64 / 1000.0,
             p.runqlat_us.get("p50").copied().unwrap_or(0.0), p.runqlat_us.get("p99").copied().unwrap_or(0.0), p.lost);
-        let _ = writeln!(out, "\n| syscall | count | total ms | p99 us |\n|---|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "\n| syscall | count | total ms | p99 us |\n|---|---:|---:|---:|"
+        );
         for sc in &p.syscalls_top {
-            let _ = writeln!(out, "| {} | {} | {:.1} | {} |", sc.name, sc.count, sc.total_us / 1000.0, sc.p99_us);
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.1} | {} |",
+                sc.name,
+                sc.count,
+                sc.total_us / 1000.0,
+                sc.p99_us
+            );
         }
-        let _ = writeln!(out, "\n| top on-CPU frame | samples | share |\n|---|---:|---:|");
+        let _ = writeln!(
+            out,
+            "\n| top on-CPU frame | samples | share |\n|---|---:|---:|"
+        );
         for (frame, samples, share) in &p.top_frames {
-            let _ = writeln!(out, "| `{}` | {} | {:.1}% |", frame.replace('|', "\\|"), samples, share);
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {:.1}% |",
+                frame.replace('|', "\\|"),
+                samples,
+                share
+            );
         }
     }
     let _ = writeln!(out, "\n## Artifacts\n");
@@ -76,36 +131,76 @@ pub fn markdown(s: &Summary) -> String {
 /// The charts of one run.
 fn charts(s: &Summary) -> Vec<String> {
     let l = &s.load;
-    let spectrum: Vec<(f64, f64)> = l.spectrum.iter().map(|&(p, us)| (p, us as f64 / 1000.0)).collect();
+    let spectrum: Vec<(f64, f64)> = l
+        .spectrum
+        .iter()
+        .map(|&(p, us)| (p, us as f64 / 1000.0))
+        .collect();
     let mut charts = vec![line_chart(
         "Latency by percentile",
         "percentile",
         "ms",
         XAxis::Percentile,
-        &[Series { label: "corrected", color: "#d62728", points: spectrum }],
+        &[Series {
+            label: "corrected",
+            color: "#d62728",
+            points: spectrum,
+        }],
     )];
-    let ok: Vec<(f64, f64)> = l.timeseries.iter().map(|t| (t.second as f64, t.ok as f64)).collect();
-    let errors: Vec<(f64, f64)> = l.timeseries.iter().map(|t| (t.second as f64, t.errors as f64)).collect();
+    let ok: Vec<(f64, f64)> = l
+        .timeseries
+        .iter()
+        .map(|t| (t.second as f64, t.ok as f64))
+        .collect();
+    let errors: Vec<(f64, f64)> = l
+        .timeseries
+        .iter()
+        .map(|t| (t.second as f64, t.errors as f64))
+        .collect();
     charts.push(line_chart(
         "Throughput over time",
         "second",
         "responses/s",
         XAxis::Linear,
         &[
-            Series { label: "ok/s", color: "#1f77b4", points: ok },
-            Series { label: "errors/s", color: "#ff7f0e", points: errors },
+            Series {
+                label: "ok/s",
+                color: "#1f77b4",
+                points: ok,
+            },
+            Series {
+                label: "errors/s",
+                color: "#ff7f0e",
+                points: errors,
+            },
         ],
     ));
-    let p99: Vec<(f64, f64)> = l.timeseries.iter().map(|t| (t.second as f64, t.p99_us as f64 / 1000.0)).collect();
-    let p50: Vec<(f64, f64)> = l.timeseries.iter().map(|t| (t.second as f64, t.p50_us as f64 / 1000.0)).collect();
+    let p99: Vec<(f64, f64)> = l
+        .timeseries
+        .iter()
+        .map(|t| (t.second as f64, t.p99_us as f64 / 1000.0))
+        .collect();
+    let p50: Vec<(f64, f64)> = l
+        .timeseries
+        .iter()
+        .map(|t| (t.second as f64, t.p50_us as f64 / 1000.0))
+        .collect();
     charts.push(line_chart(
         "Latency over time",
         "second",
         "ms",
         XAxis::Linear,
         &[
-            Series { label: "p99", color: "#d62728", points: p99 },
-            Series { label: "p50", color: "#2ca02c", points: p50 },
+            Series {
+                label: "p99",
+                color: "#d62728",
+                points: p99,
+            },
+            Series {
+                label: "p50",
+                color: "#2ca02c",
+                points: p50,
+            },
         ],
     ));
     charts.push(line_chart(
@@ -113,7 +208,11 @@ fn charts(s: &Summary) -> Vec<String> {
         "second",
         "CPU %",
         XAxis::Linear,
-        &[Series { label: "app CPU %", color: "#9467bd", points: s.resources.cpu_series.clone() }],
+        &[Series {
+            label: "app CPU %",
+            color: "#9467bd",
+            points: s.resources.cpu_series.clone(),
+        }],
     ));
     charts
 }
@@ -165,18 +264,37 @@ pub fn html(s: &Summary) -> String {
             let _ = write!(out, "<h1>{}</h1>", escape(h));
         } else if let Some(item) = line.strip_prefix("- ") {
             let (name, path) = item.split_once(": ").unwrap_or((item, ""));
-            let path = path.split("](").nth(1).map(|p| p.trim_end_matches(')')).unwrap_or(path);
-            let _ = write!(out, "<div>{}: <a href=\"{p}\">{p}</a></div>", escape(name), p = escape(path));
+            let path = path
+                .split("](")
+                .nth(1)
+                .map(|p| p.trim_end_matches(')'))
+                .unwrap_or(path);
+            let _ = write!(
+                out,
+                "<div>{}: <a href=\"{p}\">{p}</a></div>",
+                escape(name),
+                p = escape(path)
+            );
         } else if !line.trim().is_empty() {
-            let _ = write!(out, "<p>{}</p>", escape(line.trim_start_matches("> ")).replace("**", ""));
+            let _ = write!(
+                out,
+                "<p>{}</p>",
+                escape(line.trim_start_matches("> ")).replace("**", "")
+            );
         }
     }
     if in_table {
         out.push_str("</table>");
     }
-    for (name, title) in [("oncpu.svg", "On-CPU flamegraph"), ("offcpu.svg", "Off-CPU flamegraph")] {
+    for (name, title) in [
+        ("oncpu.svg", "On-CPU flamegraph"),
+        ("offcpu.svg", "Off-CPU flamegraph"),
+    ] {
         if s.artifacts.contains_key(name) {
-            let _ = write!(out, "<h2>{title}</h2><object type=\"image/svg+xml\" data=\"{name}\">{name}</object>");
+            let _ = write!(
+                out,
+                "<h2>{title}</h2><object type=\"image/svg+xml\" data=\"{name}\">{name}</object>"
+            );
         }
     }
     out.push_str("</body></html>\n");
@@ -198,7 +316,15 @@ mod tests {
         };
         s.load.rps = 1234.5;
         s.load.spectrum = vec![(0.0, 100), (50.0, 200), (99.0, 900), (99.9, 1500)];
-        s.load.timeseries = (0..5).map(|i| summary::Second { second: i, ok: 1000 + i, errors: 0, p50_us: 200, p99_us: 900 }).collect();
+        s.load.timeseries = (0..5)
+            .map(|i| summary::Second {
+                second: i,
+                ok: 1000 + i,
+                errors: 0,
+                p50_us: 200,
+                p99_us: 900,
+            })
+            .collect();
         s.resources.cpu_series = vec![(0.1, 50.0), (0.2, 60.0)];
         s.artifacts.insert("oncpu.svg".into(), "oncpu.svg".into());
         s
@@ -210,7 +336,12 @@ mod tests {
         assert!(page.starts_with("<!DOCTYPE html>"));
         assert_eq!(page.matches("<svg").count(), 4, "four inline charts");
         assert!(!page.contains("<script"), "no scripts");
-        assert!(!page.contains("http://") || page.matches("http://").count() == page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(), "nothing from the network");
+        assert!(
+            !page.contains("http://")
+                || page.matches("http://").count()
+                    == page.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(),
+            "nothing from the network"
+        );
         assert!(page.contains("data=\"oncpu.svg\""));
         assert_eq!(page, html(&fixture()));
     }

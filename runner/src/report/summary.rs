@@ -100,7 +100,9 @@ impl LoadSummary {
                 .map(|s| StepSummary {
                     label: s.label.clone(),
                     connections: match s.load {
-                        crate::load::schedule::StepLoad::Closed { connections } => Some(connections),
+                        crate::load::schedule::StepLoad::Closed { connections } => {
+                            Some(connections)
+                        }
                         _ => None,
                     },
                     target_rate: s.figures.target_rate,
@@ -183,13 +185,22 @@ impl ProbeSummary {
                     p99_us: s.p99_us,
                 })
                 .collect(),
-            runqlat_us: [("p50".to_string(), rec.runq.p50_us), ("p99".to_string(), rec.runq.p99_us)]
-                .into_iter()
-                .collect(),
+            runqlat_us: [
+                ("p50".to_string(), rec.runq.p50_us),
+                ("p99".to_string(), rec.runq.p99_us),
+            ]
+            .into_iter()
+            .collect(),
             top_frames: rec
                 .top_frames(5)
                 .into_iter()
-                .map(|TopFrame { frame, samples, share }| (frame, samples, share))
+                .map(
+                    |TopFrame {
+                         frame,
+                         samples,
+                         share,
+                     }| (frame, samples, share),
+                )
                 .collect(),
         })
     }

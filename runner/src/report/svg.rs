@@ -18,7 +18,9 @@ pub enum XAxis {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 fn nice(v: f64) -> String {
@@ -34,13 +36,22 @@ fn nice(v: f64) -> String {
 }
 
 /// A line chart, 640x260, with axes, ticks and a legend.
-pub fn line_chart(title: &str, x_label: &str, y_label: &str, x_axis: XAxis, series: &[Series<'_>]) -> String {
+pub fn line_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    x_axis: XAxis,
+    series: &[Series<'_>],
+) -> String {
     let (w, h, left, right, top, bottom) = (640.0, 260.0, 64.0, 16.0, 28.0, 40.0);
     let tx = |x: f64| match x_axis {
         XAxis::Linear => x,
         XAxis::Percentile => -(1.0 - (x / 100.0).min(0.99999)).log10(),
     };
-    let points: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.iter().map(|&(x, y)| (tx(x), y))).collect();
+    let points: Vec<(f64, f64)> = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|&(x, y)| (tx(x), y)))
+        .collect();
     let mut out = String::new();
     let _ = write!(
         out,
@@ -48,10 +59,17 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, x_axis: XAxis, seri
         t = escape(title)
     );
     if points.is_empty() {
-        let _ = write!(out, r##"<text x="{}" y="{}" font-size="12" font-family="sans-serif" text-anchor="middle">no data</text></svg>"##, w / 2.0, h / 2.0);
+        let _ = write!(
+            out,
+            r##"<text x="{}" y="{}" font-size="12" font-family="sans-serif" text-anchor="middle">no data</text></svg>"##,
+            w / 2.0,
+            h / 2.0
+        );
         return out;
     }
-    let (mut x0, mut x1) = points.iter().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (mut x0, mut x1) = points
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let y1 = points.iter().fold(0.0f64, |a, p| a.max(p.1)) * 1.1;
     let y1 = if y1 <= 0.0 { 1.0 } else { y1 };
     if x1 <= x0 {
@@ -79,10 +97,12 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, x_axis: XAxis, seri
         );
     }
     let ticks: Vec<(f64, String)> = match x_axis {
-        XAxis::Linear => (0..=4).map(|i| {
-            let x = x0 + (x1 - x0) * i as f64 / 4.0;
-            (x, nice(x))
-        }).collect(),
+        XAxis::Linear => (0..=4)
+            .map(|i| {
+                let x = x0 + (x1 - x0) * i as f64 / 4.0;
+                (x, nice(x))
+            })
+            .collect(),
         XAxis::Percentile => [0.0, 90.0, 99.0, 99.9, 99.99, 99.999]
             .iter()
             .map(|&p| (tx(p), format!("{p}%")))
@@ -113,9 +133,20 @@ pub fn line_chart(title: &str, x_label: &str, y_label: &str, x_axis: XAxis, seri
             .map(|&(x, y)| format!("{:.1},{:.1}", sx(tx(x)), sy(y)))
             .collect();
         if path.len() == 1 {
-            let _ = write!(out, r##"<circle cx="{}" r="3" fill="{}" cy="{}"/>"##, path[0].split(',').next().unwrap(), s.color, path[0].split(',').nth(1).unwrap());
+            let _ = write!(
+                out,
+                r##"<circle cx="{}" r="3" fill="{}" cy="{}"/>"##,
+                path[0].split(',').next().unwrap(),
+                s.color,
+                path[0].split(',').nth(1).unwrap()
+            );
         } else {
-            let _ = write!(out, r##"<polyline fill="none" stroke="{}" stroke-width="1.6" points="{}"/>"##, s.color, path.join(" "));
+            let _ = write!(
+                out,
+                r##"<polyline fill="none" stroke="{}" stroke-width="1.6" points="{}"/>"##,
+                s.color,
+                path.join(" ")
+            );
         }
         let lx = w - right - 150.0;
         let ly = top + 14.0 * i as f64 + 4.0;
@@ -148,7 +179,17 @@ mod tests {
         assert_eq!(a, line_chart("Throughput", "s", "req/s", XAxis::Linear, &s));
         assert!(a.starts_with("<svg") && a.ends_with("</svg>"));
         assert!(a.contains("<polyline"));
-        let p = line_chart("Latency", "percentile", "ms", XAxis::Percentile, &[Series { label: "c", color: "#000", points: vec![(50.0, 1.0), (99.9, 9.0)] }]);
+        let p = line_chart(
+            "Latency",
+            "percentile",
+            "ms",
+            XAxis::Percentile,
+            &[Series {
+                label: "c",
+                color: "#000",
+                points: vec![(50.0, 1.0), (99.9, 9.0)],
+            }],
+        );
         assert!(p.contains("99.9%"));
         assert!(line_chart("Empty", "x", "y", XAxis::Linear, &[]).contains("no data"));
     }

@@ -51,7 +51,10 @@ fn start_nginx(dir: &Path) -> anyhow::Result<Nginx> {
     let deadline = Instant::now() + Duration::from_secs(5);
     while std::net::TcpStream::connect(("127.0.0.1", PORT)).is_err() {
         if Instant::now() > deadline {
-            bail!("nginx did not start listening on port {PORT}; see {}", dir.join("error.log").display());
+            bail!(
+                "nginx did not start listening on port {PORT}; see {}",
+                dir.join("error.log").display()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -75,7 +78,9 @@ fn measured(cmd: &mut Command) -> anyhow::Result<(String, f64)> {
 }
 
 fn oha() -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into());
     let bin = home.join(".cargo/bin/oha");
     if !bin.exists() {
         eprintln!("bench: installing oha with cargo (several minutes, once)");
@@ -113,7 +118,13 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let soak = flag(args, "--soak", 60)?;
     setup::run()?;
     let oha = oha()?;
-    sh::run(&mut sh::cargo(&["build", "--release", "--locked", "-p", "runner"]))?;
+    sh::run(&mut sh::cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "runner",
+    ]))?;
     let runner = sh::workspace().join("target/release/runner");
     let dir = std::env::temp_dir().join("runner-bench-load");
     let _nginx = start_nginx(&dir.join("nginx"))?;
@@ -126,23 +137,42 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     for round in 0..rounds {
         for ours_first in [round % 2 == 0, round % 2 == 1] {
             if ours_first {
-                sh::output(Command::new(&runner).args(["load", &url, "-t1", "-c64", "--cpus", "0", "-d", &d]).arg("--json").arg(&json))?;
+                sh::output(
+                    Command::new(&runner)
+                        .args(["load", &url, "-t1", "-c64", "--cpus", "0", "-d", &d])
+                        .arg("--json")
+                        .arg(&json),
+                )?;
                 ours.push(json_field(&json, "rps")?);
             } else {
-                let out = sh::output(Command::new("taskset").args(["-c", "0", "wrk", "-t1", "-c64", "-d", &d, &url]))?;
+                let out = sh::output(
+                    Command::new("taskset").args(["-c", "0", "wrk", "-t1", "-c64", "-d", &d, &url]),
+                )?;
                 wrks.push(wrk_rps(&out)?);
             }
         }
     }
     let (a, b) = (median(&mut ours), median(&mut wrks));
-    println!("throughput -t1 -c64: runner {:.0} req/s, wrk {:.0} req/s, ratio {:.3}", a, b, a / b);
+    println!(
+        "throughput -t1 -c64: runner {:.0} req/s, wrk {:.0} req/s, ratio {:.3}",
+        a,
+        b,
+        a / b
+    );
 
     let rate = "20000";
     let (mut our_cpu, mut oha_cpu, mut our_ok) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
         for ours_first in [round % 2 == 0, round % 2 == 1] {
             if ours_first {
-                let (_, cpu) = measured(Command::new(&runner).args(["load", &url, "--rate", rate, "-c64", "--cpus", "0", "-d", &d]).arg("--json").arg(&json))?;
+                let (_, cpu) = measured(
+                    Command::new(&runner)
+                        .args([
+                            "load", &url, "--rate", rate, "-c64", "--cpus", "0", "-d", &d,
+                        ])
+                        .arg("--json")
+                        .arg(&json),
+                )?;
                 our_cpu.push(cpu);
                 our_ok.push(json_field(&json, "achieved_rate")?);
             } else {
@@ -171,7 +201,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut soak_report = serde_json::Value::Null;
     if soak > 0 {
         let mut child = Command::new(&runner)
-            .args(["load", &url, "-t1", "-c64", "--cpus", "0", "-d", &format!("{soak}s")])
+            .args([
+                "load",
+                &url,
+                "-t1",
+                "-c64",
+                "--cpus",
+                "0",
+                "-d",
+                &format!("{soak}s"),
+            ])
             .stdout(Stdio::null())
             .spawn()?;
         let start = Instant::now();

@@ -69,4 +69,3 @@ pub fn median(values: &mut [f64]) -> f64 {
         values[mid]
     }
 }
-

@@ -3,8 +3,6 @@
 
 use std::{path::Path, process::Command};
 
-use anyhow::Context;
-
 use super::{compile_c, elapsed_ns, flag, median};
 use crate::{setup, sh};
 
