@@ -143,13 +143,17 @@ async def worker_start():
     STATE["sqlite_blocking"] = sqlite_connect()
     # Autocommit: each statement commits as it completes inside aiosqlite's thread, so no
     # transaction stays open across event-loop turns.
-    STATE["aiosqlite"] = await aiosqlite.connect(SQLITE_PATH, timeout=5.0, isolation_level=None)
+    conn = aiosqlite.connect(SQLITE_PATH, timeout=5.0, isolation_level=None)
+    # aiosqlite 0.22's connection thread is not a daemon; mrhttp's shutdown path (at_end) is
+    # skipped when a second SIGTERM (the parent forwards one) stops the loop early, and a live
+    # non-daemon thread would then keep the worker from exiting. Set before the thread starts.
+    conn._thread.daemon = True
+    STATE["aiosqlite"] = await conn
     await STATE["aiosqlite"].execute("PRAGMA busy_timeout = 5000")
 
 
 @app.on("at_end")
 async def worker_end():
-    # aiosqlite's connection thread is not a daemon: close it or the worker never exits.
     if STATE["aiosqlite"] is not None:
         await STATE["aiosqlite"].close()
     if STATE["pg"] is not None:

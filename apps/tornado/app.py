@@ -26,6 +26,7 @@ from datetime import datetime, timezone
 import aiosqlite
 import asyncpg
 import tornado.httpserver
+import tornado.iostream
 import tornado.netutil
 import tornado.process
 import tornado.web
@@ -135,6 +136,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def send_error_json(self, status, message):
         self.send_json({"error": message}, status)
 
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, asyncpg.UniqueViolationError):
+            return  # an expected client error (409), not a server fault
+        super().log_exception(typ, value, tb)
+
     def write_error(self, status_code, **kwargs):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, asyncpg.UniqueViolationError):
@@ -235,9 +241,12 @@ class UploadHandler(BaseHandler):
 class StreamHandler(BaseHandler):
     async def get(self):
         self.set_header("Content-Type", "application/octet-stream")
-        for _ in range(STREAM_CHUNKS):
-            self.write(STREAM_CHUNK)
-            await self.flush()
+        try:
+            for _ in range(STREAM_CHUNKS):
+                self.write(STREAM_CHUNK)
+                await self.flush()
+        except tornado.iostream.StreamClosedError:
+            return  # the client went away mid-stream
         self.finish()
 
 

@@ -217,3 +217,79 @@ fn profile_refuses_an_unsupported_scenario_in_one_line() {
         "{stderr}"
     );
 }
+
+#[test]
+fn report_html_renders_in_headless_chromium_without_console_errors() {
+    let _machine = exclusive();
+    let out = results("browser");
+    let output = profile(&["axum", "json", "-d", "2s", "--warmup", "0"], &out);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let dir = run_dir(&out);
+    let shot = dir.join("screenshot.png");
+    let browser = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--window-size=1400,2400",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.join("chromium-profile").display()
+        ))
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", dir.join("report.html").display()))
+        .output()
+        .expect("chromium runs (cargo xtask setup installs it)");
+    let log = String::from_utf8_lossy(&browser.stderr);
+    let console_errors: Vec<&str> = log
+        .lines()
+        .filter(|l| {
+            l.contains("CONSOLE") || l.contains("Uncaught") || l.contains("Failed to load resource")
+        })
+        .collect();
+    assert!(
+        console_errors.is_empty(),
+        "console errors:\n{}",
+        console_errors.join("\n")
+    );
+    let png = std::fs::read(&shot).expect("a screenshot");
+    assert_eq!(&png[1..4], b"PNG");
+    // A blank page compresses to a few kB; four charts, tables and a flamegraph do not.
+    assert!(
+        png.len() > 60_000,
+        "the screenshot looks empty: {} bytes",
+        png.len()
+    );
+    let dom = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--dump-dom",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            dir.join("chromium-profile2").display()
+        ))
+        .arg(format!("file://{}", dir.join("report.html").display()))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.matches("<polyline").count() >= 4,
+        "the charts are in the rendered page"
+    );
+}

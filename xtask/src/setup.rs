@@ -23,6 +23,8 @@ const PACKAGES: &[&str] = &[
     "python3-dev",
     "postgresql",
     "libsqlite3-dev",
+    // The report test opens report.html in headless Chromium.
+    "chromium",
     // For `cargo xtask bench load`: the server and the tool to compare against.
     "nginx-light",
     "wrk",
