@@ -235,6 +235,10 @@ def counter_response(rows):
 async def zero_chunks():
     for _ in range(STREAM_CHUNKS):
         yield STREAM_CHUNK
+        # Let the loop run between chunks: a send into an unpaused transport does not yield,
+        # so without this a client that disconnects mid-stream is only noticed after all 160
+        # chunks (asyncio then logs "socket.send() raised exception." for each one).
+        await asyncio.sleep(0)
 
 
 # ---------------------------------------------------------------- HTTP controller

@@ -180,7 +180,13 @@ impl Session {
         let sqlite_dir = opts.run_dir.join("sqlite");
         std::fs::create_dir_all(&sqlite_dir)?;
         user.own(&sqlite_dir)?;
+        // A home of the app's own: it runs as another user, and libraries look there (asyncpg
+        // probes ~/.postgresql for client certificates).
+        let home = opts.run_dir.join("home");
+        std::fs::create_dir_all(&home)?;
+        user.own(&home)?;
         let mut env = vec![
+            ("HOME".to_string(), home.display().to_string()),
             ("DB_POOL_SIZE".to_string(), app.db_pool.to_string()),
             (
                 "SQLITE_PATH".to_string(),

@@ -386,6 +386,7 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
     drop(session);
     let _ = std::fs::remove_dir_all(work.join("sqlite"));
     let _ = std::fs::remove_dir_all(work.join("postgres"));
+    let _ = std::fs::remove_dir_all(work.join("home"));
 
     phase(6, "writing results");
     let mut artifacts: BTreeMap<String, String> = BTreeMap::new();
