@@ -61,7 +61,7 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
-    if v.len() % 2 == 0 {
+    if v.len().is_multiple_of(2) {
         (v[m - 1] + v[m]) / 2.0
     } else {
         v[m]
@@ -569,8 +569,10 @@ pub fn compare(a_dir: &Path, b_dir: &Path) -> anyhow::Result<ExitCode> {
         |d: &Path| std::fs::read_to_string(d.join("oncpu.folded")).map(|t| Folded::parse(&t));
     if let (Ok(fa), Ok(fb)) = (folded(a_dir), folded(b_dir)) {
         let mut diff = Vec::new();
-        let mut options = inferno::differential::Options::default();
-        options.normalize = true;
+        let options = inferno::differential::Options {
+            normalize: true,
+            ..Default::default()
+        };
         inferno::differential::from_readers(
             options,
             fa.to_bytes().as_slice(),

@@ -430,7 +430,7 @@ mod tests {
         let first: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
         assert_eq!(first[0], "0.010");
         assert_eq!(first[2], "1");
-        let last_value = text.lines().filter(|l| !l.starts_with('#')).last().unwrap();
+        let last_value = text.lines().rfind(|l| !l.starts_with('#')).unwrap();
         assert!(
             last_value.split_whitespace().nth(2) == Some("1000"),
             "{last_value}"
