@@ -175,7 +175,8 @@ impl Recorder {
     }
 }
 
-fn write(dir: &Path, name: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
+/// Writes `bytes` to `dir/name`, naming the file in any error.
+pub fn write(dir: &Path, name: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
     let path = dir.join(name);
     fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
 }

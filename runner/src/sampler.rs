@@ -31,7 +31,7 @@ pub struct ResourceRow {
 }
 
 /// Averages and maxima over the run, from the total rows.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct ResourceSummary {
     pub samples: usize,
     pub cpu_pct_avg: f64,

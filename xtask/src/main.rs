@@ -55,14 +55,7 @@ fn test(extra: &[String]) -> anyhow::Result<()> {
 /// `runner profile ARGS...` as root (through sudo when needed).
 fn profile(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
-    sh::run(&mut sh::cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "runner",
-    ]))?;
-    let runner = sh::workspace().join("target/release/runner");
+    let runner = sh::build_runner()?;
     let mut cmd = sh::as_root(&runner);
     cmd.arg("profile").args(args).current_dir(sh::workspace());
     sh::run(&mut cmd)

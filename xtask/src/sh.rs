@@ -66,3 +66,15 @@ pub fn output(cmd: &mut Command) -> anyhow::Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Builds runner in release and returns its path.
+pub fn build_runner() -> anyhow::Result<PathBuf> {
+    run(&mut cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "runner",
+    ]))?;
+    Ok(workspace().join("target/release/runner"))
+}

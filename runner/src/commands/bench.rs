@@ -107,8 +107,8 @@ fn reduce(app: &str, scenario: &str, runs: &[Summary], dirs: Vec<String>) -> Cel
         p95_us: pick(&|s| s.load.latency_us.p95 as f64),
         p99_us: pick(&|s| s.load.latency_us.p99 as f64),
         errors: pick(&|s| s.load.error_total as f64),
-        cpu_pct: pick(&|s| s.resources.cpu_pct_avg),
-        rss_mb: pick(&|s| s.resources.rss_mb_max),
+        cpu_pct: pick(&|s| s.resources.summary.cpu_pct_avg),
+        rss_mb: pick(&|s| s.resources.summary.rss_mb_max),
         steps,
     }
 }
@@ -386,84 +386,50 @@ const COLORS: [&str; 12] = [
 /// report.html of a bench: the Markdown tables, plus throughput against connections (sweep)
 /// or latency against target rate (rate lists), per scenario.
 pub fn bench_html(bench: &Bench) -> String {
-    let md = bench_markdown(bench);
-    let mut out = String::from("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>bench</title><style>body{font-family:sans-serif;margin:24px}table{border-collapse:collapse}td{border:1px solid #ccc;padding:3px 8px;text-align:right}td:first-child{text-align:left}</style></head><body>");
-    let mut in_table = false;
-    for line in md.lines() {
-        if line.starts_with("|---") {
-            continue;
+    let mut out = report::page_head(&bench.id);
+    out.push_str(&report::markdown_html(&bench_markdown(bench), &mut |h| {
+        let cells: Vec<&Cell> = bench
+            .cells
+            .iter()
+            .filter(|c| c.scenario == h && c.steps.len() > 1)
+            .collect();
+        if cells.is_empty() {
+            return String::new();
         }
-        if let Some(cells) = line.strip_prefix('|') {
-            if !in_table {
-                out.push_str("<table>");
-                in_table = true;
-            }
-            out.push_str("<tr>");
-            for cell in cells.trim_end_matches('|').split('|') {
-                let _ = write!(
-                    out,
-                    "<td>{}</td>",
-                    cell.trim().replace('&', "&amp;").replace('<', "&lt;")
-                );
-            }
-            out.push_str("</tr>");
-            continue;
-        }
-        if in_table {
-            out.push_str("</table>");
-            in_table = false;
-        }
-        if let Some(h) = line.strip_prefix("## ") {
-            let _ = write!(out, "<h2>{h}</h2>");
-            let cells: Vec<&Cell> = bench
-                .cells
-                .iter()
-                .filter(|c| c.scenario == h && c.steps.len() > 1)
-                .collect();
-            if !cells.is_empty() {
-                let sweep = cells
+        let sweep = cells
+            .iter()
+            .any(|c| c.steps.iter().any(|s| s.0.fract() == 0.0));
+        let series: Vec<Series> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Series {
+                label: &c.app,
+                color: COLORS[i % COLORS.len()],
+                points: c
+                    .steps
                     .iter()
-                    .any(|c| c.steps.iter().any(|s| s.0.fract() == 0.0));
-                let series: Vec<Series> = cells
-                    .iter()
-                    .enumerate()
-                    .map(|(i, c)| Series {
-                        label: &c.app,
-                        color: COLORS[i % COLORS.len()],
-                        points: c
-                            .steps
-                            .iter()
-                            .map(|&(x, rps, p99)| (x, if sweep { rps } else { p99 / 1000.0 }))
-                            .collect(),
-                    })
-                    .collect();
-                out.push_str(&if sweep {
-                    line_chart(
-                        "Throughput against connections",
-                        "connections / target rate",
-                        "ok/s",
-                        XAxis::Linear,
-                        &series,
-                    )
-                } else {
-                    line_chart(
-                        "p99 latency against target rate",
-                        "target req/s",
-                        "p99 ms",
-                        XAxis::Linear,
-                        &series,
-                    )
-                });
-            }
-        } else if let Some(h) = line.strip_prefix("# ") {
-            let _ = write!(out, "<h1>{h}</h1>");
-        } else if !line.is_empty() {
-            let _ = write!(out, "<p>{line}</p>");
+                    .map(|&(x, rps, p99)| (x, if sweep { rps } else { p99 / 1000.0 }))
+                    .collect(),
+            })
+            .collect();
+        if sweep {
+            line_chart(
+                "Throughput against connections",
+                "connections / target rate",
+                "ok/s",
+                XAxis::Linear,
+                &series,
+            )
+        } else {
+            line_chart(
+                "p99 latency against target rate",
+                "target req/s",
+                "p99 ms",
+                XAxis::Linear,
+                &series,
+            )
         }
-    }
-    if in_table {
-        out.push_str("</table>");
-    }
+    }));
     out.push_str("</body></html>\n");
     out
 }
@@ -532,10 +498,14 @@ pub fn compare_table(a: &Summary, b: &Summary) -> String {
         ),
         (
             "app CPU %",
-            a.resources.cpu_pct_avg,
-            b.resources.cpu_pct_avg,
+            a.resources.summary.cpu_pct_avg,
+            b.resources.summary.cpu_pct_avg,
         ),
-        ("app RSS MB", a.resources.rss_mb_max, b.resources.rss_mb_max),
+        (
+            "app RSS MB",
+            a.resources.summary.rss_mb_max,
+            b.resources.summary.rss_mb_max,
+        ),
     ];
     let mut out = format!(
         "{:<12} {:>14} {:>14} {:>8}\n",

@@ -4,7 +4,7 @@
 use std::{
     collections::BTreeMap,
     fs,
-    path::{Path, PathBuf},
+    path::PathBuf,
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
@@ -17,7 +17,7 @@ use crate::{
     launch::{self, Child},
     privilege::{Privileges, NEEDS_ROOT},
     probe::{offcpu::OffcpuTotals, AttachedProgram, ProbeConfig, Target},
-    recording::Recorder,
+    recording::{write, Recorder},
     sampler::{ResourceSummary, INTERVAL},
     symbolize::SymbolStats,
 };
@@ -231,9 +231,4 @@ fn describe(target: &TargetSpec) -> String {
             parts.join(", ")
         }
     }
-}
-
-fn write(dir: &Path, name: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
-    let path = dir.join(name);
-    fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
 }

@@ -393,9 +393,7 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
     for name in recording.write_artifacts(&work)? {
         artifacts.insert(name.into(), name.into());
     }
-    let write = |name: &str, bytes: Vec<u8>| -> anyhow::Result<()> {
-        std::fs::write(work.join(name), bytes).with_context(|| format!("writing {name}"))
-    };
+    let write = |name: &str, bytes: Vec<u8>| crate::recording::write(&work, name, bytes);
     write("latency.hgrm", load_report::to_hgrm(&outcome.histogram))?;
     write(
         "timeseries.csv",
@@ -438,13 +436,7 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
         started_at: recording.started_at.clone(),
         load: LoadSummary::new(&outcome.report, spectrum(&outcome.histogram)),
         resources: Resources {
-            cpu_pct_avg: resources.cpu_pct_avg,
-            cpu_pct_max: resources.cpu_pct_max,
-            rss_mb_avg: resources.rss_mb_avg,
-            rss_mb_max: resources.rss_mb_max,
-            threads_max: resources.threads_max,
-            ctx_voluntary: resources.ctx_voluntary,
-            ctx_involuntary: resources.ctx_involuntary,
+            summary: resources,
             cpu_series: recording
                 .sampler
                 .rows()

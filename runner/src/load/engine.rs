@@ -394,17 +394,22 @@ async fn serve_http(worker: &Worker, k: usize, mut sender: SendRequest<Full<Byte
     }
 }
 
+/// A TCP connection for connection `k`, once a step needs it; None when the run is over.
+/// Failed attempts are counted as connect errors.
+async fn connected(worker: &Worker, k: usize) -> Option<TcpStream> {
+    loop {
+        worker.wait_active(k).await?;
+        match tcp(worker).await {
+            Ok(stream) => return Some(stream),
+            Err(class) => worker.connect_failed(k, class).await,
+        }
+    }
+}
+
 async fn http_connection(worker: Rc<Worker>, k: usize) {
     loop {
-        if worker.wait_active(k).await.is_none() {
+        let Some(stream) = connected(&worker, k).await else {
             return;
-        }
-        let stream = match tcp(&worker).await {
-            Ok(s) => s,
-            Err(class) => {
-                worker.connect_failed(k, class).await;
-                continue;
-            }
         };
         let handshake = http1::Builder::new()
             .writev(false)
@@ -463,15 +468,8 @@ where
 
 async fn ws_connection(worker: Rc<Worker>, k: usize, url: String, message: String) {
     loop {
-        if worker.wait_active(k).await.is_none() {
+        let Some(stream) = connected(&worker, k).await else {
             return;
-        }
-        let stream = match tcp(&worker).await {
-            Ok(s) => s,
-            Err(class) => {
-                worker.connect_failed(k, class).await;
-                continue;
-            }
         };
         let mut ws = match timeout(
             worker.plan.timeout,

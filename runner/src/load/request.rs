@@ -195,37 +195,51 @@ struct Template {
 }
 
 impl Template {
+    /// Parses holes: `{unique}` and `{A..B}`. Any other brace is literal text (a JSON
+    /// body's own braces, for instance); something that looks like a range but is not one
+    /// is an error.
     fn parse(text: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
+        let mut literal = String::new();
         let mut rest = text;
         while let Some(open) = rest.find('{') {
-            let close = rest[open..].find('}').map(|c| open + c).ok_or_else(|| {
-                format!("unclosed `{{` at byte {}", text.len() - rest.len() + open)
-            })?;
-            if open > 0 {
-                parts.push(Part::Literal(rest[..open].to_string()));
-            }
-            let hole = &rest[open + 1..close];
-            parts.push(if hole == "unique" {
-                Part::Unique
-            } else if let Some((lo, hi)) = hole.split_once("..") {
-                let lo: u64 = lo
-                    .parse()
-                    .map_err(|_| format!("`{{{hole}}}`: {lo} is not a number"))?;
-                let hi: u64 = hi
-                    .parse()
-                    .map_err(|_| format!("`{{{hole}}}`: {hi} is not a number"))?;
-                if hi < lo {
-                    return Err(format!("`{{{hole}}}`: the range is empty"));
+            literal.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let hole = after.find('}').map(|close| &after[..close]);
+            let part = match hole {
+                Some("unique") => Some(Part::Unique),
+                Some(h) if h.contains("..") && h.starts_with(|c: char| c.is_ascii_digit()) => {
+                    let (lo, hi) = h.split_once("..").expect("contains ..");
+                    let lo: u64 = lo
+                        .parse()
+                        .map_err(|_| format!("`{{{h}}}`: {lo} is not a number"))?;
+                    let hi: u64 = hi
+                        .parse()
+                        .map_err(|_| format!("`{{{h}}}`: `{hi}` is not a number"))?;
+                    if hi < lo {
+                        return Err(format!("`{{{h}}}`: the range is empty"));
+                    }
+                    Some(Part::Range(lo, hi))
                 }
-                Part::Range(lo, hi)
-            } else {
-                return Err(format!("`{{{hole}}}` is not {{A..B}} or {{unique}}"));
-            });
-            rest = &rest[close + 1..];
+                _ => None,
+            };
+            match (part, hole) {
+                (Some(part), Some(h)) => {
+                    if !literal.is_empty() {
+                        parts.push(Part::Literal(std::mem::take(&mut literal)));
+                    }
+                    parts.push(part);
+                    rest = &after[h.len() + 1..];
+                }
+                _ => {
+                    literal.push('{');
+                    rest = after;
+                }
+            }
         }
-        if !rest.is_empty() {
-            parts.push(Part::Literal(rest.to_string()));
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
         }
         Ok(Self { parts })
     }
@@ -565,8 +579,14 @@ mod tests {
         assert!((1..=3).contains(&n));
         assert!(Template::parse("/x/{1..}").is_err());
         assert!(Template::parse("/x/{5..1}").is_err());
-        assert!(Template::parse("/x/{oops").is_err());
+        assert!(Template::parse("/x/{oops").unwrap().is_fixed());
         assert!(Template::parse("/plain").unwrap().is_fixed());
+        // A JSON body keeps its own braces; only the holes are filled in.
+        let body = Template::parse(r#"{"name": "w-{unique}", "n": {1..1}, "o": {}}"#).unwrap();
+        assert_eq!(
+            body.render(&mut ctx),
+            r#"{"name": "w-r1-2-3", "n": 1, "o": {}}"#
+        );
     }
 
     #[test]

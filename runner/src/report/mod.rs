@@ -87,7 +87,7 @@ pub fn markdown(s: &Summary) -> String {
     let r = &s.resources;
     let _ = writeln!(out, "\n## App resources\n");
     let _ = writeln!(out, "CPU avg {:.1}% (max {:.1}%), RSS avg {:.1} MB (max {:.1} MB), threads max {}, context switches {} voluntary / {} involuntary.",
-        r.cpu_pct_avg, r.cpu_pct_max, r.rss_mb_avg, r.rss_mb_max, r.threads_max, r.ctx_voluntary, r.ctx_involuntary);
+        r.summary.cpu_pct_avg, r.summary.cpu_pct_max, r.summary.rss_mb_avg, r.summary.rss_mb_max, r.summary.threads_max, r.summary.ctx_voluntary, r.summary.ctx_involuntary);
     if let Some(p) = &s.probes {
         let _ = writeln!(out, "\n## Kernel view\n");
         let _ = writeln!(out, "On-CPU samples {}; off-CPU {:.1} ms ({:.1} ms blocked, {:.1} ms preempted); run queue p50 {} us, p99 {} us; lost records {}.",
@@ -219,17 +219,10 @@ fn charts(s: &Summary) -> Vec<String> {
 
 const STYLE: &str = "body{font-family:sans-serif;margin:24px;max-width:1320px;color:#222}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}td:first-child,th:first-child{text-align:left}.charts{display:flex;flex-wrap:wrap;gap:12px}.charts svg{border:1px solid #ddd}object{width:100%;border:1px solid #ddd;margin:6px 0}code{font-size:12px}";
 
-/// report.html for one run.
-pub fn html(s: &Summary) -> String {
+/// Renders the Markdown these reports write (headings, pipe tables, link lists,
+/// paragraphs) as HTML. `after_h2` returns extra HTML to put after each `## ` heading.
+pub fn markdown_html(md: &str, after_h2: &mut dyn FnMut(&str) -> String) -> String {
     let mut out = String::new();
-    let _ = write!(
-        out,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{app} · {sc}</title><style>{STYLE}</style></head><body>",
-        app = escape(&s.app),
-        sc = escape(&s.scenario)
-    );
-    // The Markdown report's tables, rendered as HTML tables and paragraphs.
-    let md = markdown(s);
     let mut in_table = false;
     for line in md.lines() {
         if line.starts_with('|') {
@@ -253,13 +246,7 @@ pub fn html(s: &Summary) -> String {
         }
         if let Some(h) = line.strip_prefix("## ") {
             let _ = write!(out, "<h2>{}</h2>", escape(h));
-            if h == "Load" {
-                out.push_str("<div class=\"charts\">");
-                for chart in charts(s) {
-                    out.push_str(&chart);
-                }
-                out.push_str("</div>");
-            }
+            out.push_str(&after_h2(h));
         } else if let Some(h) = line.strip_prefix("# ") {
             let _ = write!(out, "<h1>{}</h1>", escape(h));
         } else if let Some(item) = line.strip_prefix("- ") {
@@ -286,6 +273,27 @@ pub fn html(s: &Summary) -> String {
     if in_table {
         out.push_str("</table>");
     }
+    out
+}
+
+/// The opening of a report page.
+pub fn page_head(title: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>",
+        escape(title)
+    )
+}
+
+/// report.html for one run.
+pub fn html(s: &Summary) -> String {
+    let mut out = page_head(&format!("{} · {}", s.app, s.scenario));
+    out.push_str(&markdown_html(&markdown(s), &mut |h| {
+        if h == "Load" {
+            format!("<div class=\"charts\">{}</div>", charts(s).concat())
+        } else {
+            String::new()
+        }
+    }));
     for (name, title) in [
         ("oncpu.svg", "On-CPU flamegraph"),
         ("offcpu.svg", "Off-CPU flamegraph"),

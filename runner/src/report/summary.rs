@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     load::report::{LoadReport, Percentiles},
     recording::{Recording, TopFrame},
+    sampler::ResourceSummary,
 };
 
 /// Latency figures kept in a summary, in microseconds.
@@ -127,16 +128,11 @@ impl LoadSummary {
     }
 }
 
-/// Resource figures of the app.
+/// Resource figures of the app: the sampler's summary, and its CPU over time.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Resources {
-    pub cpu_pct_avg: f64,
-    pub cpu_pct_max: f64,
-    pub rss_mb_avg: f64,
-    pub rss_mb_max: f64,
-    pub threads_max: u64,
-    pub ctx_voluntary: u64,
-    pub ctx_involuntary: u64,
+    #[serde(flatten)]
+    pub summary: ResourceSummary,
     /// (seconds, CPU %) of the app, summed over its processes.
     pub cpu_series: Vec<(f64, f64)>,
 }

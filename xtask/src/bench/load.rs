@@ -118,14 +118,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let soak = flag(args, "--soak", 60)?;
     setup::run()?;
     let oha = oha()?;
-    sh::run(&mut sh::cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "runner",
-    ]))?;
-    let runner = sh::workspace().join("target/release/runner");
+    let runner = sh::build_runner()?;
     let dir = std::env::temp_dir().join("runner-bench-load");
     let _nginx = start_nginx(&dir.join("nginx"))?;
     let url = format!("http://127.0.0.1:{PORT}/");

@@ -91,14 +91,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let rounds = flag(args, "--rounds", 5)?.max(1);
     let freq = flag(args, "--freq", 99)?;
     setup::run()?;
-    sh::run(&mut sh::cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "runner",
-    ]))?;
-    let runner = sh::workspace().join("target/release/runner");
+    let runner = sh::build_runner()?;
     let out = std::env::temp_dir().join("runner-bench-probes");
     println!("probe overhead: {rounds} rounds, variants alternated within each round, oncpu at {freq} Hz, workload pinned to CPU 1");
     println!("figures are medians of the workload's own timing of a fixed amount of work");
