@@ -20,8 +20,8 @@ pub enum PostgresError {
     Dir(PathBuf, #[source] std::io::Error),
     #[error("{step} failed: {detail}")]
     Step { step: &'static str, detail: String },
-    #[error("PostgreSQL did not accept connections within {0:?}; log tail:\n{1}")]
-    NotReady(Duration, String),
+    #[error("PostgreSQL {0}; log tail:\n{1}")]
+    NotReady(String, String),
 }
 
 /// A running cluster. Stopped and removed on drop.
@@ -108,10 +108,10 @@ impl Postgres {
         user.own(&dir.join("postgres.log"))
             .map_err(|e| PostgresError::Dir(dir.clone(), e))?;
         let mut cmd = user.command(&bin.join("postgres"));
+        // TCP only: a Unix socket under a long results path would exceed the 107-byte limit.
         cmd.arg("-D")
             .arg(&data)
-            .args(["-p", &port.to_string(), "-k"])
-            .arg(&dir)
+            .args(["-p", &port.to_string(), "-k", ""])
             .args([
                 "-c",
                 "listen_addresses=127.0.0.1",
@@ -160,9 +160,15 @@ impl Postgres {
             if ready {
                 break;
             }
-            if Instant::now() > deadline || pg.exited() {
+            if pg.exited() {
                 return Err(PostgresError::NotReady(
-                    Duration::from_secs(30),
+                    "exited during start-up".into(),
+                    pg.log_tail(),
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err(PostgresError::NotReady(
+                    "did not accept connections within 30 s".into(),
                     pg.log_tail(),
                 ));
             }
