@@ -293,3 +293,59 @@ fn report_html_renders_in_headless_chromium_without_console_errors() {
         "the charts are in the rendered page"
     );
 }
+
+#[test]
+fn an_app_that_dies_mid_run_fails_the_run_and_keeps_its_log() {
+    let _machine = exclusive();
+    let out = results("dying");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dying-app/app.toml");
+    let output = profile(
+        &[
+            manifest.to_str().unwrap(),
+            "ping",
+            "-d",
+            "20s",
+            "--warmup",
+            "0",
+            "-c",
+            "4",
+        ],
+        &out,
+    );
+    assert!(
+        !output.status.success(),
+        "a run whose app died must not succeed"
+    );
+    let dir = run_dir(&out);
+    let summary = json(&dir, "summary.json");
+    assert_eq!(summary["status"], "failed");
+    let failure = summary["failure"].as_str().unwrap();
+    assert!(
+        failure.contains("died") && failure.contains("exiting on purpose"),
+        "{failure}"
+    );
+    assert!(
+        summary["load"]["ok"].as_u64().unwrap() > 0,
+        "partial results are kept"
+    );
+    assert!(read(&dir, "app.log").contains("exiting on purpose"));
+    assert!(leftovers().is_empty(), "{:?}", leftovers());
+}
+
+#[test]
+fn profile_without_root_says_why_in_one_line() {
+    use std::os::unix::process::CommandExt;
+    let output = runner()
+        .args(["profile", "axum", "ping", "--out", "/tmp"])
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("needs root") && stderr.contains("--no-probes"),
+        "{stderr}"
+    );
+}
