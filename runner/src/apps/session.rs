@@ -125,6 +125,11 @@ impl Session {
     ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&opts.run_dir)
             .with_context(|| format!("creating {}", opts.run_dir.display()))?;
+        // The app runs in its own folder: every path it is given must be absolute.
+        let opts = &SessionOptions {
+            run_dir: std::path::absolute(&opts.run_dir)?,
+            ..opts.clone()
+        };
         let user = RunAs::for_apps();
         let workers = opts
             .workers

@@ -228,8 +228,11 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
         scenario_name.trim_matches('-')
     );
     std::fs::create_dir_all(&p.out).with_context(|| format!("creating {}", p.out.display()))?;
-    let final_dir = run_dir(&p.out, &run_id);
-    let work = p.out.join(format!(".{run_id}.partial"));
+    // Absolute: the app gets paths inside it (SQLITE_PATH, HOME) and runs in its own folder.
+    let out =
+        std::path::absolute(&p.out).with_context(|| format!("resolving {}", p.out.display()))?;
+    let final_dir = run_dir(&out, &run_id);
+    let work = out.join(format!(".{run_id}.partial"));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work)?;
     let (default_app, default_client) = default_cpus();
