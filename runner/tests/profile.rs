@@ -150,19 +150,23 @@ fn profile_axum_end_to_end() {
 #[test]
 fn profile_a_python_app_end_to_end() {
     let _machine = exclusive();
-    let out = results("fastapi");
-    let output = profile(
-        &[
-            "fastapi", "db-read", "-d", "3s", "--warmup", "1s", "-c", "16",
-        ],
-        &out,
-    );
+    // Run from a scratch folder with the default, relative `--out results`, as the quick
+    // start does: the app must still get absolute paths (it runs in its own folder).
+    let cwd = results("fastapi");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let output = runner()
+        .current_dir(&cwd)
+        .args([
+            "profile", "fastapi", "db-read", "-d", "3s", "--warmup", "1s", "-c", "16",
+        ])
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    check_run(&run_dir(&out), |l| {
+    check_run(&run_dir(&cwd.join("results")), |l| {
         l.starts_with("python") || l.contains("libpython") || l.contains("python3")
     });
     assert!(leftovers().is_empty(), "{:?}", leftovers());
