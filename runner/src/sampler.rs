@@ -9,6 +9,8 @@ use std::{
 use procfs::process::Process;
 use serde::Serialize;
 
+use crate::hist::round1;
+
 /// Sampling interval of the resource sampler (10 Hz).
 pub const INTERVAL: Duration = Duration::from_millis(100);
 
@@ -206,10 +208,6 @@ impl ResourceSampler {
             ctx_involuntary: delta(|r| r.ctx_involuntary),
         }
     }
-}
-
-fn round1(v: f64) -> f64 {
-    crate::hist::round1(v)
 }
 
 fn csv_field(s: &str) -> String {

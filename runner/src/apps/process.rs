@@ -6,7 +6,7 @@ use std::{
     ffi::CString,
     net::SocketAddr,
     os::unix::{ffi::OsStrExt, process::CommandExt},
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -288,29 +288,4 @@ impl Drop for AppProcess {
             self.stop();
         }
     }
-}
-
-/// Whether `path` is usable as an app's working directory by `user` (readable and
-/// searchable).
-pub fn readable_by(path: &Path, user: &RunAs) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let mut dir = Some(path);
-    while let Some(d) = dir {
-        let Ok(meta) = std::fs::metadata(d) else {
-            return false;
-        };
-        let mode = meta.mode();
-        let ok = if meta.uid() == user.uid {
-            mode & 0o500 == 0o500
-        } else if meta.gid() == user.gid {
-            mode & 0o050 == 0o050
-        } else {
-            mode & 0o005 == 0o005
-        };
-        if !ok {
-            return false;
-        }
-        dir = d.parent();
-    }
-    true
 }

@@ -22,7 +22,7 @@ use hdrhistogram::Histogram;
 use hyper::Uri;
 
 use engine::{Plan, Protocol, Shared};
-use record::{histogram, SecondBucket, StepStats, SECOND_SIGFIG};
+use record::{SecondBucket, StepStats};
 use report::{Figures, LoadReport, MixReport, SecondRow, StepReport};
 use request::{Prepared, RequestError, RequestSpec};
 use schedule::Schedule;
@@ -394,11 +394,6 @@ fn row_of(bucket: &SecondBucket) -> SecondRow {
             bucket.hist.value_at_quantile(0.99)
         },
     }
-}
-
-/// An empty per-second histogram (for callers that merge rows themselves).
-pub fn second_histogram() -> Histogram<u64> {
-    histogram(SECOND_SIGFIG)
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 use std::{collections::BTreeMap, fmt::Write as _};
 
 use hdrhistogram::Histogram;
+
+use crate::hist::round1;
 use serde::Serialize;
 
 use super::{
@@ -46,10 +48,6 @@ impl Percentiles {
             stdev: round1(h.stdev()),
         }
     }
-}
-
-fn round1(v: f64) -> f64 {
-    (v * 10.0).round() / 10.0
 }
 
 /// Open-loop send lateness.
