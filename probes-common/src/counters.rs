@@ -25,10 +25,16 @@ pub enum Counter {
     StackCollision,
     StackFault,
     StackOther,
+    PyStacks,
+    PyNoThreadState,
+    PyReadFault,
+    PyTruncated,
+    PyStackMapFull,
+    PyProcsFull,
 }
 
 /// Number of counters.
-pub const COUNTERS: u32 = Counter::StackOther as u32 + 1;
+pub const COUNTERS: u32 = Counter::PyProcsFull as u32 + 1;
 
 impl Counter {
     /// Every counter, in index order.
@@ -54,6 +60,12 @@ impl Counter {
         Counter::StackCollision,
         Counter::StackFault,
         Counter::StackOther,
+        Counter::PyStacks,
+        Counter::PyNoThreadState,
+        Counter::PyReadFault,
+        Counter::PyTruncated,
+        Counter::PyStackMapFull,
+        Counter::PyProcsFull,
     ];
 
     /// Name used in reports.
@@ -80,6 +92,12 @@ impl Counter {
             Counter::StackCollision => "stack_id_collisions",
             Counter::StackFault => "stack_id_faults",
             Counter::StackOther => "stack_id_other_errors",
+            Counter::PyStacks => "python_stacks",
+            Counter::PyNoThreadState => "python_no_thread_state",
+            Counter::PyReadFault => "python_read_faults",
+            Counter::PyTruncated => "python_stacks_truncated",
+            Counter::PyStackMapFull => "python_stack_map_full",
+            Counter::PyProcsFull => "python_procs_map_full",
         }
     }
 
@@ -97,6 +115,8 @@ impl Counter {
                 | Counter::StackCollision
                 | Counter::StackFault
                 | Counter::StackOther
+                | Counter::PyStacks
+                | Counter::PyNoThreadState
         )
     }
 }

@@ -8,6 +8,7 @@ pub mod counters;
 pub mod hist;
 pub mod offcpu;
 pub mod oncpu;
+pub mod python;
 pub mod runqlat;
 pub mod stack;
 pub mod syscalls;

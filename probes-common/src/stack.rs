@@ -11,7 +11,8 @@ pub const STACK_ENTRIES: u32 = 16384;
 /// Stored instead of a stack id when `bpf_get_stackid` failed (the failure is counted).
 pub const NO_STACK: i32 = -1;
 
-/// Key of a stack-aggregated count: one process, one thread name, one kernel and one user stack.
+/// Key of a stack-aggregated count: one process, one thread name, one kernel, one user and
+/// one Python stack.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StackKey {
@@ -19,6 +20,8 @@ pub struct StackKey {
     pub kstack: i32,
     pub ustack: i32,
     pub _pad: u32,
+    /// Hash of the Python stack in the Python stacks map, or `python::PY_NO_STACK`.
+    pub pystack: u64,
     pub comm: [u8; COMM_LEN],
 }
 

@@ -30,6 +30,10 @@ pub struct TaskState {
     /// Stacks at the last switch-out.
     pub offcpu_kstack: i32,
     pub offcpu_ustack: i32,
+    /// Python stack at the last switch-out.
+    pub offcpu_pystack: u64,
+    /// Address of the thread's PyThreadState, once found (checked again before each use).
+    pub py_tstate: u64,
     /// Thread name at the last switch-out.
     pub comm: [u8; COMM_LEN],
 }

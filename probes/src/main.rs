@@ -7,6 +7,7 @@
 
 mod offcpu;
 mod oncpu;
+mod python;
 mod runqlat;
 mod syscalls;
 mod target;

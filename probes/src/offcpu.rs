@@ -17,6 +17,7 @@ use probes_common::{
     tracepoint::{Field, TASK_REPORT_MASK},
 };
 
+use crate::python::python_stack;
 use crate::target::{
     atomic_add, bump, current_comm, get_or_insert, read_field, stack_ids, switching_out,
     target_task,
@@ -64,12 +65,14 @@ fn try_offcpu_switch(ctx: &TracePointContext) {
     let state = prev_state(ctx);
     if let Some(prev) = switching_out(state) {
         let (kstack, ustack) = stack_ids(ctx, Counter::OffcpuKstackLost, Counter::OffcpuUstackLost);
+        let pystack = python_stack(&prev);
         // SAFETY: `prev.state` points into the thread's entry; only this thread's
         // switch-out writes these fields.
         unsafe {
             (*prev.state).offcpu_ts = now;
             (*prev.state).offcpu_kstack = kstack;
             (*prev.state).offcpu_ustack = ustack;
+            (*prev.state).offcpu_pystack = pystack;
             (*prev.state).offcpu_runnable = u32::from(runnable(state));
             (*prev.state).comm = current_comm();
         }
@@ -87,6 +90,7 @@ fn try_offcpu_switch(ctx: &TracePointContext) {
             kstack: (*next).offcpu_kstack,
             ustack: (*next).offcpu_ustack,
             _pad: 0,
+            pystack: (*next).offcpu_pystack,
             comm: (*next).comm,
         };
         (start, key, (*next).offcpu_runnable != 0)

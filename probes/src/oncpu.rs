@@ -8,6 +8,7 @@ use aya_ebpf::{
 };
 use probes_common::{counters::Counter, oncpu::ONCPU_ENTRIES, stack::StackKey};
 
+use crate::python::python_stack;
 use crate::target::{atomic_add, bump, current_comm, current_target, get_or_insert, stack_ids};
 
 #[map]
@@ -31,6 +32,7 @@ fn try_oncpu_sample(ctx: &PerfEventContext) {
         kstack,
         ustack,
         _pad: 0,
+        pystack: python_stack(&task),
         comm: current_comm(),
     };
     if let Some(count) = get_or_insert(&ONCPU_COUNTS, &key, &0, Counter::OncpuMapFull) {

@@ -24,7 +24,7 @@ use probes_common::{
     COMM_LEN,
 };
 
-const EEXIST: i32 = -17;
+pub const EEXIST: i32 = -17;
 const EFAULT: i32 = -14;
 
 #[map]
@@ -270,6 +270,7 @@ fn try_target_newtask(ctx: &TracePointContext) {
             return;
         }
         bump(Counter::ForksFollowed);
+        crate::python::inherit(parent.tgid, child);
         child
     };
     let _ = remember(child, child_tgid);
@@ -283,5 +284,17 @@ pub fn target_exit(ctx: TracePointContext) -> u32 {
     if target_task(tid).is_some() {
         let _ = TARGET_TIDS.remove(&tid);
     }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tid == tgid {
+        crate::python::forget(tgid);
+    }
+    0
+}
+
+/// sched_process_exec: the process has a new image, so its Python entry (if any) is stale;
+/// userspace looks at it again.
+#[tracepoint]
+pub fn target_exec(_ctx: TracePointContext) -> u32 {
+    crate::python::forget((bpf_get_current_pid_tgid() >> 32) as u32);
     0
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use probes_common::{stack::StackKey, COMM_LEN};
+use probes_common::{python::PY_NO_STACK, stack::StackKey, COMM_LEN};
 
 use crate::probe::StackTable;
 
@@ -13,6 +13,10 @@ pub trait FrameNamer {
     fn kernel(&mut self, addr: u64) -> String;
     /// The name of a user address in process `tgid`.
     fn user(&mut self, tgid: u32, addr: u64) -> String;
+    /// The frames of Python stack `id` of process `tgid`, root first, when known.
+    fn python(&mut self, _tgid: u32, _id: u64) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// Folded stacks with their counts, kept sorted so output is deterministic.
@@ -106,6 +110,8 @@ pub fn comm_str(comm: &[u8; COMM_LEN]) -> String {
 pub const MISSING_USER_STACK: &str = "[missing user stack]";
 
 /// The frames of one stack key: comm, user frames root first, then kernel frames with `_[k]`.
+/// With a Python stack, the user frames are the Python frames followed by the native leaf
+/// (frame-pointer unwinding through the interpreter yields nothing else of use).
 pub fn stack_frames(
     key: &StackKey,
     stacks: &StackTable,
@@ -113,10 +119,21 @@ pub fn stack_frames(
 ) -> Vec<String> {
     let mut frames = vec![comm_str(&key.comm)];
     let user = stacks.get(key.ustack);
-    if user.is_empty() {
-        frames.push(MISSING_USER_STACK.to_string());
+    let python = match key.pystack {
+        PY_NO_STACK => None,
+        id => namer.python(key.tgid, id).filter(|f| !f.is_empty()),
+    };
+    if let Some(python) = python {
+        frames.extend(python);
+        if let Some(&leaf) = user.first() {
+            frames.push(namer.user(key.tgid, leaf));
+        }
+    } else {
+        if user.is_empty() {
+            frames.push(MISSING_USER_STACK.to_string());
+        }
+        frames.extend(user.iter().rev().map(|&addr| namer.user(key.tgid, addr)));
     }
-    frames.extend(user.iter().rev().map(|&addr| namer.user(key.tgid, addr)));
     frames.extend(
         stacks
             .get(key.kstack)
@@ -159,6 +176,27 @@ mod tests {
                 format!("u{tgid}_{addr:x}")
             }
         }
+        fn python(&mut self, _tgid: u32, id: u64) -> Option<Vec<String>> {
+            (id == 9).then(|| vec!["main (x.py:3)".into(), "work (x.py:7)".into()])
+        }
+    }
+
+    #[test]
+    fn python_frames_then_native_leaf_then_kernel() {
+        let stacks = StackTable::from_stacks([(1, vec![0x30, 0x20, 0x10]), (2, vec![0xa])]);
+        let mut with_python = key("py", 2, 1);
+        with_python.pystack = 9;
+        let mut unknown_python = key("py", -1, 1);
+        unknown_python.pystack = 5;
+        let items = [(with_python, 4u64), (unknown_python, 1u64)];
+        let folded = fold_stacks(&items, |v| *v, &stacks, &mut FakeNamer);
+        assert_eq!(
+            folded.lines(),
+            vec![
+                "py;main (x.py:3);work (x.py:7);u7_30;ka_[k] 4".to_string(),
+                "py;u7_10;u7_20;u7_30 1".to_string(),
+            ]
+        );
     }
 
     fn key(comm: &str, kstack: i32, ustack: i32) -> StackKey {
@@ -169,6 +207,7 @@ mod tests {
             kstack,
             ustack,
             _pad: 0,
+            pystack: 0,
             comm: c,
         }
     }

@@ -89,6 +89,10 @@ pub fn spawn_gated(argv: &[String]) -> Result<Gated, LaunchError> {
         unsafe {
             libc::setpgid(0, 0);
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            // The parent's ends: holding the gate's write end here would keep the read
+            // below from ever seeing EOF when the parent aborts.
+            libc::close(gate_write.as_raw_fd());
+            libc::close(status_read.as_raw_fd());
             let mut byte = 0u8;
             let n = libc::read(gate_read.as_raw_fd(), (&raw mut byte).cast(), 1);
             if n == 1 {
@@ -211,6 +215,16 @@ impl Child {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn abort_ends_the_child_without_running_it() {
+        let marker = std::env::temp_dir().join(format!("runner-abort-{}", std::process::id()));
+        let gated = spawn_gated(&["touch".into(), marker.display().to_string()]).unwrap();
+        let pid = gated.pid();
+        gated.abort();
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert!(!marker.exists(), "the aborted command ran");
+    }
 
     #[test]
     fn reports_a_command_that_cannot_start() {

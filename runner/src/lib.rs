@@ -5,6 +5,7 @@ pub mod apps;
 pub mod cgroup;
 pub mod cli;
 pub mod commands;
+pub mod cpython;
 pub mod doctor;
 pub mod flamegraph;
 pub mod folded;

@@ -16,10 +16,12 @@ use serde::Serialize;
 use crate::{
     cgroup::{self, CgroupTarget},
     flamegraph,
+    folded::FrameNamer,
     folded::{fold_stacks, Folded},
     probe::{
         offcpu::{self, OffcpuTotals},
         oncpu,
+        python::{Python, PythonReport},
         runqlat::{self, RunqReport},
         syscalls::{self, SyscallReport},
         AttachedProgram, Counters, ProbeConfig, ProbeError, Probes, Target,
@@ -33,6 +35,7 @@ pub struct Recorder {
     probes: Option<Probes>,
     sampler: ResourceSampler,
     maps: ProcessMaps,
+    python: Python,
     seen: BTreeSet<u32>,
     cgroups: Vec<CgroupTarget>,
     config: ProbeConfig,
@@ -55,6 +58,7 @@ pub struct Recording {
     pub runq: RunqReport,
     pub sampler: ResourceSampler,
     pub symbols: SymbolStats,
+    pub python: PythonReport,
     pub processes_seen: Vec<u32>,
 }
 
@@ -74,6 +78,7 @@ impl Recorder {
             probes,
             sampler: ResourceSampler::new(),
             maps: ProcessMaps::default(),
+            python: Python::default(),
             seen: target.tgids.iter().copied().collect(),
             cgroups: target.cgroups.clone(),
             config: config.clone(),
@@ -116,6 +121,20 @@ impl Recorder {
         }
         self.seen.extend(&pids);
         self.sampler.sample(&pids);
+        if let Some(probes) = self.probes.as_mut() {
+            if let Err(err) = self.python.refresh(probes, &pids) {
+                eprintln!("warning: Python stacks: {:#}", anyhow::Error::from(err));
+            }
+            let _ = self.python.resolve(probes);
+        }
+    }
+
+    /// Registers new Python processes with the walker, between ticks.
+    pub fn discover(&mut self) {
+        let pids = self.pids();
+        if let Some(probes) = self.probes.as_mut() {
+            let _ = self.python.refresh(probes, &pids);
+        }
     }
 
     /// Detaches, reads everything and symbolizes.
@@ -134,6 +153,7 @@ impl Recorder {
             runq: runqlat::report(&Default::default()),
             sampler: ResourceSampler::new(),
             symbols: SymbolStats::default(),
+            python: PythonReport::default(),
             processes_seen: Vec::new(),
         };
         let Some(mut probes) = self.probes.take() else {
@@ -155,10 +175,16 @@ impl Recorder {
         let offcpu_data = offcpu::read(&probes)?;
         let runq_data = runqlat::read(&probes)?;
         let syscall_data = syscalls::read(&probes)?;
+        self.python.resolve(&probes)?;
         drop(probes);
-        let mut symbolizer = Symbolizer::new(self.maps);
-        let oncpu = fold_stacks(&oncpu_data, |c| *c, &stacks, &mut symbolizer);
-        let offcpu = fold_stacks(&offcpu_data, offcpu::weight_us, &stacks, &mut symbolizer);
+        let mut namer = Namer {
+            symbols: Symbolizer::new(self.maps),
+            python: &self.python,
+        };
+        let oncpu = fold_stacks(&oncpu_data, |c| *c, &stacks, &mut namer);
+        let offcpu = fold_stacks(&offcpu_data, offcpu::weight_us, &stacks, &mut namer);
+        let symbolizer = namer.symbols;
+        let python = self.python.report(&counters);
         Ok(Recording {
             counters: Some(counters),
             attached,
@@ -169,9 +195,28 @@ impl Recorder {
             runq: runqlat::report(&runq_data),
             sampler: self.sampler,
             symbols: symbolizer.stats().clone(),
+            python,
             processes_seen: self.seen.into_iter().collect(),
             ..empty
         })
+    }
+}
+
+/// Native symbols plus the Python frames named during the recording.
+struct Namer<'a> {
+    symbols: Symbolizer,
+    python: &'a Python,
+}
+
+impl FrameNamer for Namer<'_> {
+    fn kernel(&mut self, addr: u64) -> String {
+        self.symbols.kernel(addr)
+    }
+    fn user(&mut self, tgid: u32, addr: u64) -> String {
+        self.symbols.user(tgid, addr)
+    }
+    fn python(&mut self, tgid: u32, id: u64) -> Option<Vec<String>> {
+        self.python.frames(tgid, id).map(<[String]>::to_vec)
     }
 }
 
@@ -282,6 +327,31 @@ impl Recording {
         ));
         for f in self.top_frames(5) {
             out.push_str(&format!("             {:>5.1}%  {}\n", f.share, f.frame));
+        }
+        if !self.python.processes.is_empty() {
+            let p = &self.python;
+            let mut versions: Vec<&str> = self
+                .python
+                .processes
+                .iter()
+                .map(|p| p.version.as_str())
+                .collect();
+            versions.sort_unstable();
+            versions.dedup();
+            out.push_str(&format!(
+                "python     {} process(es) (CPython {}), {} stacks walked, {} samples without Python state, {} read faults, {} truncated\n",
+                self.python.processes.len(),
+                versions.join(", "),
+                p.walked,
+                p.no_thread_state,
+                p.read_faults,
+                p.truncated,
+            ));
+        }
+        for (pid, reason) in &self.python.unsupported {
+            out.push_str(&format!(
+                "python     process {pid}: no Python stacks: {reason}\n"
+            ));
         }
         out.push_str(&format!(
             "off-CPU    {:.1} ms blocked, {:.1} ms preempted\n",

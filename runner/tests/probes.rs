@@ -247,11 +247,11 @@ fn nothing_stays_attached_after_a_run() {
             .count()
     };
     let mut seen = 0;
-    while Instant::now() < deadline && seen < 9 {
+    while Instant::now() < deadline && seen < 10 {
         seen = ours(&bpf_programs());
         sleep(Duration::from_millis(100));
     }
-    assert_eq!(seen, 9, "all nine programs are attached during the run");
+    assert_eq!(seen, 10, "all ten programs are attached during the run");
     assert!(run.wait().unwrap().success());
     let after = bpf_programs();
     let left: Vec<_> = after

@@ -11,7 +11,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   setup                    install what this machine lacks (Debian packages, bpf-linker, tracefs)
   test                     set up, then run every test (probe tests load BPF programs: root or sudo)
-  bench probes [--rounds N]
+  bench probes [--rounds N] [--freq HZ] [--workload cpu-bound|syscall-heavy|python-cpu]
                            probe overhead on a CPU-bound and a syscall-heavy workload, A/B alternated
   profile APP SCENARIO [OPTIONS]
                            set up, build, then `runner profile APP SCENARIO` as root";

@@ -37,6 +37,7 @@ pub fn run() -> anyhow::Result<()> {
     let mut did = false;
     did |= packages()?;
     did |= bpf_linker()?;
+    did |= py_spy()?;
     did |= tracefs()?;
     if !did {
         eprintln!("setup: everything is installed");
@@ -111,6 +112,33 @@ fn bpf_linker() -> anyhow::Result<bool> {
             .args(["--no-default-features", "--features", "llvm-22"]),
     )
     .context("cargo install bpf-linker")?;
+    Ok(true)
+}
+
+/// py-spy, the reference the Python-stack tests compare against (PyPI ships it as a wheel).
+const PY_SPY_VERSION: &str = "0.4.3";
+/// Where the tests look for it.
+pub const TOOLS_VENV: &str = "/var/cache/runner/tools";
+
+fn py_spy() -> anyhow::Result<bool> {
+    let bin = Path::new(TOOLS_VENV).join("bin/py-spy");
+    let current = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(PY_SPY_VERSION))
+        .unwrap_or(false);
+    if current {
+        return Ok(false);
+    }
+    eprintln!("setup: installing py-spy {PY_SPY_VERSION} into {TOOLS_VENV}");
+    sh::run(root_command("/usr/bin/python3").args(["-m", "venv", TOOLS_VENV]))
+        .context("creating the tools venv")?;
+    sh::run(root_command(&format!("{TOOLS_VENV}/bin/pip")).args([
+        "install",
+        "--quiet",
+        &format!("py-spy=={PY_SPY_VERSION}"),
+    ]))
+    .context("pip install py-spy")?;
     Ok(true)
 }
 

@@ -16,6 +16,7 @@ use crate::{
     cgroup::CgroupTarget,
     launch::{self, Child},
     privilege::{Privileges, NEEDS_ROOT},
+    probe::python::PythonReport,
     probe::{offcpu::OffcpuTotals, AttachedProgram, ProbeConfig, Target},
     recording::{write, Recorder},
     sampler::{ResourceSummary, INTERVAL},
@@ -50,6 +51,10 @@ pub struct ProbeOutcome {
     pub interrupted: bool,
 }
 
+/// How long after start new processes are looked for every [`EARLY_POLL`].
+const EARLY: Duration = Duration::from_secs(1);
+const EARLY_POLL: Duration = Duration::from_millis(5);
+
 /// Grace period between SIGTERM and SIGKILL for a launched command.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -83,6 +88,7 @@ struct ProbeJson<'a> {
     offcpu: OffcpuTotals,
     resources: ResourceSummary,
     symbolization: SymbolStats,
+    python: PythonReport,
     files: Vec<&'static str>,
 }
 
@@ -153,7 +159,18 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
         if elapsed >= run.duration {
             break false;
         }
-        std::thread::sleep(INTERVAL.min(run.duration - elapsed));
+        let nap = INTERVAL.min(run.duration - elapsed);
+        if elapsed < EARLY {
+            // A launched interpreter starts running Python within milliseconds: look for it
+            // often at first, so its first frames are walked too.
+            let until = Instant::now() + nap;
+            while Instant::now() < until {
+                std::thread::sleep(EARLY_POLL);
+                recorder.discover();
+            }
+        } else {
+            std::thread::sleep(nap);
+        }
         recorder.tick();
     };
     if interrupted {
@@ -197,6 +214,7 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
         offcpu: recording.offcpu_totals.clone(),
         resources: recording.sampler.summary(),
         symbolization: recording.symbols.clone(),
+        python: recording.python.clone(),
         files,
     };
     write(out, "probe.json", serde_json::to_vec_pretty(&probe_json)?)?;

@@ -3,6 +3,7 @@
 
 pub mod offcpu;
 pub mod oncpu;
+pub mod python;
 pub mod runqlat;
 pub mod syscalls;
 pub mod tracefs;
@@ -146,6 +147,13 @@ const TARGET_PROGRAMS: &[ProgramSpec] = &[
         hook: Hook::Tracepoint {
             category: "sched",
             name: "sched_process_exit",
+        },
+    },
+    ProgramSpec {
+        name: "target_exec",
+        hook: Hook::Tracepoint {
+            category: "sched",
+            name: "sched_process_exec",
         },
     },
 ];
@@ -394,7 +402,7 @@ impl Probes {
         Ok(StackTable { table })
     }
 
-    fn map<'a, T>(&'a self, name: &'static str) -> Result<T, ProbeError>
+    pub(crate) fn map<'a, T>(&'a self, name: &'static str) -> Result<T, ProbeError>
     where
         T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
     {
@@ -402,7 +410,7 @@ impl Probes {
         T::try_from(map).map_err(|source| ProbeError::Map { map: name, source })
     }
 
-    fn map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, ProbeError>
+    pub(crate) fn map_mut<'a, T>(&'a mut self, name: &'static str) -> Result<T, ProbeError>
     where
         T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
     {

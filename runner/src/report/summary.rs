@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     load::report::{LoadReport, Percentiles},
+    probe::python::PythonReport,
     recording::{Recording, TopFrame},
     sampler::ResourceSummary,
 };
@@ -157,6 +158,9 @@ pub struct ProbeSummary {
     pub syscalls_top: Vec<SyscallTop>,
     pub runqlat_us: BTreeMap<String, f64>,
     pub top_frames: Vec<(String, u64, f64)>,
+    /// Python interpreters found and what their stack walker saw.
+    #[serde(default)]
+    pub python: PythonReport,
 }
 
 impl ProbeSummary {
@@ -198,6 +202,7 @@ impl ProbeSummary {
                      }| (frame, samples, share),
                 )
                 .collect(),
+            python: rec.python.clone(),
         })
     }
 }

@@ -9,22 +9,34 @@ use crate::{setup, sh};
 struct Workload {
     name: &'static str,
     source: &'static str,
+    /// Runs the source with this interpreter; C sources are compiled instead.
+    interpreter: Option<&'static str>,
     arg: &'static str,
     ops: f64,
 }
 
-const WORKLOADS: [Workload; 2] = [
+const WORKLOADS: [Workload; 3] = [
     Workload {
         name: "cpu-bound",
         source: "xtask/bench/cpu_work.c",
+        interpreter: None,
         arg: "600000000",
         ops: 600_000_000.0,
     },
     Workload {
         name: "syscall-heavy",
         source: "xtask/bench/syscall_work.c",
+        interpreter: None,
         arg: "2000000",
         ops: 2_000_000.0,
+    },
+    // The Python stack walker at work: every sample walks 30+ Python frames.
+    Workload {
+        name: "python-cpu",
+        source: "xtask/bench/py_work.py",
+        interpreter: Some("/usr/bin/python3"),
+        arg: "400",
+        ops: 400.0 * 100_000.0,
     },
 ];
 
@@ -33,37 +45,49 @@ const WORKLOADS: [Workload; 2] = [
 struct Variant {
     name: &'static str,
     probes: Option<&'static str>,
+    /// On-CPU frequency instead of --freq.
+    freq: Option<u32>,
 }
 
 const PLAIN: Variant = Variant {
     name: "plain",
     probes: None,
+    freq: None,
 };
 const ALL: Variant = Variant {
     name: "all probes",
     probes: Some("oncpu,offcpu,runqlat,syscalls"),
+    freq: None,
+};
+const ALL_999: Variant = Variant {
+    name: "all at 999 Hz",
+    probes: Some("oncpu,offcpu,runqlat,syscalls"),
+    freq: Some(999),
 };
 const SYSCALLS_ONLY: Variant = Variant {
     name: "syscalls only",
     probes: Some("syscalls"),
+    freq: None,
 };
 const NO_SYSCALLS: Variant = Variant {
     name: "all but syscalls",
     probes: Some("oncpu,offcpu,runqlat"),
+    freq: None,
 };
 
 fn command(
     variant: Variant,
     runner: &Path,
-    bin: &Path,
+    bin: &[String],
     arg: &str,
     freq: u32,
     out: &Path,
 ) -> Command {
+    let freq = variant.freq.unwrap_or(freq);
     match variant.probes {
         None => {
-            let mut cmd = Command::new(bin);
-            cmd.args([arg, "1"]);
+            let mut cmd = Command::new(&bin[0]);
+            cmd.args(&bin[1..]).args([arg, "1"]);
             cmd
         }
         Some(probes) => {
@@ -80,7 +104,7 @@ fn command(
             .arg("--out")
             .arg(out)
             .arg("--")
-            .arg(bin)
+            .args(bin)
             .args([arg, "1"]);
             cmd
         }
@@ -96,15 +120,25 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     println!("probe overhead: {rounds} rounds, variants alternated within each round, oncpu at {freq} Hz, workload pinned to CPU 1");
     println!("figures are medians of the workload's own timing of a fixed amount of work");
     let mut report = Vec::new();
-    for w in &WORKLOADS {
-        let bin = compile_c(
-            &format!("bench-{}", w.name),
-            &sh::workspace().join(w.source),
-        )?;
-        let variants: &[Variant] = if w.name == "syscall-heavy" {
-            &[PLAIN, ALL, SYSCALLS_ONLY, NO_SYSCALLS]
-        } else {
-            &[PLAIN, ALL]
+    let only = args
+        .iter()
+        .position(|a| a == "--workload")
+        .and_then(|i| args.get(i + 1));
+    for w in WORKLOADS
+        .iter()
+        .filter(|w| only.is_none_or(|o| o == w.name))
+    {
+        let source = sh::workspace().join(w.source);
+        let bin: Vec<String> = match w.interpreter {
+            Some(interpreter) => vec![interpreter.into(), source.display().to_string()],
+            None => vec![compile_c(&format!("bench-{}", w.name), &source)?
+                .display()
+                .to_string()],
+        };
+        let variants: &[Variant] = match w.name {
+            "syscall-heavy" => &[PLAIN, ALL, SYSCALLS_ONLY, NO_SYSCALLS],
+            "python-cpu" => &[PLAIN, ALL, ALL_999],
+            _ => &[PLAIN, ALL],
         };
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
         for round in 0..rounds as usize {
@@ -134,9 +168,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 (t - plain) / w.ops
             );
             report.push(format!(
-                "{{\"workload\":\"{}\",\"variant\":\"{}\",\"rounds\":{rounds},\"freq_hz\":{freq},\"plain_ms\":{:.3},\"probed_ms\":{:.3},\"ratio\":{:.5},\"plain_ops_per_s\":{:.0},\"extra_ns_per_op\":{:.1}}}",
+                "{{\"workload\":\"{}\",\"variant\":\"{}\",\"rounds\":{rounds},\"freq_hz\":{},\"plain_ms\":{:.3},\"probed_ms\":{:.3},\"ratio\":{:.5},\"plain_ops_per_s\":{:.0},\"extra_ns_per_op\":{:.1}}}",
                 w.name,
                 variant.name,
+                variant.freq.unwrap_or(freq),
                 plain / 1e6,
                 t / 1e6,
                 t / plain,
@@ -159,7 +194,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 /// the programs, as opposed to the tracepoint and perf machinery that calls them.
 fn program_costs(
     runner: &Path,
-    bin: &Path,
+    bin: &[String],
     w: &Workload,
     freq: u32,
     out: &Path,
@@ -191,6 +226,7 @@ fn program_costs(
         "syscall_exit",
         "target_newtask",
         "target_exit",
+        "target_exec",
     ];
     println!("  in-program cost (kernel BPF stats, all probes):");
     for (name, runs, ns) in list

@@ -1,0 +1,191 @@
+//! Code objects: qualified name, file and line table, read from the live process and cached
+//! per (process, code object).
+
+use std::{
+    collections::HashMap,
+    io::{self, ErrorKind},
+    sync::Arc,
+};
+
+use super::{
+    layout::{Layout, ObjectLayout},
+    linetable,
+    memory::{self, u32_at, u64_at},
+};
+
+/// Longest name or file name read, in characters.
+const MAX_STR: u64 = 4096;
+/// Longest line table read, in bytes.
+const MAX_LINETABLE: u64 = 1 << 20;
+
+/// What a frame needs from its code object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CodeInfo {
+    pub qualname: String,
+    pub filename: String,
+    pub firstlineno: i32,
+    linetable: Vec<u8>,
+    /// Address of the first instruction.
+    bytecode: u64,
+}
+
+impl CodeInfo {
+    /// The source line of the instruction at address `instr`.
+    pub fn line(&self, instr: u64) -> i32 {
+        if instr < self.bytecode {
+            return self.firstlineno;
+        }
+        linetable::line_for(
+            &self.linetable,
+            self.firstlineno,
+            (instr - self.bytecode) / 2,
+        )
+        .unwrap_or(self.firstlineno)
+    }
+
+    /// `qualname (file.py:LINE)`.
+    pub fn frame(&self, instr: u64) -> String {
+        format!(
+            "{} ({}:{})",
+            self.qualname,
+            short_path(&self.filename),
+            self.line(instr)
+        )
+    }
+}
+
+/// A file name as shown in frames: relative to site-packages or the standard library when it
+/// is inside one, else the file's own name.
+pub fn short_path(filename: &str) -> &str {
+    if let Some((_, rest)) = filename.rsplit_once("/site-packages/") {
+        return rest;
+    }
+    if let Some(i) = filename.find("/lib/python3") {
+        // "lib/python3.11/asyncio/events.py" -> "asyncio/events.py"
+        if let Some(inside) = filename[i + 1..].splitn(3, '/').nth(2) {
+            return inside;
+        }
+    }
+    filename.rsplit('/').next().unwrap_or(filename)
+}
+
+/// Reads the code object at `addr` of process `pid`.
+pub fn read_code(pid: u32, addr: u64, layout: &Layout) -> io::Result<CodeInfo> {
+    let c = &layout.code;
+    let mut head = vec![0u8; c.code_adaptive as usize];
+    memory::read(pid, addr, &mut head)?;
+    let o = &layout.objects;
+    Ok(CodeInfo {
+        qualname: read_str(pid, u64_at(&head, c.qualname), o)?,
+        filename: read_str(pid, u64_at(&head, c.filename), o)?,
+        firstlineno: u32_at(&head, c.firstlineno) as i32,
+        linetable: read_bytes(pid, u64_at(&head, c.linetable), o)?,
+        bytecode: addr + c.code_adaptive,
+    })
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(ErrorKind::InvalidData, what.to_string())
+}
+
+/// Reads a compact str object.
+fn read_str(pid: u32, addr: u64, o: &ObjectLayout) -> io::Result<String> {
+    let mut head = vec![0u8; o.unicode_ascii_size as usize];
+    memory::read(pid, addr, &mut head)?;
+    let length = u64_at(&head, o.unicode_length);
+    let state = u32_at(&head, o.unicode_state);
+    let kind = (state >> 2) & 7;
+    let compact = (state >> 5) & 1 == 1;
+    let ascii = (state >> 6) & 1 == 1;
+    if !compact || length > MAX_STR {
+        return Err(invalid("not a compact str"));
+    }
+    let data = addr
+        + if ascii {
+            o.unicode_ascii_size
+        } else {
+            o.unicode_compact_size
+        };
+    let mut bytes = vec![0u8; (length * u64::from(kind)) as usize];
+    memory::read(pid, data, &mut bytes)?;
+    let text = match kind {
+        1 if ascii => String::from_utf8(bytes).map_err(|_| invalid("bad ASCII"))?,
+        1 => bytes.iter().map(|&b| char::from(b)).collect(),
+        2 => char::decode_utf16(
+            bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]])),
+        )
+        .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+        .collect(),
+        4 => bytes
+            .chunks_exact(4)
+            .map(|c| {
+                char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .unwrap_or(char::REPLACEMENT_CHARACTER)
+            })
+            .collect(),
+        _ => return Err(invalid("bad str kind")),
+    };
+    Ok(text)
+}
+
+/// Reads a bytes object's contents.
+fn read_bytes(pid: u32, addr: u64, o: &ObjectLayout) -> io::Result<Vec<u8>> {
+    let mut head = vec![0u8; o.bytes_data as usize];
+    memory::read(pid, addr, &mut head)?;
+    let size = u64_at(&head, o.bytes_size);
+    if size > MAX_LINETABLE {
+        return Err(invalid("bytes object too large"));
+    }
+    let mut bytes = vec![0u8; size as usize];
+    memory::read(pid, addr + o.bytes_data, &mut bytes)?;
+    Ok(bytes)
+}
+
+/// Code objects already read, by (process, address); failures are remembered too.
+#[derive(Default)]
+pub struct CodeCache {
+    entries: HashMap<(u32, u64), Option<Arc<CodeInfo>>>,
+    /// Code objects that could not be read.
+    pub failed: u64,
+}
+
+impl CodeCache {
+    /// The code object at `addr` in `pid`, read on first use.
+    pub fn get(&mut self, pid: u32, addr: u64, layout: &Layout) -> Option<Arc<CodeInfo>> {
+        if let Some(entry) = self.entries.get(&(pid, addr)) {
+            return entry.clone();
+        }
+        let info = read_code(pid, addr, layout).ok().map(Arc::new);
+        if info.is_none() {
+            self.failed += 1;
+        }
+        self.entries.insert((pid, addr), info.clone());
+        info
+    }
+
+    /// A cached code object, without reading.
+    pub fn cached(&self, pid: u32, addr: u64) -> Option<Arc<CodeInfo>> {
+        self.entries.get(&(pid, addr)).cloned().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shortens_paths() {
+        assert_eq!(
+            short_path("/srv/venv/lib/python3.11/site-packages/flask/app.py"),
+            "flask/app.py"
+        );
+        assert_eq!(
+            short_path("/usr/lib/python3.11/asyncio/events.py"),
+            "asyncio/events.py"
+        );
+        assert_eq!(short_path("/work/apps/flask/app.py"), "app.py");
+        assert_eq!(short_path("<string>"), "<string>");
+    }
+}

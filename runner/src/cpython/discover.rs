@@ -1,0 +1,182 @@
+//! Finding CPython in a process: the executable or a libpython mapping that defines
+//! `_PyRuntime`, where it is loaded, which version it is (`Py_Version`), and its layout.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+};
+
+use blazesym::inspect::{source::Elf, Inspector};
+use procfs::process::{MMapPath, Process};
+
+use super::{
+    layout::{self, Layout, LayoutError, DEBUG_OFFSETS_LEN},
+    memory,
+};
+
+/// A CPython interpreter found in a process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Interpreter {
+    /// The file defining `_PyRuntime`: the executable or libpython.
+    pub module: PathBuf,
+    /// Address of `_PyRuntime` in the process.
+    pub runtime: u64,
+    pub layout: Layout,
+}
+
+/// Why a process's interpreter could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("cannot read the mappings of process {pid}")]
+    Maps {
+        pid: u32,
+        #[source]
+        source: procfs::ProcError,
+    },
+    #[error("{module}: `{symbol}` is not mapped into process {pid}")]
+    NotMapped {
+        pid: u32,
+        module: String,
+        symbol: &'static str,
+    },
+    #[error("{module} has `_PyRuntime` but no `Py_Version`: CPython older than 3.11")]
+    TooOld { module: String },
+    #[error("reading process {pid}")]
+    Read {
+        pid: u32,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+}
+
+/// A file mapping: start, end, file offset.
+type Range = (u64, u64, u64);
+
+/// File offsets of the two symbols in one module.
+#[derive(Clone, Copy, Debug)]
+struct Symbols {
+    runtime: u64,
+    version: Option<u64>,
+}
+
+/// Finds interpreters, caching each file's symbols.
+#[derive(Default)]
+pub struct Finder {
+    inspector: Inspector,
+    symbols: HashMap<PathBuf, Option<Symbols>>,
+}
+
+impl Finder {
+    /// The interpreter of process `pid`; `Ok(None)` when the process is not CPython.
+    pub fn find(&mut self, pid: u32) -> Result<Option<Interpreter>, DiscoverError> {
+        let maps = Process::new(pid as i32)
+            .and_then(|p| p.maps())
+            .map_err(|source| DiscoverError::Maps { pid, source })?;
+        let mut modules: Vec<(PathBuf, Vec<Range>)> = Vec::new();
+        for m in maps.iter() {
+            let MMapPath::Path(path) = &m.pathname else {
+                continue;
+            };
+            let range = (m.address.0, m.address.1, m.offset);
+            match modules.iter_mut().find(|(p, _)| p == path) {
+                Some((_, ranges)) => ranges.push(range),
+                None => modules.push((path.clone(), vec![range])),
+            }
+        }
+        // libpython first: with a shared build the executable is a small stub. An embedding
+        // executable (python3, uwsgi, ...) may hold the interpreter itself.
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+        modules.retain(|(p, _)| is_libpython(p) || Some(p) == exe.as_ref());
+        modules.sort_by_key(|(p, _)| !is_libpython(p));
+        for (path, ranges) in &modules {
+            let Some(symbols) = self.symbols(path) else {
+                continue;
+            };
+            let module = path.display().to_string();
+            let at = |offset: u64, symbol: &'static str| {
+                ranges
+                    .iter()
+                    .find(|(start, end, off)| offset >= *off && offset < off + (end - start))
+                    .map(|(start, _, off)| start + (offset - off))
+                    .ok_or_else(|| DiscoverError::NotMapped {
+                        pid,
+                        module: module.clone(),
+                        symbol,
+                    })
+            };
+            let runtime = at(symbols.runtime, "_PyRuntime")?;
+            let version_offset = symbols.version.ok_or_else(|| DiscoverError::TooOld {
+                module: module.clone(),
+            })?;
+            let read = |source| DiscoverError::Read { pid, source };
+            let version = memory::read_u64(pid, at(version_offset, "Py_Version")?).map_err(read)?;
+            let (major, minor) = ((version >> 24) as u8, (version >> 16) as u8);
+            let layout = if (major, minor) >= (3, 13) {
+                let mut bytes = vec![0u8; DEBUG_OFFSETS_LEN];
+                memory::read(pid, runtime, &mut bytes).map_err(read)?;
+                layout::from_debug_offsets(&bytes, major, minor)?
+            } else {
+                layout::table(major, minor)?
+            };
+            return Ok(Some(Interpreter {
+                module: path.clone(),
+                runtime,
+                layout,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn symbols(&mut self, path: &Path) -> Option<Symbols> {
+        if let Some(cached) = self.symbols.get(path) {
+            return *cached;
+        }
+        let source = Elf::new(path).into();
+        let found = self
+            .inspector
+            .lookup(&source, &["_PyRuntime", "Py_Version"])
+            .ok()
+            .and_then(|results| {
+                let offset = |i: usize| {
+                    results
+                        .get(i)?
+                        .iter()
+                        .find_map(|s| s.file_offset.filter(|&o| o > 0))
+                };
+                Some(Symbols {
+                    runtime: offset(0)?,
+                    version: offset(1),
+                })
+            });
+        self.symbols.insert(path.to_path_buf(), found);
+        found
+    }
+}
+
+fn file_name(path: &Path) -> &str {
+    path.file_name().and_then(|n| n.to_str()).unwrap_or("")
+}
+
+fn is_libpython(path: &Path) -> bool {
+    let name = file_name(path);
+    name.starts_with("libpython3") && name.contains(".so")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_python_modules() {
+        assert!(is_libpython(Path::new("/x/lib/libpython3.12.so.1.0")));
+        assert!(!is_libpython(Path::new("/usr/lib/libc.so.6")));
+    }
+
+    #[test]
+    fn this_process_is_not_python() {
+        let mut finder = Finder::default();
+        assert!(finder.find(std::process::id()).unwrap().is_none());
+    }
+}

@@ -1,0 +1,9 @@
+//! CPython in a target process: finding the interpreter and its version, the struct layout
+//! of that version, and reading code objects for symbolization. Everything is read with
+//! `process_vm_readv`; the process is never paused.
+
+pub mod code;
+pub mod discover;
+pub mod layout;
+pub mod linetable;
+pub mod memory;

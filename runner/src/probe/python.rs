@@ -1,0 +1,180 @@
+//! Python stacks (userspace half): registers each CPython process of the target with the BPF
+//! walker (`PY_PROCS`), and names the frames it records (`PY_STACKS`) as
+//! `qualname (file:line)` by reading code objects from the live processes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aya::maps::HashMap as BpfHashMap;
+use probes_common::{
+    counters::Counter,
+    python::{PyProc, PyStack, PyStackKey, PY_STACK_TRUNCATED},
+};
+use serde::{Deserialize, Serialize};
+
+use super::{Counters, ProbeError, Probes};
+use crate::cpython::{code::CodeCache, discover::Finder, layout::Layout};
+
+/// Frame put at the root of a stack the walker cut short.
+pub const TRUNCATED_FRAME: &str = "[python stack truncated]";
+
+/// What is known of one target process.
+#[derive(Clone, Debug)]
+enum Known {
+    Python(Layout),
+    /// Not CPython, or CPython that cannot be walked (the report says why).
+    Other {
+        exe: Option<String>,
+    },
+}
+
+/// A Python process, for reports.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PythonProcess {
+    pub pid: u32,
+    pub version: String,
+    pub module: String,
+    /// Distinct Python stacks named in this process.
+    pub stacks: usize,
+}
+
+/// What the Python side saw, for reports.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PythonReport {
+    /// Samples and switch-outs whose Python stack was walked.
+    pub walked: u64,
+    /// Those of a Python process whose thread had no Python frames (C threads, idle).
+    pub no_thread_state: u64,
+    /// Walks that stopped at a faulting read.
+    pub read_faults: u64,
+    /// Stacks cut at the walker's depth limit.
+    pub truncated: u64,
+    /// CPython processes registered with the walker.
+    pub processes: Vec<PythonProcess>,
+    /// Processes whose interpreter could not be used, with the reason.
+    pub unsupported: BTreeMap<u32, String>,
+    /// Distinct Python stacks named.
+    pub stacks: usize,
+    /// Code objects that could not be read (their frames show as `[code 0x...]`).
+    pub unreadable_code_objects: u64,
+}
+
+/// Discovery and symbolization state across a recording.
+#[derive(Default)]
+pub struct Python {
+    finder: Finder,
+    known: HashMap<u32, Known>,
+    code: CodeCache,
+    names: HashMap<(u32, u64), Vec<String>>,
+    report: PythonReport,
+}
+
+impl Python {
+    /// Looks at target processes not seen before, and at those whose image changed (exec),
+    /// registering CPython interpreters with the walker.
+    pub fn refresh(&mut self, probes: &mut Probes, pids: &[u32]) -> Result<(), ProbeError> {
+        let mut map: BpfHashMap<_, u32, PyProc> = probes.map_mut("PY_PROCS")?;
+        for &pid in pids {
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe"))
+                .ok()
+                .map(|p| p.display().to_string());
+            let stale = match self.known.get(&pid) {
+                None => true,
+                // The exec program dropped the entry: look again.
+                Some(Known::Python(_)) => map.get(&pid, 0).is_err(),
+                Some(Known::Other { exe: before, .. }) => exe.is_some() && *before != exe,
+            };
+            if !stale {
+                continue;
+            }
+            let known = match self.finder.find(pid) {
+                Ok(Some(interp)) => {
+                    let entry = interp.layout.proc_entry(interp.runtime);
+                    map.insert(pid, entry, 0)
+                        .map_err(|source| ProbeError::Map {
+                            map: "PY_PROCS",
+                            source,
+                        })?;
+                    let (major, minor) = interp.layout.version;
+                    self.report.processes.retain(|p| p.pid != pid);
+                    self.report.processes.push(PythonProcess {
+                        pid,
+                        version: format!("{major}.{minor}"),
+                        module: interp.module.display().to_string(),
+                        stacks: 0,
+                    });
+                    Known::Python(interp.layout)
+                }
+                Ok(None) => Known::Other { exe },
+                Err(err) => {
+                    let reason = format!("{:#}", anyhow::Error::from(err));
+                    self.report.unsupported.insert(pid, reason);
+                    Known::Other { exe }
+                }
+            };
+            self.known.insert(pid, known);
+        }
+        Ok(())
+    }
+
+    /// Names the Python stacks recorded since the last call, reading code objects from the
+    /// processes while they are alive. Called on every tick, so short-lived processes get
+    /// names too.
+    pub fn resolve(&mut self, probes: &Probes) -> Result<(), ProbeError> {
+        let map: BpfHashMap<_, PyStackKey, PyStack> = probes.map("PY_STACKS")?;
+        let fresh: Vec<PyStackKey> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| !self.names.contains_key(&(k.tgid, k.hash)))
+            .collect();
+        for key in fresh {
+            let Some(Known::Python(layout)) = self.known.get(&key.tgid).cloned() else {
+                continue;
+            };
+            let Ok(stack) = map.get(&key, 0) else {
+                continue;
+            };
+            let names = self.name_stack(key.tgid, &stack, &layout);
+            self.names.insert((key.tgid, key.hash), names);
+        }
+        self.report.stacks = self.names.len();
+        self.report.unreadable_code_objects = self.code.failed;
+        Ok(())
+    }
+
+    /// Root-first frame names of a stack the walker recorded leaf first.
+    fn name_stack(&mut self, pid: u32, stack: &PyStack, layout: &Layout) -> Vec<String> {
+        let len = (stack.len as usize).min(stack.frames.len());
+        let mut names: Vec<String> = stack.frames[..len]
+            .iter()
+            .rev()
+            .filter(|f| f.code != 0)
+            .map(|f| match self.code.get(pid, f.code, layout) {
+                Some(info) => info.frame(f.instr),
+                None => format!("[code {:#x}]", f.code),
+            })
+            .collect();
+        if stack.flags & PY_STACK_TRUNCATED != 0 {
+            names.insert(0, TRUNCATED_FRAME.to_string());
+        }
+        names
+    }
+
+    /// The named frames of a Python stack, root first.
+    pub fn frames(&self, tgid: u32, id: u64) -> Option<&[String]> {
+        self.names.get(&(tgid, id)).map(Vec::as_slice)
+    }
+
+    /// What was found, for reports, with the walker's counters.
+    pub fn report(&self, counters: &Counters) -> PythonReport {
+        let mut report = self.report.clone();
+        report.walked = counters.get(Counter::PyStacks);
+        report.no_thread_state = counters.get(Counter::PyNoThreadState);
+        report.read_faults = counters.get(Counter::PyReadFault);
+        report.truncated = counters.get(Counter::PyTruncated);
+        report.processes.sort_by_key(|p| p.pid);
+        for p in &mut report.processes {
+            p.stacks = self.names.keys().filter(|(pid, _)| *pid == p.pid).count();
+        }
+        report
+    }
+}

@@ -1,0 +1,495 @@
+//! Python-aware stacks: the BPF walker on real CPython processes (/usr/bin/python3, plus any
+//! pyenv 3.12/3.13 on the machine), the layout tables against the interpreters' headers, and
+//! the line tables against CPython's own `co_lines`.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::*;
+use runner::cpython::{discover::Finder, layout, linetable::line_for};
+
+/// A CPython on this machine: its executable and its headers.
+struct Python {
+    exe: PathBuf,
+    include: PathBuf,
+    minor: u8,
+}
+
+/// /usr/bin/python3 (required: it is what CI has), then pyenv's 3.12 and 3.13 when present.
+fn pythons() -> Vec<Python> {
+    let mut found = vec![Python {
+        exe: "/usr/bin/python3".into(),
+        include: "/usr/include/python3.11".into(),
+        minor: 11,
+    }];
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    for minor in [12u8, 13] {
+        let Ok(entries) = std::fs::read_dir(Path::new(&home).join(".pyenv/versions")) else {
+            continue;
+        };
+        let mut dirs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("3.{minor}.")))
+            })
+            .collect();
+        dirs.sort();
+        if let Some(dir) = dirs.pop() {
+            let exe = dir.join("bin/python3");
+            if exe.exists() {
+                found.push(Python {
+                    exe,
+                    include: dir.join(format!("include/python3.{minor}")),
+                    minor,
+                });
+            }
+        }
+    }
+    found
+}
+
+fn script(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/workloads")
+        .join(name)
+}
+
+/// `name (file:LINE)` frames of a folded stack: (name, line).
+fn python_frames(stack: &str, file: &str) -> Vec<(String, u32)> {
+    stack
+        .split(';')
+        .filter_map(|f| {
+            let (name, rest) = f.split_once(" (")?;
+            let (path, line) = rest.strip_suffix(')')?.rsplit_once(':')?;
+            if path != file {
+                return None;
+            }
+            Some((name.to_string(), line.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The line range of `def NAME` in a script: from the def to the line before the next def.
+fn def_lines(path: &Path, name: &str) -> std::ops::RangeInclusive<u32> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("def {name}(")))
+        .unwrap();
+    let end = lines[start + 1..]
+        .iter()
+        .position(|l| l.starts_with("def ") || l.starts_with("if __name__"))
+        .map(|i| start + i)
+        .unwrap_or(lines.len() - 1);
+    (start as u32 + 1)..=(end as u32 + 1)
+}
+
+#[test]
+fn crunch_alpha_and_beta_share_the_cpu_70_30_under_main() {
+    let _machine = exclusive();
+    let crunch = script("crunch.py");
+    for python in pythons() {
+        let out = out_dir(&format!("crunch-3.{}", python.minor));
+        probe(
+            &out,
+            &[
+                "--freq",
+                "499",
+                "-d",
+                "30s",
+                "--",
+                python.exe.to_str().unwrap(),
+                crunch.to_str().unwrap(),
+                "4",
+            ],
+        );
+        let folded = read(&out, "oncpu.folded");
+        let mut samples: BTreeMap<&str, u64> = BTreeMap::new();
+        for line in folded.lines() {
+            let (stack, count) = line.rsplit_once(' ').unwrap();
+            let count: u64 = count.parse().unwrap();
+            let frames = python_frames(stack, "crunch.py");
+            for name in ["crunch_alpha", "crunch_beta"] {
+                let Some(i) = frames.iter().position(|(n, _)| n == name) else {
+                    continue;
+                };
+                assert!(
+                    i > 0 && frames[i - 1].0 == "main",
+                    "3.{}: {name} not under main: {stack}",
+                    python.minor
+                );
+                let line = frames[i].1;
+                assert!(
+                    def_lines(&crunch, name).contains(&line),
+                    "3.{}: {name} at line {line}, outside its body: {stack}",
+                    python.minor
+                );
+                *samples.entry(name).or_default() += count;
+            }
+        }
+        let alpha = samples.get("crunch_alpha").copied().unwrap_or(0);
+        let beta = samples.get("crunch_beta").copied().unwrap_or(0);
+        assert!(
+            alpha + beta > 1000,
+            "3.{}: too few Python samples: {alpha} + {beta}\n{folded}",
+            python.minor
+        );
+        let share = alpha as f64 / (alpha + beta) as f64;
+        assert!(
+            (0.60..=0.80).contains(&share),
+            "3.{}: crunch_alpha share {share:.2} ({alpha}/{beta}), expected 0.70 +- 0.10",
+            python.minor
+        );
+        let probe = json(&out, "probe.json");
+        let py = &probe["python"];
+        assert_eq!(
+            py["processes"][0]["version"],
+            format!("3.{}", python.minor),
+            "{py}"
+        );
+        assert!(py["walked"].as_u64().unwrap() >= alpha + beta, "{py}");
+        assert_eq!(py["read_faults"], 0, "{py}");
+        assert_eq!(py["unreadable_code_objects"], 0, "{py}");
+    }
+}
+
+#[test]
+fn sleep_in_nap_gamma_is_charged_to_nap_gamma_then_clock_nanosleep() {
+    let _machine = exclusive();
+    let nap = script("nap.py");
+    let out = out_dir("nap-gamma");
+    probe(
+        &out,
+        &["-d", "30s", "--", "/usr/bin/python3", nap.to_str().unwrap()],
+    );
+    let folded = read(&out, "offcpu.folded");
+    let slept_us = folded_sum(&folded, |s| {
+        let python = python_frames(s, "nap.py");
+        let names: Vec<&str> = python.iter().map(|(n, _)| n.as_str()).collect();
+        let kernel = s.find("clock_nanosleep_[k]");
+        names.ends_with(&["main", "nap_gamma"])
+            && kernel.is_some_and(|k| k > s.find("nap_gamma (").unwrap())
+    });
+    // 20 naps of 50 ms.
+    let expected = 1_000_000.0;
+    assert!(
+        (slept_us as f64 - expected).abs() <= 0.10 * expected,
+        "off-CPU under main -> nap_gamma -> clock_nanosleep_[k]: {slept_us} us, expected 1 s +-10%\n{folded}"
+    );
+}
+
+#[test]
+fn both_gunicorn_workers_show_python_frames_under_load() {
+    let _machine = exclusive();
+    let out = out_dir("gunicorn-workers");
+    let output = runner()
+        .args(["profile", "flask", "cpu", "--workers", "2", "-d", "4s"])
+        .args(["--warmup", "1s", "-c", "8", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let run = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| p.join("summary.json").exists())
+        .expect("a run folder");
+    let summary = json(&run, "summary.json");
+    let python = &summary["probes"]["python"];
+    let processes = python["processes"].as_array().unwrap();
+    // The arbiter and two workers, all walked; the workers fork from the arbiter.
+    let walked: Vec<&serde_json::Value> = processes
+        .iter()
+        .filter(|p| p["stacks"].as_u64().unwrap() > 0)
+        .collect();
+    assert!(walked.len() >= 3, "arbiter and both workers: {python}");
+    assert!(processes.iter().all(|p| p["version"] == "3.11"), "{python}");
+    let folded = read(&run, "oncpu.folded");
+    let handler = folded_sum(&folded, |s| s.contains(" (app.py:"));
+    assert!(
+        handler > 0 && folded.contains("gunicorn/"),
+        "handler frames (app.py) under gunicorn frames:\n{folded}"
+    );
+}
+
+/// Python source of a workload whose phases each keep one leaf function hot 99% of the time,
+/// alternating between two leaves; it prints `phase K` as each phase starts.
+fn phases_source(phases: usize) -> String {
+    let mut src = String::from(
+        "import sys, time\n\n\ndef leaf_even(n):\n    t = 0\n    for i in range(n):\n        t += i\n    return t\n\n\n\
+         def leaf_odd(n):\n    t = 0\n    for i in range(n):\n        t += i\n    return t\n\n\n",
+    );
+    for k in 0..phases {
+        let (hot, cold) = if k % 2 == 0 {
+            ("leaf_even", "leaf_odd")
+        } else {
+            ("leaf_odd", "leaf_even")
+        };
+        src.push_str(&format!(
+            "def phase_{k}(seconds):\n    end = time.monotonic() + seconds\n    while time.monotonic() < end:\n        {hot}(20000)\n        {cold}(200)\n\n\n"
+        ));
+    }
+    src.push_str("def main():\n");
+    for k in 0..phases {
+        src.push_str(&format!(
+            "    print('phase {k}', flush=True)\n    phase_{k}(1.2)\n"
+        ));
+    }
+    src.push_str("\n\nmain()\n");
+    src
+}
+
+/// Runs `py-spy dump --nonblocking` and returns the leaf function of the first thread.
+fn py_spy_leaf(py_spy: &Path, pid: u32) -> Option<String> {
+    let out = Command::new(py_spy)
+        .args(["dump", "--nonblocking", "--pid", &pid.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines().skip_while(|l| !l.starts_with("Thread "));
+    lines.next()?;
+    let frame = lines.next()?.trim();
+    Some(frame.split_once(" (")?.0.to_string())
+}
+
+#[test]
+fn leaf_functions_agree_with_py_spy() {
+    let py_spy = [
+        "/var/cache/runner/tools/bin/py-spy",
+        "/usr/local/bin/py-spy",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists());
+    let Some(py_spy) = py_spy else {
+        eprintln!("py-spy is not installed (cargo xtask setup installs it): skipped");
+        return;
+    };
+    let _machine = exclusive();
+    let phases = 10;
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-spy");
+    std::fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("phases.py");
+    std::fs::write(&source, phases_source(phases)).unwrap();
+    let out = out_dir("py-spy");
+    let mut runner = runner()
+        .args(["probe", "--freq", "499", "-d", "60s", "--out"])
+        .arg(&out)
+        .args(["--", "/usr/bin/python3"])
+        .arg(&source)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(runner.stdout.take().unwrap());
+    let mut theirs: Vec<(usize, Option<String>)> = Vec::new();
+    let mut pid = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        let Some(k) = line
+            .strip_prefix("phase ")
+            .and_then(|k| k.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        // The workload is the only python3 child of the runner.
+        let pid = *pid.get_or_insert_with(|| {
+            let out = Command::new("pgrep")
+                .args(["-P", &runner.id().to_string(), "python3"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse::<u32>()
+                .expect("the workload's pid")
+        });
+        std::thread::sleep(Duration::from_millis(600));
+        theirs.push((k, py_spy_leaf(&py_spy, pid)));
+    }
+    assert!(runner.wait().unwrap().success());
+    let folded = read(&out, "oncpu.folded");
+    let mut matches = 0;
+    let mut report = Vec::new();
+    for (k, their_leaf) in &theirs {
+        // Our leaf for phase k: the Python leaf with most samples under phase_k.
+        let mut by_leaf: BTreeMap<String, u64> = BTreeMap::new();
+        for line in folded.lines() {
+            let (stack, count) = line.rsplit_once(' ').unwrap();
+            let frames = python_frames(stack, "phases.py");
+            if frames.iter().any(|(n, _)| *n == format!("phase_{k}")) {
+                let leaf = frames.last().unwrap().0.clone();
+                *by_leaf.entry(leaf).or_default() += count.parse::<u64>().unwrap();
+            }
+        }
+        let ours = by_leaf
+            .iter()
+            .max_by_key(|(_, c)| **c)
+            .map(|(l, _)| l.clone());
+        if ours.is_some() && ours == *their_leaf {
+            matches += 1;
+        }
+        report.push(format!("phase {k}: ours {ours:?} py-spy {their_leaf:?}"));
+    }
+    eprintln!("{}", report.join("\n"));
+    assert_eq!(theirs.len(), phases, "{report:?}");
+    assert!(
+        matches * 10 >= phases * 9,
+        "leaf agreement {matches}/{phases}:\n{}",
+        report.join("\n")
+    );
+}
+
+/// Compiles py_offsets.c against a Python's headers and returns what it prints.
+fn header_offsets(python: &Python) -> Option<BTreeMap<String, u64>> {
+    if !python.include.join("internal/pycore_frame.h").exists() {
+        return None;
+    }
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-offsets");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join(format!("offsets-3.{}", python.minor));
+    let status = Command::new("gcc")
+        .arg("-I")
+        .arg(&python.include)
+        .arg("-o")
+        .arg(&bin)
+        .arg(script("py_offsets.c"))
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "compiling py_offsets.c for 3.{}",
+        python.minor
+    );
+    let out = Command::new(&bin).output().unwrap();
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let (k, v) = l.split_once(' ').unwrap();
+                (k.to_string(), v.parse().unwrap())
+            })
+            .collect(),
+    )
+}
+
+fn layout_fields(l: &layout::Layout) -> BTreeMap<String, u64> {
+    let mut m: BTreeMap<String, u64> = [
+        ("runtime_interpreters_head", l.runtime_interpreters_head),
+        ("interp_threads_head", l.interp_threads_head),
+        ("tstate_next", l.tstate_next),
+        ("tstate_native_thread_id", l.tstate_native_thread_id),
+        ("tstate_frame", l.tstate_frame),
+        ("frame_code", l.frame_code),
+        ("frame_instr", l.frame_instr),
+        ("frame_previous", l.frame_previous),
+        ("frame_owner", l.frame_owner),
+        ("code_filename", l.code.filename),
+        ("code_name", l.code.name),
+        ("code_qualname", l.code.qualname),
+        ("code_firstlineno", l.code.firstlineno),
+        ("code_linetable", l.code.linetable),
+        ("code_adaptive", l.code.code_adaptive),
+        ("unicode_length", l.objects.unicode_length),
+        ("unicode_state", l.objects.unicode_state),
+        ("unicode_ascii_size", l.objects.unicode_ascii_size),
+        ("unicode_compact_size", l.objects.unicode_compact_size),
+        ("bytes_size", l.objects.bytes_size),
+        ("bytes_data", l.objects.bytes_data),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(c) = l.cframe_current_frame {
+        m.insert("cframe_current_frame".into(), c);
+    }
+    if let Some(o) = l.owner_cstack {
+        m.insert("owner_cstack".into(), u64::from(o));
+    }
+    m
+}
+
+#[test]
+fn layouts_match_the_interpreters_headers() {
+    let mut checked = Vec::new();
+    for python in pythons() {
+        let Some(expected) = header_offsets(&python) else {
+            eprintln!("no internal headers for 3.{}: skipped", python.minor);
+            continue;
+        };
+        // 3.11 and 3.12 from the tables; 3.13 from the live interpreter's _Py_DebugOffsets.
+        let actual = if python.minor < 13 {
+            layout::table(3, python.minor).unwrap()
+        } else {
+            let mut child = Background::spawn(
+                Command::new(&python.exe).args(["-c", "import time; time.sleep(30)"]),
+            );
+            std::thread::sleep(Duration::from_millis(300));
+            let interp = Finder::default().find(child.pid()).unwrap().unwrap();
+            let _ = child.0.kill();
+            interp.layout
+        };
+        assert_eq!(layout_fields(&actual), expected, "3.{}", python.minor);
+        checked.push(python.minor);
+    }
+    assert!(checked.contains(&11), "3.11 must be checked (python3-dev)");
+}
+
+#[test]
+fn line_tables_agree_with_co_lines() {
+    for python in pythons() {
+        let out = Command::new(&python.exe)
+            .arg(script("lines.py"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let functions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mut checked = 0;
+        for f in functions.as_array().unwrap() {
+            let table: Vec<u8> = (0..f["linetable"].as_str().unwrap().len())
+                .step_by(2)
+                .map(|i| {
+                    u8::from_str_radix(&f["linetable"].as_str().unwrap()[i..i + 2], 16).unwrap()
+                })
+                .collect();
+            let first = f["firstlineno"].as_i64().unwrap() as i32;
+            for range in f["lines"].as_array().unwrap() {
+                let (start, end) = (range[0].as_u64().unwrap(), range[1].as_u64().unwrap());
+                let line = range[2].as_i64().map(|l| l as i32);
+                for addr in start / 2..end / 2 {
+                    assert_eq!(
+                        line_for(&table, first, addr),
+                        line,
+                        "3.{} {} at unit {addr}",
+                        python.minor,
+                        f["name"]
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(
+            checked > 100,
+            "3.{}: only {checked} instructions",
+            python.minor
+        );
+    }
+}
