@@ -31,10 +31,16 @@ pub enum Counter {
     PyTruncated,
     PyStackMapFull,
     PyProcsFull,
+    LoopIterations,
+    LoopStalls,
+    LoopStallsLost,
+    LoopMapFull,
+    LoopCallMapFull,
+    LoopStackLost,
 }
 
 /// Number of counters.
-pub const COUNTERS: u32 = Counter::PyProcsFull as u32 + 1;
+pub const COUNTERS: u32 = Counter::LoopStackLost as u32 + 1;
 
 impl Counter {
     /// Every counter, in index order.
@@ -66,6 +72,12 @@ impl Counter {
         Counter::PyTruncated,
         Counter::PyStackMapFull,
         Counter::PyProcsFull,
+        Counter::LoopIterations,
+        Counter::LoopStalls,
+        Counter::LoopStallsLost,
+        Counter::LoopMapFull,
+        Counter::LoopCallMapFull,
+        Counter::LoopStackLost,
     ];
 
     /// Name used in reports.
@@ -98,6 +110,12 @@ impl Counter {
             Counter::PyTruncated => "python_stacks_truncated",
             Counter::PyStackMapFull => "python_stack_map_full",
             Counter::PyProcsFull => "python_procs_map_full",
+            Counter::LoopIterations => "loop_iterations",
+            Counter::LoopStalls => "loop_stalls",
+            Counter::LoopStallsLost => "loop_stall_events_lost",
+            Counter::LoopMapFull => "loop_map_full",
+            Counter::LoopCallMapFull => "loop_call_map_full",
+            Counter::LoopStackLost => "loop_call_stack_lost",
         }
     }
 
@@ -117,6 +135,8 @@ impl Counter {
                 | Counter::StackOther
                 | Counter::PyStacks
                 | Counter::PyNoThreadState
+                | Counter::LoopIterations
+                | Counter::LoopStalls
         )
     }
 }

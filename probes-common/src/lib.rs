@@ -5,6 +5,7 @@
 #![no_std]
 
 pub mod counters;
+pub mod evloop;
 pub mod hist;
 pub mod offcpu;
 pub mod oncpu;

@@ -5,6 +5,7 @@
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
+mod evloop;
 mod offcpu;
 mod oncpu;
 mod python;

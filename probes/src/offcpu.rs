@@ -17,7 +17,7 @@ use probes_common::{
     tracepoint::{Field, TASK_REPORT_MASK},
 };
 
-use crate::python::python_stack;
+use crate::{evloop, python::python_stack};
 use crate::target::{
     atomic_add, bump, current_comm, get_or_insert, read_field, stack_ids, switching_out,
     target_task,
@@ -99,6 +99,9 @@ fn try_offcpu_switch(ctx: &TracePointContext) {
         return;
     }
     let delta = now.saturating_sub(start);
+    if evloop::enabled() {
+        evloop::switched_in(next_tid(ctx), next, delta, runnable);
+    }
     // SAFETY: the global is written by the loader before the program runs.
     if delta < unsafe { read_volatile(&raw const OFFCPU_MIN_NS) } {
         bump(Counter::OffcpuBelowMin);

@@ -2,13 +2,14 @@
 //! target threads by (process, thread name, kernel stack, user stack).
 
 use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
     macros::{map, perf_event},
     maps::HashMap,
     programs::PerfEventContext,
 };
-use probes_common::{counters::Counter, oncpu::ONCPU_ENTRIES, stack::StackKey};
+use probes_common::{counters::Counter, evloop::StackIds, oncpu::ONCPU_ENTRIES, stack::StackKey};
 
-use crate::python::python_stack;
+use crate::{evloop, python::python_stack};
 use crate::target::{atomic_add, bump, current_comm, current_target, get_or_insert, stack_ids};
 
 #[map]
@@ -27,12 +28,23 @@ fn try_oncpu_sample(ctx: &PerfEventContext) {
     };
     bump(Counter::OncpuSamples);
     let (kstack, ustack) = stack_ids(ctx, Counter::OncpuKstackLost, Counter::OncpuUstackLost);
+    let pystack = python_stack(&task);
+    if evloop::enabled() {
+        // SAFETY: plain helper call.
+        let now = unsafe { bpf_ktime_get_ns() };
+        let stacks = StackIds {
+            kstack,
+            ustack,
+            pystack,
+        };
+        evloop::sampled(task.tid, stacks, now);
+    }
     let key = StackKey {
         tgid: task.tgid,
         kstack,
         ustack,
         _pad: 0,
-        pystack: python_stack(&task),
+        pystack,
         comm: current_comm(),
     };
     if let Some(count) = get_or_insert(&ONCPU_COUNTS, &key, &0, Counter::OncpuMapFull) {

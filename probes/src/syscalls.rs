@@ -15,7 +15,10 @@ use probes_common::{
     tracepoint::Field,
 };
 
-use crate::target::{bump, current_target, read_field};
+use crate::{
+    evloop,
+    target::{bump, current_target, read_field},
+};
 
 #[map]
 static SYSCALL_STATS: PerCpuHashMap<SyscallKey, SyscallStats> =
@@ -27,10 +30,15 @@ static mut SYS_EXIT_ID: Field = Field { offset: 0, size: 0 };
 static mut SYS_EXIT_RET: Field = Field { offset: 0, size: 0 };
 
 #[tracepoint]
-pub fn syscall_enter(_ctx: TracePointContext) -> u32 {
+pub fn syscall_enter(ctx: TracePointContext) -> u32 {
     if let Some(task) = current_target() {
-        // SAFETY: plain helper call; `task.state` points into the thread's own entry.
-        unsafe { (*task.state).syscall_ts = bpf_ktime_get_ns() };
+        // SAFETY: plain helper call.
+        let now = unsafe { bpf_ktime_get_ns() };
+        // SAFETY: `task.state` points into the thread's own entry.
+        unsafe { (*task.state).syscall_ts = now };
+        if evloop::enabled() {
+            evloop::sys_enter(&ctx, &task, now);
+        }
     }
     0
 }
@@ -46,6 +54,12 @@ fn try_syscall_exit(ctx: &TracePointContext) {
     let Some(task) = current_target() else {
         return;
     };
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let nr = read_field(ctx, &raw const SYS_EXIT_ID) as u32;
+    if evloop::enabled() {
+        evloop::sys_exit(&task, nr, now);
+    }
     // SAFETY: `task.state` points into the thread's own entry.
     let entered = unsafe {
         let entered = (*task.state).syscall_ts;
@@ -56,12 +70,8 @@ fn try_syscall_exit(ctx: &TracePointContext) {
         bump(Counter::SyscallExitUnmatched);
         return;
     }
-    // SAFETY: plain helper call.
-    let delta = unsafe { bpf_ktime_get_ns() }.saturating_sub(entered);
-    let key = SyscallKey {
-        tgid: task.tgid,
-        nr: read_field(ctx, &raw const SYS_EXIT_ID) as u32,
-    };
+    let delta = now.saturating_sub(entered);
+    let key = SyscallKey { tgid: task.tgid, nr };
     let ret = read_field(ctx, &raw const SYS_EXIT_RET) as i64;
     let stats = match SYSCALL_STATS.get_ptr_mut(&key) {
         Some(stats) => stats,

@@ -60,8 +60,50 @@ enum Command {
         #[arg(long = "scenario", value_name = "S")]
         scenarios: Vec<String>,
     },
+    /// Find event loops that block: load each scenario (or URL) in turn and name the syscall
+    /// and the Python line that stalled the loop.
+    Diagnose(Box<DiagnoseArgs>),
     /// Check that this machine can run the probes, and say how to fix what is missing.
     Doctor,
+}
+
+#[derive(Args, Debug)]
+struct DiagnoseArgs {
+    /// A bundled app's name, or the path of an app.toml (or use --pid, or -- CMD, with --url).
+    app: Option<String>,
+    /// Diagnose only these scenarios (repeatable; default: every supported one).
+    #[arg(long = "scenario", value_name = "S")]
+    scenarios: Vec<String>,
+    /// A running process to watch, with the children it forks (repeatable).
+    #[arg(long, value_name = "PID")]
+    pid: Vec<u32>,
+    /// A URL to load while watching --pid or the command (repeatable; one window each).
+    #[arg(long = "url", value_name = "URL")]
+    urls: Vec<String>,
+    /// Load per scenario or URL.
+    #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Warm-up before each scenario, not measured.
+    #[arg(long, default_value = "1s", value_parser = parse_warmup)]
+    warmup: Duration,
+    /// An iteration of an event loop at least this long is a stall.
+    #[arg(long, default_value = "10ms", value_parser = parse_duration)]
+    threshold: Duration,
+    /// Connections of the closed-loop load.
+    #[arg(short = 'c', long, default_value_t = 10)]
+    connections: usize,
+    /// App worker processes (default: the app's, per its app.toml).
+    #[arg(long)]
+    workers: Option<u32>,
+    /// On-CPU sampling frequency in Hz (finds the hot line of CPU-bound stalls).
+    #[arg(long, default_value_t = 499)]
+    freq: u64,
+    /// Results folder; the diagnosis goes into a new folder inside it.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    out: PathBuf,
+    /// A command to launch and diagnose (with --url).
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
 }
 
 /// How much load, shared by `runner load` and `runner profile`.
@@ -345,7 +387,9 @@ fn parse_probe(text: &str) -> Result<ProbeKind, String> {
     ProbeKind::ALL
         .into_iter()
         .find(|k| k.name() == text)
-        .ok_or_else(|| format!("`{text}` is not a probe (oncpu, offcpu, runqlat, syscalls)"))
+        .ok_or_else(|| {
+            format!("`{text}` is not a probe (oncpu, offcpu, runqlat, syscalls, evloop)")
+        })
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -385,6 +429,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Compare { run_a, run_b } => commands::bench::compare(&run_a, &run_b),
         Command::List { json } => commands::apps::list(json),
         Command::Verify { app, scenarios } => commands::apps::verify(&app, &scenarios),
+        Command::Diagnose(args) => commands::diagnose::run(&diagnose_run(*args)?),
         Command::Doctor => commands::doctor(),
     }
 }
@@ -417,6 +462,76 @@ fn bench_run(args: BenchArgs) -> anyhow::Result<commands::bench::BenchRun> {
             keep_running: false,
             out: args.out,
         },
+    })
+}
+
+fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::DiagnoseRun> {
+    use commands::diagnose::{DiagnoseRun, DiagnoseTarget};
+    if !(1..=MAX_FREQ).contains(&args.freq) {
+        bail!(
+            "--freq must be between 1 and {MAX_FREQ} Hz, not {}",
+            args.freq
+        );
+    }
+    if args.connections == 0 {
+        bail!("--connections must be at least 1");
+    }
+    let target = match (args.app, args.pid.is_empty(), args.command.is_empty()) {
+        (Some(app), true, true) => {
+            if !args.urls.is_empty() {
+                bail!("--url goes with --pid or a command; an app is loaded at its scenarios (--scenario)");
+            }
+            DiagnoseTarget::App {
+                app,
+                scenarios: args.scenarios,
+            }
+        }
+        (None, false, true) | (None, true, false) => {
+            if args.urls.is_empty() {
+                bail!("say where to send load: --url http://127.0.0.1:PORT/path (repeatable)");
+            }
+            if !args.scenarios.is_empty() {
+                bail!("--scenario needs an app; with --pid or a command, use --url");
+            }
+            for url in &args.urls {
+                crate::load::parse_url(url)?;
+            }
+            if args.command.is_empty() {
+                DiagnoseTarget::Pids {
+                    pids: args.pid,
+                    urls: args.urls,
+                }
+            } else {
+                DiagnoseTarget::Command {
+                    argv: args.command,
+                    urls: args.urls,
+                }
+            }
+        }
+        (None, true, true) => bail!(
+            "name what to diagnose: an app (runner list), ./path/app.toml, --pid PID --url URL, or -- CMD --url URL"
+        ),
+        _ => bail!("diagnose one thing: an app, --pid, or a command"),
+    };
+    let probes = [
+        ProbeKind::Oncpu,
+        ProbeKind::Offcpu,
+        ProbeKind::Syscalls,
+        ProbeKind::Evloop,
+    ];
+    Ok(DiagnoseRun {
+        target,
+        duration: args.duration,
+        warmup: args.warmup,
+        connections: args.connections,
+        workers: args.workers,
+        probe: ProbeConfig {
+            freq_hz: args.freq,
+            probes: probes.into_iter().collect(),
+            stall_threshold: args.threshold,
+            ..ProbeConfig::default()
+        },
+        out: args.out,
     })
 }
 
@@ -638,6 +753,7 @@ fn probe_run(args: ProbeArgs) -> anyhow::Result<ProbeRun> {
             offcpu_min: args.offcpu_min,
             follow_fork: !args.no_follow,
             probes: args.probes.into_iter().collect(),
+            ..ProbeConfig::default()
         },
         out,
     })

@@ -6,6 +6,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod commands;
 pub mod cpython;
+pub mod diagnose;
 pub mod doctor;
 pub mod flamegraph;
 pub mod folded;

@@ -10,21 +10,26 @@ use std::{
 };
 
 use anyhow::Context;
-use probes_common::counters::Counter;
+use probes_common::{
+    counters::Counter,
+    evloop::{StackIds, StallEvent},
+    stack::StackKey,
+};
 use serde::Serialize;
 
 use crate::{
     cgroup::{self, CgroupTarget},
     flamegraph,
     folded::FrameNamer,
-    folded::{fold_stacks, Folded},
+    folded::{fold_stacks, stack_frames, Folded},
     probe::{
+        evloop::{self, Snapshot},
         offcpu::{self, OffcpuTotals},
         oncpu,
         python::{Python, PythonReport},
         runqlat::{self, RunqReport},
         syscalls::{self, SyscallReport},
-        AttachedProgram, Counters, ProbeConfig, ProbeError, Probes, Target,
+        AttachedProgram, Counters, ProbeConfig, ProbeError, ProbeKind, Probes, Target,
     },
     sampler::ResourceSampler,
     symbolize::{ProcessMaps, SymbolStats, Symbolizer},
@@ -36,6 +41,10 @@ pub struct Recorder {
     sampler: ResourceSampler,
     maps: ProcessMaps,
     python: Python,
+    stalls: Vec<StallEvent>,
+    windows: Vec<Window>,
+    open_window: Option<(String, Snapshot)>,
+    start_ns: u64,
     seen: BTreeSet<u32>,
     cgroups: Vec<CgroupTarget>,
     config: ProbeConfig,
@@ -59,7 +68,29 @@ pub struct Recording {
     pub sampler: ResourceSampler,
     pub symbols: SymbolStats,
     pub python: PythonReport,
+    /// Event-loop figures, when the evloop probe was attached.
+    pub evloop: Option<EvloopData>,
     pub processes_seen: Vec<u32>,
+}
+
+/// A stretch of a recording measured on its own (one scenario or URL).
+#[derive(Clone, Debug)]
+pub struct Window {
+    pub label: String,
+    pub before: Snapshot,
+    pub after: Snapshot,
+    /// Thread names of the loops, by tid.
+    pub comms: std::collections::BTreeMap<u32, String>,
+}
+
+/// What the evloop probe saw: windows, stall events, and the frames of every stack they name.
+#[derive(Clone, Debug, Default)]
+pub struct EvloopData {
+    pub threshold: Duration,
+    pub windows: Vec<Window>,
+    pub stalls: Vec<StallEvent>,
+    /// Frames (root first) of each (process, stacks) named by a stall or a blocking call.
+    pub stacks: std::collections::BTreeMap<(u32, StackIds), Vec<String>>,
 }
 
 impl Recorder {
@@ -79,6 +110,10 @@ impl Recorder {
             sampler: ResourceSampler::new(),
             maps: ProcessMaps::default(),
             python: Python::default(),
+            stalls: Vec::new(),
+            windows: Vec::new(),
+            open_window: None,
+            start_ns: evloop::now_ns(),
             seen: target.tgids.iter().copied().collect(),
             cgroups: target.cgroups.clone(),
             config: config.clone(),
@@ -126,7 +161,42 @@ impl Recorder {
                 eprintln!("warning: Python stacks: {:#}", anyhow::Error::from(err));
             }
             let _ = self.python.resolve(probes);
+            if self.config.probes.contains(&ProbeKind::Evloop) {
+                let _ = evloop::drain(probes, &mut self.stalls);
+            }
         }
+    }
+
+    /// Starts a window (see [`Window`]); without the evloop probe this does nothing.
+    pub fn window_start(&mut self, label: &str) -> Result<(), ProbeError> {
+        if !self.config.probes.contains(&ProbeKind::Evloop) {
+            return Ok(());
+        }
+        if let Some(probes) = self.probes.as_mut() {
+            evloop::drain(probes, &mut self.stalls)?;
+            self.open_window = Some((label.to_string(), evloop::snapshot(probes)?));
+        }
+        Ok(())
+    }
+
+    /// Ends the window started last.
+    pub fn window_end(&mut self) -> Result<(), ProbeError> {
+        let Some((label, before)) = self.open_window.take() else {
+            return Ok(());
+        };
+        let Some(probes) = self.probes.as_mut() else {
+            return Ok(());
+        };
+        evloop::drain(probes, &mut self.stalls)?;
+        let after = evloop::snapshot(probes)?;
+        let comms = thread_names(&after);
+        self.windows.push(Window {
+            label,
+            before,
+            after,
+            comms,
+        });
+        Ok(())
     }
 
     /// Registers new Python processes with the walker, between ticks.
@@ -154,6 +224,7 @@ impl Recorder {
             sampler: ResourceSampler::new(),
             symbols: SymbolStats::default(),
             python: PythonReport::default(),
+            evloop: None,
             processes_seen: Vec::new(),
         };
         let Some(mut probes) = self.probes.take() else {
@@ -176,6 +247,25 @@ impl Recorder {
         let runq_data = runqlat::read(&probes)?;
         let syscall_data = syscalls::read(&probes)?;
         self.python.resolve(&probes)?;
+        let evloop_windows = if self.config.probes.contains(&ProbeKind::Evloop) {
+            evloop::drain(&mut probes, &mut self.stalls)?;
+            if self.windows.is_empty() {
+                let after = evloop::snapshot(&probes)?;
+                let comms = thread_names(&after);
+                self.windows.push(Window {
+                    label: "recording".into(),
+                    before: Snapshot {
+                        at_ns: self.start_ns,
+                        ..Snapshot::default()
+                    },
+                    after,
+                    comms,
+                });
+            }
+            Some(std::mem::take(&mut self.windows))
+        } else {
+            None
+        };
         drop(probes);
         let mut namer = Namer {
             symbols: Symbolizer::new(self.maps),
@@ -183,6 +273,42 @@ impl Recorder {
         };
         let oncpu = fold_stacks(&oncpu_data, |c| *c, &stacks, &mut namer);
         let offcpu = fold_stacks(&offcpu_data, offcpu::weight_us, &stacks, &mut namer);
+        let evloop = evloop_windows.map(|windows| {
+            let mut named = std::collections::BTreeMap::new();
+            let mut name = |tgid: u32, ids: StackIds| {
+                named.entry((tgid, ids)).or_insert_with(|| {
+                    let key = StackKey {
+                        tgid,
+                        kstack: ids.kstack,
+                        ustack: ids.ustack,
+                        _pad: 0,
+                        pystack: ids.pystack,
+                        comm: [0; probes_common::COMM_LEN],
+                    };
+                    // Drop the (empty) comm frame.
+                    stack_frames(&key, &stacks, &mut namer)
+                        .into_iter()
+                        .skip(1)
+                        .collect::<Vec<_>>()
+                });
+            };
+            for e in &self.stalls {
+                for ids in [e.block_stacks, e.cpu_stacks, e.call_stacks] {
+                    name(e.tgid, ids);
+                }
+            }
+            for w in &windows {
+                for key in w.after.calls.keys() {
+                    name(key.tgid, key.stacks);
+                }
+            }
+            EvloopData {
+                threshold: self.config.stall_threshold,
+                windows,
+                stalls: std::mem::take(&mut self.stalls),
+                stacks: named,
+            }
+        });
         let symbolizer = namer.symbols;
         let python = self.python.report(&counters);
         Ok(Recording {
@@ -196,10 +322,24 @@ impl Recorder {
             sampler: self.sampler,
             symbols: symbolizer.stats().clone(),
             python,
+            evloop,
             processes_seen: self.seen.into_iter().collect(),
             ..empty
         })
     }
+}
+
+/// Names of the loop threads in a snapshot, read from /proc.
+fn thread_names(snapshot: &Snapshot) -> std::collections::BTreeMap<u32, String> {
+    snapshot
+        .loops
+        .iter()
+        .filter_map(|(tid, stats)| {
+            let comm =
+                fs::read_to_string(format!("/proc/{}/task/{tid}/comm", stats.tgid)).ok()?;
+            Some((*tid, comm.trim().to_string()))
+        })
+        .collect()
 }
 
 /// Native symbols plus the Python frames named during the recording.

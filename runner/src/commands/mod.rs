@@ -2,6 +2,7 @@
 
 pub mod apps;
 pub mod bench;
+pub mod diagnose;
 pub mod load;
 pub mod probe;
 pub mod profile;

@@ -189,6 +189,50 @@ pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
     Ok(profile(p)?.exit)
 }
 
+/// How load is shaped, apart from what it requests.
+pub struct LoadShape {
+    pub threads: usize,
+    pub cpus: Vec<usize>,
+    pub schedule: Schedule,
+    pub max_requests: Option<u64>,
+    pub timeout: Duration,
+    pub think: Option<Duration>,
+}
+
+/// The load of a scenario's requests (or a URL's) against the app at `addr`; WebSocket
+/// scenarios get a ws:// target.
+pub fn load_config(
+    addr: std::net::SocketAddr,
+    requests: Vec<RequestSpec>,
+    scenario: Option<&crate::apps::scenarios::Scenario>,
+    shape: LoadShape,
+) -> anyhow::Result<LoadConfig> {
+    let websocket = scenario.is_some_and(|s| s.websocket);
+    let path = requests
+        .first()
+        .map(|r| r.path.clone())
+        .or_else(|| scenario.map(|s| s.path().to_string()))
+        .unwrap_or_else(|| "/".into());
+    let scheme = if websocket { "ws" } else { "http" };
+    let target = load::parse_url(&format!(
+        "{scheme}://{addr}{}",
+        if websocket { path.as_str() } else { "/" }
+    ))?;
+    let config = LoadConfig {
+        target,
+        requests,
+        threads: shape.threads,
+        cpus: shape.cpus,
+        schedule: shape.schedule,
+        max_requests: shape.max_requests,
+        timeout: shape.timeout,
+        think: shape.think,
+        ws_message: "runner-echo".into(),
+    };
+    config.validate()?;
+    Ok(config)
+}
+
 /// The profile pipeline; prints progress and the summary, and returns the results.
 pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
     if !p.no_probes && !Privileges::current().can_probe() {
@@ -276,28 +320,19 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
     } else {
         phase(2, "custom --url: skipping contract verification");
     }
-    let websocket = scenario.is_some_and(|s| s.websocket);
-    let path = requests
-        .first()
-        .map(|r| r.path.clone())
-        .or_else(|| scenario.map(|s| s.path().to_string()))
-        .unwrap_or_else(|| "/".into());
-    let scheme = if websocket { "ws" } else { "http" };
-    let target = load::parse_url(&format!(
-        "{scheme}://{addr}{}",
-        if websocket { path.as_str() } else { "/" }
-    ))?;
-    let config = LoadConfig {
-        target,
-        requests: requests.clone(),
-        threads: p.threads,
-        cpus: client_cpus.clone(),
-        schedule: p.schedule.clone(),
-        max_requests: p.max_requests,
-        timeout: p.timeout,
-        think: p.think,
-        ws_message: "runner-echo".into(),
-    };
+    let config = load_config(
+        addr,
+        requests.clone(),
+        scenario,
+        LoadShape {
+            threads: p.threads,
+            cpus: client_cpus.clone(),
+            schedule: p.schedule.clone(),
+            max_requests: p.max_requests,
+            timeout: p.timeout,
+            think: p.think,
+        },
+    )?;
     config.validate()?;
     if !p.warmup.is_zero() && !stop.load(Ordering::Relaxed) {
         phase(

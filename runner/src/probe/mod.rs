@@ -1,6 +1,7 @@
 //! Loading, attaching and reading the BPF probes. The object built from `probes/` is embedded
 //! in the binary; each probe's userspace half lives in its own module here.
 
+pub mod evloop;
 pub mod offcpu;
 pub mod oncpu;
 pub mod python;
@@ -79,11 +80,19 @@ pub enum ProbeKind {
     Offcpu,
     Runqlat,
     Syscalls,
+    /// Event-loop stalls; runs inside the syscalls, offcpu and oncpu programs.
+    Evloop,
 }
 
 impl ProbeKind {
     /// Every probe.
-    pub const ALL: [ProbeKind; 4] = [Self::Oncpu, Self::Offcpu, Self::Runqlat, Self::Syscalls];
+    pub const ALL: [ProbeKind; 5] = [
+        Self::Oncpu,
+        Self::Offcpu,
+        Self::Runqlat,
+        Self::Syscalls,
+        Self::Evloop,
+    ];
 
     /// The probe's name on the command line and in reports.
     pub fn name(self) -> &'static str {
@@ -92,6 +101,7 @@ impl ProbeKind {
             Self::Offcpu => "offcpu",
             Self::Runqlat => "runqlat",
             Self::Syscalls => "syscalls",
+            Self::Evloop => "evloop",
         }
     }
 
@@ -101,6 +111,7 @@ impl ProbeKind {
             Self::Offcpu => offcpu::PROGRAMS,
             Self::Runqlat => runqlat::PROGRAMS,
             Self::Syscalls => syscalls::PROGRAMS,
+            Self::Evloop => evloop::PROGRAMS,
         }
     }
 }
@@ -170,6 +181,20 @@ pub struct ProbeConfig {
     pub follow_fork: bool,
     /// Probes to attach.
     pub probes: BTreeSet<ProbeKind>,
+    /// Event-loop iterations at least this long are stalls.
+    #[serde(serialize_with = "serialize_micros", rename = "stall_threshold_us")]
+    pub stall_threshold: Duration,
+}
+
+impl ProbeConfig {
+    /// The probes to attach: those asked for, plus the ones evloop runs inside.
+    pub fn kinds(&self) -> BTreeSet<ProbeKind> {
+        let mut kinds = self.probes.clone();
+        if kinds.contains(&ProbeKind::Evloop) {
+            kinds.extend([ProbeKind::Oncpu, ProbeKind::Offcpu, ProbeKind::Syscalls]);
+        }
+        kinds
+    }
 }
 
 fn serialize_micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -183,9 +208,13 @@ impl Default for ProbeConfig {
             offcpu_min: Duration::from_micros(1),
             follow_fork: true,
             probes: ProbeKind::ALL.into_iter().collect(),
+            stall_threshold: DEFAULT_STALL_THRESHOLD,
         }
     }
 }
+
+/// Default stall threshold of event loops.
+pub const DEFAULT_STALL_THRESHOLD: Duration = Duration::from_millis(10);
 
 /// Highest on-CPU sampling frequency accepted.
 pub const MAX_FREQ: u64 = MAX_FREQ_HZ;
@@ -200,7 +229,7 @@ pub struct Target {
 /// Every program a configuration attaches, target tracking first.
 pub fn planned_programs(config: &ProbeConfig) -> Vec<ProgramSpec> {
     let mut specs = TARGET_PROGRAMS.to_vec();
-    for kind in &config.probes {
+    for kind in config.kinds() {
         specs.extend_from_slice(kind.programs());
     }
     specs
@@ -231,6 +260,7 @@ impl Probes {
         let exit = EventFormat::read(&tracefs, "sched", "sched_process_exit")?;
         let newtask = EventFormat::read(&tracefs, "task", "task_newtask")?;
         let sys_exit = EventFormat::read(&tracefs, "raw_syscalls", "sys_exit")?;
+        let sys_enter = EventFormat::read(&tracefs, "raw_syscalls", "sys_enter")?;
 
         let follow_fork = u32::from(config.follow_fork);
         let cgroup_levels = target
@@ -249,12 +279,18 @@ impl Probes {
             ("NEWTASK_FLAGS", newtask.field("clone_flags")?),
             ("SYS_EXIT_ID", sys_exit.field("id")?),
             ("SYS_EXIT_RET", sys_exit.field("ret")?),
+            ("SYS_ENTER_ID", sys_enter.field("id")?),
+            ("SYS_ENTER_ARGS", sys_enter.field("args")?),
         ];
+        let evloop_on = u32::from(config.probes.contains(&ProbeKind::Evloop));
+        let stall_ns = config.stall_threshold.as_nanos() as u64;
         let mut loader = EbpfLoader::new();
         loader
             .override_global("FOLLOW_FORK", &follow_fork, true)
             .override_global("CGROUP_LEVELS", &cgroup_levels, true)
-            .override_global("OFFCPU_MIN_NS", &offcpu_min_ns, true);
+            .override_global("OFFCPU_MIN_NS", &offcpu_min_ns, true)
+            .override_global("EVLOOP_ON", &evloop_on, true)
+            .override_global("STALL_NS", &stall_ns, true);
         for (name, field) in &fields {
             loader.override_global(name, field, true);
         }

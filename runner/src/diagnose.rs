@@ -1,0 +1,588 @@
+//! Event-loop diagnosis from what the evloop probe recorded: which threads are event loops,
+//! how much of their time was blocked or CPU-bound, their stalls and blocking calls grouped by
+//! culprit (cause and Python stack), and a verdict with advice per window.
+
+use std::collections::BTreeMap;
+
+use probes_common::{
+    evloop::{LoopCallKey, LoopStats, StackIds, StallEvent, NO_NR},
+    hist::{slot_low, HIST_SLOTS},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    folded::Folded,
+    hist::round1,
+    probe::syscalls::syscall_name,
+    recording::{EvloopData, Window},
+};
+
+/// Schema name of diagnosis.json.
+pub const SCHEMA: &str = "runner.diagnosis/v1";
+/// A thread is an event loop when it waited in epoll at least this often in the window...
+const MIN_WAITS: u64 = 10;
+/// ...and ran at least this many iterations between the waits.
+const MIN_ITERATIONS: u64 = 5;
+/// Blocking calls per second on a loop from which the loop is flagged.
+const FLAG_CALLS_PER_S: f64 = 1.0;
+/// Share of the loops' wall time in stalls from which the loop is flagged: a lone stall
+/// (a garbage collection, a burst of callbacks) is reported but not flagged.
+const FLAG_STALL_PCT: f64 = 2.0;
+
+/// diagnosis.json.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Diagnosis {
+    pub schema: String,
+    pub app: String,
+    pub threshold_ms: f64,
+    pub entries: Vec<Entry>,
+}
+
+/// The diagnosis of one window: one scenario or URL under load.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The scenario or URL that was under load.
+    pub target: String,
+    pub duration_s: f64,
+    /// Correct responses per second, and errors, of the load during the window.
+    pub rps: f64,
+    pub errors: u64,
+    /// False when no thread of the app behaves as an event loop.
+    pub event_loop: bool,
+    pub loop_threads: Vec<LoopThread>,
+    /// Share of the loops' wall time spent blocked (off-CPU, not in their wait).
+    pub blocked_pct: f64,
+    /// Share of the loops' wall time spent in CPU-bound stalls.
+    pub cpu_bound_pct: f64,
+    pub stalls_per_s: f64,
+    /// Share of the loops' wall time spent in stalls.
+    pub stall_pct: f64,
+    /// Calls that block by nature (or that blocked) made on a loop, per second.
+    pub blocking_calls_per_s: f64,
+    pub iteration_p50_us: u64,
+    pub iteration_p99_us: u64,
+    pub flagged: bool,
+    /// Worst first.
+    pub culprits: Vec<Culprit>,
+    /// One line: what to do about the worst culprit.
+    pub advice: Option<String>,
+}
+
+/// A thread found to be an event loop.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoopThread {
+    pub pid: u32,
+    pub tid: u32,
+    pub name: String,
+    pub iterations: u64,
+    pub stalls: u64,
+    /// Share of the window the thread spent between its waits.
+    pub busy_pct: f64,
+}
+
+/// Stalls or blocking calls with one cause at one place.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Culprit {
+    /// "stall": iterations over the threshold; "call": blocking calls of any length.
+    pub kind: String,
+    /// "syscall" or "cpu".
+    pub cause: String,
+    pub syscall: Option<String>,
+    /// The innermost Python frame, `qualname (file:line)`, else the native leaf.
+    pub frame: String,
+    pub count: u64,
+    pub total_ms: f64,
+    pub max_ms: f64,
+    /// An example stack, root first.
+    pub stack: Vec<String>,
+}
+
+impl Culprit {
+    /// `syscall via frame`, or `CPU in frame`.
+    pub fn describe(&self) -> String {
+        match &self.syscall {
+            Some(sys) => format!("{sys} via {}", self.frame),
+            None => format!("CPU in {}", self.frame),
+        }
+    }
+}
+
+/// Why a stall happened, from its figures.
+fn stall_cause(e: &StallEvent) -> (Option<u32>, StackIds) {
+    let half = e.dur_ns / 2;
+    let first = |candidates: &[StackIds]| {
+        candidates
+            .iter()
+            .copied()
+            .find(StackIds::is_some)
+            .unwrap_or(StackIds::NONE)
+    };
+    if e.top_nr != NO_NR && e.top_ns >= half {
+        let stacks = if e.block_nr == e.top_nr {
+            first(&[e.block_stacks, e.call_stacks, e.cpu_stacks])
+        } else {
+            first(&[e.call_stacks, e.cpu_stacks, e.block_stacks])
+        };
+        return (Some(e.top_nr), stacks);
+    }
+    if e.block_nr != NO_NR && e.blocked_ns >= half {
+        return (Some(e.block_nr), first(&[e.block_stacks, e.call_stacks]));
+    }
+    (None, first(&[e.cpu_stacks, e.call_stacks, e.block_stacks]))
+}
+
+/// The frame a culprit is named by: the innermost Python frame, else the innermost user frame.
+pub fn culprit_frame(stack: &[String]) -> String {
+    let python = stack.iter().rev().find(|f| is_python_frame(f));
+    let native = stack.iter().rev().find(|f| !f.ends_with("_[k]"));
+    python
+        .or(native)
+        .cloned()
+        .unwrap_or_else(|| "[unknown]".into())
+}
+
+fn is_python_frame(frame: &str) -> bool {
+    frame
+        .strip_suffix(')')
+        .and_then(|f| f.rsplit_once(':'))
+        .is_some_and(|(head, line)| head.contains(" (") && line.parse::<u32>().is_ok())
+}
+
+/// Advice for a culprit.
+pub fn advice(c: &Culprit) -> String {
+    let sqlite = c.stack.iter().any(|f| f.contains("sqlite"));
+    match c.syscall.as_deref() {
+        None => "CPU-bound work on the loop: move it to a process pool (loop.run_in_executor with a ProcessPoolExecutor) or a worker thread".into(),
+        Some("clock_nanosleep" | "nanosleep") => {
+            "a blocking sleep on the loop: use `await asyncio.sleep(...)`".into()
+        }
+        Some(_) if sqlite => "synchronous sqlite3 on the loop: use an async driver (aiosqlite) or run it in a threadpool (run_in_executor / a plain def handler)".into(),
+        Some("futex") => "the loop waited on a lock or the GIL held by another thread: keep work that holds it off the loop's path".into(),
+        Some(
+            "poll" | "ppoll" | "select" | "pselect6" | "recvfrom" | "recvmsg" | "connect"
+            | "sendto" | "read" | "write",
+        ) => "blocking network I/O on the loop: use an async client or driver (httpx.AsyncClient, asyncpg) or run it in a threadpool".into(),
+        Some(_) => "blocking file I/O on the loop (sqlite3, file reads and writes, fsync, file locks): use an async driver or library (aiosqlite, aiofiles) or run it in a threadpool (run_in_executor / a plain def handler)".into(),
+    }
+}
+
+/// Analyses one window.
+pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
+    let duration_ns = window.after.at_ns.saturating_sub(window.before.at_ns).max(1);
+    let duration_s = duration_ns as f64 / 1e9;
+    let zero = LoopStats::default();
+    let mut loops: Vec<(u32, LoopStats)> = Vec::new();
+    for (tid, after) in &window.after.loops {
+        let before = window.before.loops.get(tid).unwrap_or(&zero);
+        let d = diff(after, before);
+        if d.waits >= MIN_WAITS && d.iterations >= MIN_ITERATIONS {
+            loops.push((*tid, d));
+        }
+    }
+    let mut entry = Entry {
+        target: window.label.clone(),
+        duration_s: round1(duration_s),
+        event_loop: !loops.is_empty(),
+        ..Entry::default()
+    };
+    if loops.is_empty() {
+        return entry;
+    }
+    let wall = duration_ns as f64 * loops.len() as f64;
+    let mut hist = [0u64; HIST_SLOTS];
+    for (tid, d) in &loops {
+        for (h, v) in hist.iter_mut().zip(d.hist) {
+            *h += v;
+        }
+        entry.loop_threads.push(LoopThread {
+            pid: d.tgid,
+            tid: *tid,
+            name: window.comms.get(tid).cloned().unwrap_or_default(),
+            iterations: d.iterations,
+            stalls: d.stalls,
+            busy_pct: round1(100.0 * d.busy_ns as f64 / duration_ns as f64),
+        });
+    }
+    let blocked: u64 = loops.iter().map(|(_, d)| d.blocked_ns).sum();
+    entry.blocked_pct = round1(100.0 * blocked as f64 / wall);
+    entry.iteration_p50_us = percentile(&hist, 0.50);
+    entry.iteration_p99_us = percentile(&hist, 0.99);
+
+    let tids: Vec<u32> = loops.iter().map(|(t, _)| *t).collect();
+    let stalls: Vec<&StallEvent> = data
+        .stalls
+        .iter()
+        .filter(|e| {
+            tids.contains(&e.tid)
+                && e.start_ns >= window.before.at_ns
+                && e.start_ns < window.after.at_ns
+        })
+        .collect();
+    entry.stalls_per_s = round1(stalls.len() as f64 / duration_s);
+    let mut groups: BTreeMap<(String, Option<String>, Vec<String>), Culprit> = BTreeMap::new();
+    let mut cpu_ns = 0u64;
+    for e in &stalls {
+        let (nr, stacks) = stall_cause(e);
+        if nr.is_none() {
+            cpu_ns += e.dur_ns.saturating_sub(e.blocked_ns + e.runq_ns);
+        }
+        let stack = data
+            .stacks
+            .get(&(e.tgid, stacks))
+            .cloned()
+            .unwrap_or_default();
+        add(&mut groups, "stall", nr, stack, 1, e.dur_ns, e.dur_ns);
+    }
+    entry.cpu_bound_pct = round1(100.0 * cpu_ns as f64 / wall);
+    let stall_ns: u64 = stalls.iter().map(|e| e.dur_ns).sum();
+    entry.stall_pct = round1(100.0 * stall_ns as f64 / wall);
+    let pids: Vec<u32> = loops.iter().map(|(_, d)| d.tgid).collect();
+    let mut calls = 0u64;
+    for (key, after) in &window.after.calls {
+        if !pids.contains(&key.tgid) {
+            continue;
+        }
+        let before = window.before.calls.get(key).copied().unwrap_or_default();
+        let count = after.count - before.count;
+        if count == 0 {
+            continue;
+        }
+        calls += count;
+        let stack = call_stack(data, key);
+        add(
+            &mut groups,
+            "call",
+            Some(key.nr),
+            stack,
+            count,
+            after.total_ns - before.total_ns,
+            after.max_ns,
+        );
+    }
+    entry.blocking_calls_per_s = round1(calls as f64 / duration_s);
+    let mut culprits: Vec<Culprit> = groups.into_values().collect();
+    // Stalls first, then by time.
+    culprits.sort_by(|a, b| {
+        (b.kind == "stall")
+            .cmp(&(a.kind == "stall"))
+            .then(b.total_ms.total_cmp(&a.total_ms))
+    });
+    entry.flagged =
+        entry.stall_pct >= FLAG_STALL_PCT || entry.blocking_calls_per_s >= FLAG_CALLS_PER_S;
+    if entry.flagged {
+        entry.advice = culprits.first().map(advice);
+    }
+    entry.culprits = culprits;
+    entry
+}
+
+fn call_stack(data: &EvloopData, key: &LoopCallKey) -> Vec<String> {
+    data.stacks
+        .get(&(key.tgid, key.stacks))
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn add(
+    groups: &mut BTreeMap<(String, Option<String>, Vec<String>), Culprit>,
+    kind: &str,
+    nr: Option<u32>,
+    stack: Vec<String>,
+    count: u64,
+    total_ns: u64,
+    max_ns: u64,
+) {
+    let syscall = nr.map(syscall_name);
+    let frame = culprit_frame(&stack);
+    // Group by cause and Python stack (native and kernel frames vary within one call site).
+    let python: Vec<String> = stack
+        .iter()
+        .filter(|f| is_python_frame(f))
+        .cloned()
+        .collect();
+    let key_stack = if python.is_empty() {
+        vec![frame.clone()]
+    } else {
+        python
+    };
+    let c = groups
+        .entry((kind.to_string(), syscall.clone(), key_stack))
+        .or_insert_with(|| Culprit {
+            kind: kind.into(),
+            cause: if syscall.is_some() { "syscall" } else { "cpu" }.into(),
+            syscall,
+            frame,
+            stack,
+            ..Culprit::default()
+        });
+    c.count += count;
+    c.total_ms = round1(c.total_ms + total_ns as f64 / 1e6);
+    c.max_ms = c.max_ms.max(round1(max_ns as f64 / 1e6));
+}
+
+fn diff(a: &LoopStats, b: &LoopStats) -> LoopStats {
+    let mut d = LoopStats {
+        tgid: a.tgid,
+        waits: a.waits.saturating_sub(b.waits),
+        wait_ns: a.wait_ns.saturating_sub(b.wait_ns),
+        iterations: a.iterations.saturating_sub(b.iterations),
+        busy_ns: a.busy_ns.saturating_sub(b.busy_ns),
+        blocked_ns: a.blocked_ns.saturating_sub(b.blocked_ns),
+        runq_ns: a.runq_ns.saturating_sub(b.runq_ns),
+        stalls: a.stalls.saturating_sub(b.stalls),
+        stall_ns: a.stall_ns.saturating_sub(b.stall_ns),
+        ..LoopStats::default()
+    };
+    for (i, h) in d.hist.iter_mut().enumerate() {
+        *h = a.hist[i].saturating_sub(b.hist[i]);
+    }
+    d
+}
+
+/// Upper bound (µs) of the log2 slot holding quantile `q`.
+fn percentile(hist: &[u64; HIST_SLOTS], q: f64) -> u64 {
+    let total: u64 = hist.iter().sum();
+    if total == 0 {
+        return 0;
+    }
+    let want = (q * total as f64).ceil() as u64;
+    let mut seen = 0;
+    for (slot, &n) in hist.iter().enumerate() {
+        seen += n;
+        if seen >= want {
+            return slot_low(slot + 1);
+        }
+    }
+    slot_low(HIST_SLOTS)
+}
+
+/// Stall time (µs) by culprit stack, for stalls.folded.
+pub fn stall_folded(data: &EvloopData, window: &Window) -> Folded {
+    let mut folded = Folded::default();
+    for e in data
+        .stalls
+        .iter()
+        .filter(|e| e.start_ns >= window.before.at_ns && e.start_ns < window.after.at_ns)
+    {
+        let (nr, stacks) = stall_cause(e);
+        let mut frames = vec![window
+            .comms
+            .get(&e.tid)
+            .cloned()
+            .unwrap_or_else(|| e.tid.to_string())];
+        frames.extend(
+            data.stacks
+                .get(&(e.tgid, stacks))
+                .cloned()
+                .unwrap_or_default(),
+        );
+        if frames.len() == 1 {
+            frames.push(match nr {
+                Some(nr) => format!("[{}]", syscall_name(nr)),
+                None => "[cpu]".into(),
+            });
+        }
+        folded.add(&frames, e.dur_ns / 1000);
+    }
+    folded
+}
+
+impl Diagnosis {
+    /// A new diagnosis of `app` with the given threshold.
+    pub fn new(app: &str, threshold: std::time::Duration) -> Self {
+        Self {
+            schema: SCHEMA.into(),
+            app: app.into(),
+            threshold_ms: threshold.as_secs_f64() * 1000.0,
+            entries: Vec::new(),
+        }
+    }
+
+    /// The verdict table for the terminal.
+    pub fn table(&self) -> String {
+        let mut out = format!(
+            "{:<28} {:>9} {:>6} {:>9} {:>8}  {}\n",
+            "target", "blocked%", "cpu%", "stalls/s", "calls/s", "worst culprit"
+        );
+        for e in &self.entries {
+            let culprit = if !e.event_loop {
+                "no event loop".to_string()
+            } else if !e.flagged {
+                "ok".to_string()
+            } else {
+                e.culprits
+                    .first()
+                    .map(Culprit::describe)
+                    .unwrap_or_default()
+            };
+            out.push_str(&format!(
+                "{:<28} {:>9.1} {:>6.1} {:>9.1} {:>8.1}  {}\n",
+                truncate(&e.target, 28),
+                e.blocked_pct,
+                e.cpu_bound_pct,
+                e.stalls_per_s,
+                e.blocking_calls_per_s,
+                culprit
+            ));
+            if let Some(a) = &e.advice {
+                out.push_str(&format!("{:<28} -> {a}\n", ""));
+            }
+        }
+        out
+    }
+
+    /// diagnosis.md.
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!(
+            "# Event-loop diagnosis: {}\n\nStall threshold {} ms. *blocked%*: share of the loops' wall time spent off-CPU outside their wait; *cpu%*: share spent in CPU-bound stalls; *calls/s*: calls that block (sleeps, file I/O, locks, waits) made on a loop.\n\n",
+            self.app, self.threshold_ms
+        );
+        out.push_str("| target | loops | blocked % | cpu % | stalls/s | calls/s | iteration p99 | verdict |\n|---|---|---|---|---|---|---|---|\n");
+        for e in &self.entries {
+            let verdict = if !e.event_loop {
+                "no event loop".to_string()
+            } else if e.flagged {
+                format!(
+                    "**flagged**: {}",
+                    e.culprits
+                        .first()
+                        .map(Culprit::describe)
+                        .unwrap_or_default()
+                )
+            } else {
+                "ok".into()
+            };
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} µs | {} |\n",
+                e.target,
+                e.loop_threads.len(),
+                e.blocked_pct,
+                e.cpu_bound_pct,
+                e.stalls_per_s,
+                e.blocking_calls_per_s,
+                e.iteration_p99_us,
+                verdict.replace('|', "\\|")
+            ));
+        }
+        for e in self.entries.iter().filter(|e| e.flagged) {
+            out.push_str(&format!("\n## {}\n\n", e.target));
+            if let Some(a) = &e.advice {
+                out.push_str(&format!("Advice: {a}\n\n"));
+            }
+            out.push_str("| kind | cause | count | total ms | max ms | where |\n|---|---|---|---|---|---|\n");
+            for c in e.culprits.iter().take(8) {
+                out.push_str(&format!(
+                    "| {} | {} | {} | {} | {} | `{}` |\n",
+                    c.kind,
+                    c.syscall.as_deref().unwrap_or("cpu"),
+                    c.count,
+                    c.total_ms,
+                    c.max_ms,
+                    c.frame
+                ));
+            }
+            if let Some(c) = e.culprits.first() {
+                out.push_str("\nExample stack of the worst culprit (root first):\n\n```\n");
+                for f in &c.stack {
+                    out.push_str(f);
+                    out.push('\n');
+                }
+                out.push_str("```\n");
+            }
+        }
+        out
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_the_innermost_python_frame() {
+        let stack: Vec<String> = [
+            "main (app.py:3)",
+            "handler (app.py:41)",
+            "clock_nanosleep",
+            "do_nanosleep_[k]",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(culprit_frame(&stack), "handler (app.py:41)");
+        let native: Vec<String> = ["main", "work", "x_[k]"].map(String::from).to_vec();
+        assert_eq!(culprit_frame(&native), "work");
+        assert_eq!(culprit_frame(&[]), "[unknown]");
+    }
+
+    fn event(dur_ms: u64) -> StallEvent {
+        StallEvent {
+            dur_ns: dur_ms * 1_000_000,
+            top_nr: NO_NR,
+            block_nr: NO_NR,
+            block_stacks: StackIds::NONE,
+            cpu_stacks: StackIds::NONE,
+            call_stacks: StackIds::NONE,
+            ..StallEvent::default()
+        }
+    }
+
+    #[test]
+    fn a_stall_is_charged_to_its_dominant_cause() {
+        let sleep = StackIds {
+            kstack: 1,
+            ustack: 2,
+            pystack: 3,
+        };
+        let mut e = event(60);
+        e.top_nr = 230;
+        e.top_ns = 50_000_000;
+        e.block_nr = 230;
+        e.blocked_ns = 50_000_000;
+        e.block_stacks = sleep;
+        assert_eq!(stall_cause(&e), (Some(230), sleep));
+
+        let hot = StackIds {
+            kstack: -1,
+            ustack: 5,
+            pystack: 6,
+        };
+        let mut e = event(40);
+        e.top_nr = 0;
+        e.top_ns = 1_000_000;
+        e.cpu_stacks = hot;
+        e.cpu_samples = 3;
+        assert_eq!(stall_cause(&e), (None, hot));
+    }
+
+    #[test]
+    fn percentiles_from_log2_slots() {
+        let mut hist = [0u64; HIST_SLOTS];
+        hist[3] = 90; // 8..16 µs
+        hist[14] = 10; // 16..32 ms
+        assert_eq!(percentile(&hist, 0.5), 16);
+        assert_eq!(percentile(&hist, 0.99), 32768);
+    }
+
+    #[test]
+    fn advice_follows_the_cause() {
+        let c = |sys: Option<&str>, stack: &[&str]| Culprit {
+            syscall: sys.map(String::from),
+            stack: stack.iter().map(|s| s.to_string()).collect(),
+            ..Culprit::default()
+        };
+        assert!(advice(&c(Some("clock_nanosleep"), &[])).contains("asyncio.sleep"));
+        assert!(advice(&c(Some("pread64"), &["_sqlite3.so"])).contains("aiosqlite"));
+        assert!(advice(&c(None, &[])).contains("CPU-bound"));
+        assert!(advice(&c(Some("poll"), &[])).contains("async client"));
+    }
+}
