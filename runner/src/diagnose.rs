@@ -2,10 +2,10 @@
 //! how much of their time was blocked or CPU-bound, their stalls and blocking calls grouped by
 //! culprit (cause and Python stack), and a verdict with advice per window.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use probes_common::{
-    evloop::{LoopCallKey, LoopStats, StackIds, StallEvent, NO_NR},
+    evloop::{nr, LoopCallKey, LoopStats, StackIds, StallEvent, NO_NR},
     hist::{slot_low, HIST_SLOTS},
 };
 use serde::{Deserialize, Serialize};
@@ -23,8 +23,12 @@ pub const SCHEMA: &str = "runner.diagnosis/v1";
 const MIN_WAITS: u64 = 10;
 /// ...and ran at least this many iterations between the waits.
 const MIN_ITERATIONS: u64 = 5;
-/// Blocking calls per second on a loop from which the loop is flagged.
+/// Calls that block by nature (sleeps, file I/O, locks) per second on a loop from which the
+/// loop is flagged, however short they were.
 const FLAG_CALLS_PER_S: f64 = 1.0;
+/// Other calls flag the loop only when they blocked it for this share of its wall time (an
+/// mmap that waited on a lock now and then is not a finding).
+const FLAG_BLOCKED_CALL_PCT: f64 = 1.0;
 /// Share of the loops' wall time in stalls from which the loop is flagged: a lone stall
 /// (a garbage collection, a burst of callbacks) is reported but not flagged.
 const FLAG_STALL_PCT: f64 = 2.0;
@@ -131,11 +135,16 @@ fn stall_cause(e: &StallEvent) -> (Option<u32>, StackIds) {
     (None, first(&[e.cpu_stacks, e.call_stacks, e.block_stacks]))
 }
 
-/// The frame a culprit is named by: the innermost Python frame, else the innermost user frame.
-pub fn culprit_frame(stack: &[String]) -> String {
+/// The frame a culprit is named by: the innermost Python frame of the application's own code,
+/// else the innermost Python frame, else the innermost user frame.
+pub fn culprit_frame(stack: &[String], library: &BTreeSet<String>) -> String {
+    let app = stack
+        .iter()
+        .rev()
+        .find(|f| is_python_frame(f) && !library.contains(*f));
     let python = stack.iter().rev().find(|f| is_python_frame(f));
     let native = stack.iter().rev().find(|f| !f.ends_with("_[k]"));
-    python
+    app.or(python)
         .or(native)
         .cloned()
         .unwrap_or_else(|| "[unknown]".into())
@@ -231,13 +240,16 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
             .get(&(e.tgid, stacks))
             .cloned()
             .unwrap_or_default();
-        add(&mut groups, "stall", nr, stack, 1, e.dur_ns, e.dur_ns);
+        let frame = culprit_frame(&stack, &data.library_frames);
+        add(&mut groups, "stall", nr, stack, frame, 1, e.dur_ns, e.dur_ns);
     }
     entry.cpu_bound_pct = round1(100.0 * cpu_ns as f64 / wall);
     let stall_ns: u64 = stalls.iter().map(|e| e.dur_ns).sum();
     entry.stall_pct = round1(100.0 * stall_ns as f64 / wall);
     let pids: Vec<u32> = loops.iter().map(|(_, d)| d.tgid).collect();
     let mut calls = 0u64;
+    let mut nature_calls = 0u64;
+    let mut blocked_call_ns = 0u64;
     for (key, after) in &window.after.calls {
         if !pids.contains(&key.tgid) {
             continue;
@@ -248,12 +260,21 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
             continue;
         }
         calls += count;
+        let blocked = after.blocked - before.blocked;
+        // Recorded without blocking means the kernel classed it as blocking by nature.
+        if count > blocked || is_sleep(key.nr) {
+            nature_calls += count;
+        } else {
+            blocked_call_ns += after.total_ns - before.total_ns;
+        }
         let stack = call_stack(data, key);
+        let frame = culprit_frame(&stack, &data.library_frames);
         add(
             &mut groups,
             "call",
             Some(key.nr),
             stack,
+            frame,
             count,
             after.total_ns - before.total_ns,
             after.max_ns,
@@ -267,13 +288,18 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
             .cmp(&(a.kind == "stall"))
             .then(b.total_ms.total_cmp(&a.total_ms))
     });
-    entry.flagged =
-        entry.stall_pct >= FLAG_STALL_PCT || entry.blocking_calls_per_s >= FLAG_CALLS_PER_S;
+    entry.flagged = entry.stall_pct >= FLAG_STALL_PCT
+        || nature_calls as f64 / duration_s >= FLAG_CALLS_PER_S
+        || 100.0 * blocked_call_ns as f64 / wall >= FLAG_BLOCKED_CALL_PCT;
     if entry.flagged {
         entry.advice = culprits.first().map(advice);
     }
     entry.culprits = culprits;
     entry
+}
+
+fn is_sleep(nr: u32) -> bool {
+    matches!(nr, nr::NANOSLEEP | nr::CLOCK_NANOSLEEP)
 }
 
 fn call_stack(data: &EvloopData, key: &LoopCallKey) -> Vec<String> {
@@ -288,12 +314,12 @@ fn add(
     kind: &str,
     nr: Option<u32>,
     stack: Vec<String>,
+    frame: String,
     count: u64,
     total_ns: u64,
     max_ns: u64,
 ) {
     let syscall = nr.map(syscall_name);
-    let frame = culprit_frame(&stack);
     // Group by cause and Python stack (native and kernel frames vary within one call site).
     let python: Vec<String> = stack
         .iter()
@@ -518,10 +544,16 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
-        assert_eq!(culprit_frame(&stack), "handler (app.py:41)");
+        let none = BTreeSet::new();
+        assert_eq!(culprit_frame(&stack, &none), "handler (app.py:41)");
+        let mut with_lib = stack.clone();
+        with_lib.insert(2, "SocketIO.readinto (socket.py:706)".into());
+        let library: BTreeSet<String> = [with_lib[2].clone()].into();
+        assert_eq!(culprit_frame(&with_lib, &library), "handler (app.py:41)");
+        assert_eq!(culprit_frame(&with_lib, &none), with_lib[2]);
         let native: Vec<String> = ["main", "work", "x_[k]"].map(String::from).to_vec();
-        assert_eq!(culprit_frame(&native), "work");
-        assert_eq!(culprit_frame(&[]), "[unknown]");
+        assert_eq!(culprit_frame(&native, &none), "work");
+        assert_eq!(culprit_frame(&[], &none), "[unknown]");
     }
 
     fn event(dur_ms: u64) -> StallEvent {

@@ -91,6 +91,8 @@ pub struct EvloopData {
     pub stalls: Vec<StallEvent>,
     /// Frames (root first) of each (process, stacks) named by a stall or a blocking call.
     pub stacks: std::collections::BTreeMap<(u32, StackIds), Vec<String>>,
+    /// Python frames among those that are library code (standard library, packages).
+    pub library_frames: BTreeSet<String>,
 }
 
 impl Recorder {
@@ -302,7 +304,14 @@ impl Recorder {
                     name(key.tgid, key.stacks);
                 }
             }
+            let library_frames = named
+                .values()
+                .flatten()
+                .filter(|f| self.python.is_library_frame(f))
+                .cloned()
+                .collect();
             EvloopData {
+                library_frames,
                 threshold: self.config.stall_threshold,
                 windows,
                 stalls: std::mem::take(&mut self.stalls),
@@ -412,6 +421,13 @@ impl Recording {
         frames
     }
 
+    /// The event-loop diagnosis of the first window (the whole recording unless windows were
+    /// marked), when the evloop probe was attached.
+    pub fn diagnosis(&self) -> Option<crate::diagnose::Entry> {
+        let data = self.evloop.as_ref()?;
+        Some(crate::diagnose::analyse(data, data.windows.first()?))
+    }
+
     /// Writes the artifacts into `dir` and returns their names. Without probes only
     /// resources.csv is written.
     pub fn write_artifacts(&self, dir: &Path) -> anyhow::Result<Vec<&'static str>> {
@@ -438,7 +454,25 @@ impl Recording {
             serde_json::to_vec_pretty(&self.syscalls)?,
         )?;
         write(dir, "runqlat.json", serde_json::to_vec_pretty(&self.runq)?)?;
-        Ok(vec![
+        let mut names = Vec::new();
+        if let Some((data, window)) = self
+            .evloop
+            .as_ref()
+            .and_then(|d| Some((d, d.windows.first()?)))
+        {
+            let stalls = crate::diagnose::stall_folded(data, window);
+            write(dir, "stalls.folded", stalls.to_bytes())?;
+            names.push("stalls.folded");
+            if !stalls.is_empty() {
+                let title = format!(
+                    "Event-loop stalls over {} ms (microseconds)",
+                    data.threshold.as_millis()
+                );
+                write(dir, "stalls.svg", flamegraph::render(&stalls, &title, "us")?)?;
+                names.push("stalls.svg");
+            }
+        }
+        names.extend([
             "resources.csv",
             "oncpu.folded",
             "oncpu.svg",
@@ -446,7 +480,8 @@ impl Recording {
             "offcpu.svg",
             "syscalls.json",
             "runqlat.json",
-        ])
+        ]);
+        Ok(names)
     }
 
     /// Text lines of what the probes saw, for terminal summaries.

@@ -485,6 +485,12 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
                 .collect(),
         },
         probes: ProbeSummary::of(&recording),
+        diagnosis: recording.diagnosis().map(|mut d| {
+            d.target = scenario_name.clone();
+            d.rps = outcome.report.total.rps;
+            d.errors = outcome.report.total.error_total;
+            d
+        }),
         artifacts,
     };
     write("summary.json", serde_json::to_vec_pretty(&summary)?)?;
@@ -534,6 +540,7 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
         "report.md",
         "oncpu.svg",
         "offcpu.svg",
+        "stalls.svg",
         "summary.json",
     ] {
         if summary.artifacts.contains_key(name) {
@@ -574,6 +581,27 @@ fn terminal_summary(s: &Summary, probes: &str, elapsed: Duration, client: &Clien
         l.error_total
     ));
     out.push_str(probes);
+    if let Some(d) = &s.diagnosis {
+        let verdict = match (d.event_loop, d.flagged) {
+            (false, _) => "no event loop".to_string(),
+            (true, false) => format!(
+                "{} loop(s), no blocking found ({:.1} stalls/s)",
+                d.loop_threads.len(),
+                d.stalls_per_s
+            ),
+            (true, true) => format!(
+                "BLOCKED {:.1}% · cpu-bound {:.1}% · {:.1} stalls/s · worst: {}",
+                d.blocked_pct,
+                d.cpu_bound_pct,
+                d.stalls_per_s,
+                d.culprits
+                    .first()
+                    .map(crate::diagnose::Culprit::describe)
+                    .unwrap_or_default()
+            ),
+        };
+        out.push_str(&format!("event loop {verdict}\n"));
+    }
     out.push_str(&format!(
         "client     runner used {:.2} s CPU, max RSS {:.1} MB\n",
         client.cpu_user_s + client.cpu_sys_s,

@@ -54,6 +54,15 @@ impl CodeInfo {
     }
 }
 
+/// True for code of the standard library, installed packages and frozen modules, as opposed
+/// to the application's own files.
+pub fn is_library(filename: &str) -> bool {
+    filename.contains("/site-packages/")
+        || filename.contains("/dist-packages/")
+        || filename.contains("/lib/python3")
+        || filename.starts_with("<frozen")
+}
+
 /// A file name as shown in frames: relative to site-packages or the standard library when it
 /// is inside one, else the file's own name.
 pub fn short_path(filename: &str) -> &str {
@@ -187,5 +196,8 @@ mod tests {
         );
         assert_eq!(short_path("/work/apps/flask/app.py"), "app.py");
         assert_eq!(short_path("<string>"), "<string>");
+        assert!(is_library("/usr/lib/python3.11/socket.py"));
+        assert!(is_library("<frozen runpy>"));
+        assert!(!is_library("/srv/app/app.py"));
     }
 }

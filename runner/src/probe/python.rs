@@ -12,7 +12,11 @@ use probes_common::{
 use serde::{Deserialize, Serialize};
 
 use super::{Counters, ProbeError, Probes};
-use crate::cpython::{code::CodeCache, discover::Finder, layout::Layout};
+use crate::cpython::{
+    code::{is_library, CodeCache},
+    discover::Finder,
+    layout::Layout,
+};
 
 /// Frame put at the root of a stack the walker cut short.
 pub const TRUNCATED_FRAME: &str = "[python stack truncated]";
@@ -65,6 +69,8 @@ pub struct Python {
     known: HashMap<u32, Known>,
     code: CodeCache,
     names: HashMap<(u32, u64), Vec<String>>,
+    /// Frames of library code (standard library, packages), by name.
+    library: std::collections::HashSet<String>,
     report: PythonReport,
 }
 
@@ -149,7 +155,13 @@ impl Python {
             .rev()
             .filter(|f| f.code != 0)
             .map(|f| match self.code.get(pid, f.code, layout) {
-                Some(info) => info.frame(f.instr),
+                Some(info) => {
+                    let name = info.frame(f.instr);
+                    if is_library(&info.filename) {
+                        self.library.insert(name.clone());
+                    }
+                    name
+                }
                 None => format!("[code {:#x}]", f.code),
             })
             .collect();
@@ -157,6 +169,11 @@ impl Python {
             names.insert(0, TRUNCATED_FRAME.to_string());
         }
         names
+    }
+
+    /// True when a named frame is library code rather than the application's.
+    pub fn is_library_frame(&self, frame: &str) -> bool {
+        self.library.contains(frame)
     }
 
     /// The named frames of a Python stack, root first.

@@ -121,11 +121,61 @@ pub fn markdown(s: &Summary) -> String {
             );
         }
     }
+    if let Some(d) = &s.diagnosis {
+        event_loop_section(&mut out, d);
+    }
     let _ = writeln!(out, "\n## Artifacts\n");
     for (name, path) in &s.artifacts {
         let _ = writeln!(out, "- {name}: [{path}]({path})");
     }
     out
+}
+
+/// The event-loop diagnosis of a run.
+fn event_loop_section(out: &mut String, d: &crate::diagnose::Entry) {
+    let _ = writeln!(out, "\n## Event loop\n");
+    if !d.event_loop {
+        let _ = writeln!(
+            out,
+            "No event loop: no thread of the app waits in epoll between units of work."
+        );
+        return;
+    }
+    let verdict = if d.flagged {
+        format!(
+            "**Flagged**: {}",
+            d.culprits
+                .first()
+                .map(crate::diagnose::Culprit::describe)
+                .unwrap_or_default()
+        )
+    } else {
+        "No blocking found.".into()
+    };
+    let _ = writeln!(out, "{verdict} {} loop thread(s); blocked {:.1}% of their time, CPU-bound stalls {:.1}%, {:.1} stalls/s, {:.1} blocking calls/s, iteration p99 {} us.",
+        d.loop_threads.len(), d.blocked_pct, d.cpu_bound_pct, d.stalls_per_s, d.blocking_calls_per_s, d.iteration_p99_us);
+    if let Some(a) = &d.advice {
+        let _ = writeln!(out, "\nAdvice: {a}");
+    }
+    if d.culprits.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n| kind | cause | count | total ms | max ms | where |\n|---|---|---:|---:|---:|---|"
+    );
+    for c in d.culprits.iter().take(8) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.1} | {:.1} | `{}` |",
+            c.kind,
+            c.syscall.as_deref().unwrap_or("cpu"),
+            c.count,
+            c.total_ms,
+            c.max_ms,
+            c.frame.replace('|', "\\|")
+        );
+    }
 }
 
 /// The charts of one run.
@@ -297,6 +347,7 @@ pub fn html(s: &Summary) -> String {
     for (name, title) in [
         ("oncpu.svg", "On-CPU flamegraph"),
         ("offcpu.svg", "Off-CPU flamegraph"),
+        ("stalls.svg", "Event-loop stalls flamegraph"),
     ] {
         if s.artifacts.contains_key(name) {
             let _ = write!(

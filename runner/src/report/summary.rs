@@ -221,6 +221,9 @@ pub struct Summary {
     pub load: LoadSummary,
     pub resources: Resources,
     pub probes: Option<ProbeSummary>,
+    /// The event-loop diagnosis of the run (see diagnosis.json of `runner diagnose`).
+    #[serde(default)]
+    pub diagnosis: Option<crate::diagnose::Entry>,
     /// Artifact name -> path relative to the run directory.
     pub artifacts: BTreeMap<String, String>,
 }
