@@ -59,9 +59,7 @@ pub const fn is_loop_wait(nr: u32) -> bool {
 pub const fn is_blocking_call(nr: u32, arg1: u64, arg2: u64) -> bool {
     match nr {
         nr::NANOSLEEP | nr::CLOCK_NANOSLEEP => true,
-        nr::PREAD64 | nr::PWRITE64 | nr::PREADV | nr::PWRITEV | nr::PREADV2 | nr::PWRITEV2 => {
-            true
-        }
+        nr::PREAD64 | nr::PWRITE64 | nr::PREADV | nr::PWRITEV | nr::PREADV2 | nr::PWRITEV2 => true,
         nr::FSYNC | nr::FDATASYNC | nr::SYNC | nr::SYNCFS | nr::SYNC_FILE_RANGE | nr::FLOCK => true,
         // F_GETLK 5, F_SETLK 6, F_SETLKW 7, F_OFD_GETLK 36, F_OFD_SETLK 37, F_OFD_SETLKW 38.
         nr::FCNTL => matches!(arg1, 5 | 6 | 7 | 36 | 37 | 38),
@@ -230,4 +228,11 @@ pub struct StallEvent {
     pub call_stacks: StackIds,
 }
 
-pod!(StackIds, LoopStats, LoopThread, LoopCallKey, LoopCallValue, StallEvent);
+pod!(
+    StackIds,
+    LoopStats,
+    LoopThread,
+    LoopCallKey,
+    LoopCallValue,
+    StallEvent
+);

@@ -17,11 +17,11 @@ use probes_common::{
     tracepoint::{Field, TASK_REPORT_MASK},
 };
 
-use crate::{evloop, python::python_stack};
 use crate::target::{
     atomic_add, bump, current_comm, get_or_insert, read_field, stack_ids, switching_out,
     target_task,
 };
+use crate::{evloop, python::python_stack};
 
 #[map]
 static OFFCPU_TOTALS: HashMap<StackKey, OffcpuValue> = HashMap::with_max_entries(OFFCPU_ENTRIES, 0);

@@ -9,8 +9,8 @@ use aya_ebpf::{
 };
 use probes_common::{counters::Counter, evloop::StackIds, oncpu::ONCPU_ENTRIES, stack::StackKey};
 
-use crate::{evloop, python::python_stack};
 use crate::target::{atomic_add, bump, current_comm, current_target, get_or_insert, stack_ids};
+use crate::{evloop, python::python_stack};
 
 #[map]
 static ONCPU_COUNTS: HashMap<StackKey, u64> = HashMap::with_max_entries(ONCPU_ENTRIES, 0);

@@ -71,7 +71,10 @@ fn try_syscall_exit(ctx: &TracePointContext) {
         return;
     }
     let delta = now.saturating_sub(entered);
-    let key = SyscallKey { tgid: task.tgid, nr };
+    let key = SyscallKey {
+        tgid: task.tgid,
+        nr,
+    };
     let ret = read_field(ctx, &raw const SYS_EXIT_RET) as i64;
     let stats = match SYSCALL_STATS.get_ptr_mut(&key) {
         Some(stats) => stats,

@@ -291,6 +291,9 @@ struct ProfileArgs {
     /// On-CPU sampling frequency in Hz.
     #[arg(long, default_value_t = 99)]
     freq: u64,
+    /// Probes to attach, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "oncpu,offcpu,runqlat,syscalls,evloop", value_parser = parse_probe, conflicts_with = "no_probes")]
+    probes: Vec<ProbeKind>,
     /// Results folder; the run goes into a new folder inside it.
     #[arg(long, default_value = "results", value_name = "DIR")]
     out: PathBuf,
@@ -578,6 +581,7 @@ fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRu
         memory: Some(parse_size(&args.memory)?),
         probe: ProbeConfig {
             freq_hz: args.freq,
+            probes: args.probes.into_iter().collect(),
             ..ProbeConfig::default()
         },
         no_probes: args.no_probes,
@@ -768,6 +772,54 @@ mod tests {
         match cli.command {
             Command::Probe(a) => probe_run(a),
             _ => unreachable!(),
+        }
+    }
+
+    fn diagnose(args: &[&str]) -> anyhow::Result<commands::diagnose::DiagnoseRun> {
+        let cli = Cli::try_parse_from(
+            ["runner", "diagnose"]
+                .into_iter()
+                .chain(args.iter().copied()),
+        )?;
+        match cli.command {
+            Command::Diagnose(a) => diagnose_run(*a),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn diagnose_takes_one_target() {
+        use commands::diagnose::DiagnoseTarget;
+        let run = diagnose(&["fastapi", "--scenario", "ping", "-d", "2s"]).unwrap();
+        assert!(matches!(run.target, DiagnoseTarget::App { .. }));
+        assert!(run.probe.probes.contains(&ProbeKind::Evloop));
+        assert_eq!(run.probe.stall_threshold, Duration::from_millis(10));
+        let run = diagnose(&[
+            "--pid",
+            "1",
+            "--url",
+            "http://127.0.0.1:1/x",
+            "--threshold",
+            "5ms",
+        ])
+        .unwrap();
+        assert!(matches!(run.target, DiagnoseTarget::Pids { .. }));
+        assert_eq!(run.probe.stall_threshold, Duration::from_millis(5));
+        let run = diagnose(&["--url", "http://127.0.0.1:1/", "--", "python3", "app.py"]).unwrap();
+        assert!(matches!(run.target, DiagnoseTarget::Command { .. }));
+        for (args, says) in [
+            (vec![], "name what to diagnose"),
+            (vec!["--pid", "1"], "--url"),
+            (
+                vec!["fastapi", "--url", "http://127.0.0.1:1/"],
+                "--url goes with",
+            ),
+            (vec!["fastapi", "--pid", "1"], "one thing"),
+            (vec!["--pid", "1", "--url", "ftp://x/"], "ftp"),
+            (vec!["fastapi", "-c", "0"], "--connections"),
+        ] {
+            let err = format!("{:#}", diagnose(&args).unwrap_err());
+            assert!(err.contains(says), "{args:?}: {err}");
         }
     }
 

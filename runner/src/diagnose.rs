@@ -29,9 +29,14 @@ const FLAG_CALLS_PER_S: f64 = 1.0;
 /// Other calls flag the loop only when they blocked it for this share of its wall time (an
 /// mmap that waited on a lock now and then is not a finding).
 const FLAG_BLOCKED_CALL_PCT: f64 = 1.0;
-/// Share of the loops' wall time in stalls from which the loop is flagged: a lone stall
-/// (a garbage collection, a burst of callbacks) is reported but not flagged.
-const FLAG_STALL_PCT: f64 = 2.0;
+/// Share of the loops' wall time in stalls spent in a syscall from which the loop is
+/// flagged: a lone stall (a page fault storm, a slow disk) is reported but not flagged.
+const FLAG_SYSCALL_STALL_PCT: f64 = 2.0;
+/// The same for CPU-bound stalls and stalls waiting on a futex (the GIL or a lock). Higher:
+/// under load a loop also runs long batches of small callbacks, and waits for the GIL while
+/// worker threads run Python, without a culprit; a CPU-heavy handler or a lock held across
+/// requests takes most of the loop's time under the same load.
+const FLAG_CPU_STALL_PCT: f64 = 20.0;
 
 /// diagnosis.json.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -177,7 +182,11 @@ pub fn advice(c: &Culprit) -> String {
 
 /// Analyses one window.
 pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
-    let duration_ns = window.after.at_ns.saturating_sub(window.before.at_ns).max(1);
+    let duration_ns = window
+        .after
+        .at_ns
+        .saturating_sub(window.before.at_ns)
+        .max(1);
     let duration_s = duration_ns as f64 / 1e9;
     let zero = LoopStats::default();
     let mut loops: Vec<(u32, LoopStats)> = Vec::new();
@@ -230,10 +239,13 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
     entry.stalls_per_s = round1(stalls.len() as f64 / duration_s);
     let mut groups: BTreeMap<(String, Option<String>, Vec<String>), Culprit> = BTreeMap::new();
     let mut cpu_ns = 0u64;
+    let mut contended_ns = 0u64;
     for e in &stalls {
         let (nr, stacks) = stall_cause(e);
-        if nr.is_none() {
-            cpu_ns += e.dur_ns.saturating_sub(e.blocked_ns + e.runq_ns);
+        match nr {
+            None => cpu_ns += e.dur_ns.saturating_sub(e.blocked_ns + e.runq_ns),
+            Some(nr::FUTEX) => contended_ns += e.dur_ns,
+            Some(_) => {}
         }
         let stack = data
             .stacks
@@ -241,7 +253,14 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
             .cloned()
             .unwrap_or_default();
         let frame = culprit_frame(&stack, &data.library_frames);
-        add(&mut groups, "stall", nr, stack, frame, 1, e.dur_ns, e.dur_ns);
+        add(
+            &mut groups,
+            "stall",
+            nr,
+            stack,
+            frame,
+            (1, e.dur_ns, e.dur_ns),
+        );
     }
     entry.cpu_bound_pct = round1(100.0 * cpu_ns as f64 / wall);
     let stall_ns: u64 = stalls.iter().map(|e| e.dur_ns).sum();
@@ -275,9 +294,7 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
             Some(key.nr),
             stack,
             frame,
-            count,
-            after.total_ns - before.total_ns,
-            after.max_ns,
+            (count, after.total_ns - before.total_ns, after.max_ns),
         );
     }
     entry.blocking_calls_per_s = round1(calls as f64 / duration_s);
@@ -288,7 +305,10 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
             .cmp(&(a.kind == "stall"))
             .then(b.total_ms.total_cmp(&a.total_ms))
     });
-    entry.flagged = entry.stall_pct >= FLAG_STALL_PCT
+    let cpu_like_pct = 100.0 * (cpu_ns + contended_ns) as f64 / wall;
+    let syscall_stall_pct = 100.0 * stall_ns as f64 / wall - cpu_like_pct;
+    entry.flagged = syscall_stall_pct >= FLAG_SYSCALL_STALL_PCT
+        || cpu_like_pct >= FLAG_CPU_STALL_PCT
         || nature_calls as f64 / duration_s >= FLAG_CALLS_PER_S
         || 100.0 * blocked_call_ns as f64 / wall >= FLAG_BLOCKED_CALL_PCT;
     if entry.flagged {
@@ -315,9 +335,7 @@ fn add(
     nr: Option<u32>,
     stack: Vec<String>,
     frame: String,
-    count: u64,
-    total_ns: u64,
-    max_ns: u64,
+    (count, total_ns, max_ns): (u64, u64, u64),
 ) {
     let syscall = nr.map(syscall_name);
     // Group by cause and Python stack (native and kernel frames vary within one call site).
@@ -495,7 +513,9 @@ impl Diagnosis {
             if let Some(a) = &e.advice {
                 out.push_str(&format!("Advice: {a}\n\n"));
             }
-            out.push_str("| kind | cause | count | total ms | max ms | where |\n|---|---|---|---|---|---|\n");
+            out.push_str(
+                "| kind | cause | count | total ms | max ms | where |\n|---|---|---|---|---|---|\n",
+            );
             for c in e.culprits.iter().take(8) {
                 out.push_str(&format!(
                     "| {} | {} | {} | {} | {} | `{}` |\n",

@@ -344,8 +344,7 @@ fn thread_names(snapshot: &Snapshot) -> std::collections::BTreeMap<u32, String> 
         .loops
         .iter()
         .filter_map(|(tid, stats)| {
-            let comm =
-                fs::read_to_string(format!("/proc/{}/task/{tid}/comm", stats.tgid)).ok()?;
+            let comm = fs::read_to_string(format!("/proc/{}/task/{tid}/comm", stats.tgid)).ok()?;
             Some((*tid, comm.trim().to_string()))
         })
         .collect()
@@ -468,7 +467,11 @@ impl Recording {
                     "Event-loop stalls over {} ms (microseconds)",
                     data.threshold.as_millis()
                 );
-                write(dir, "stalls.svg", flamegraph::render(&stalls, &title, "us")?)?;
+                write(
+                    dir,
+                    "stalls.svg",
+                    flamegraph::render(&stalls, &title, "us")?,
+                )?;
                 names.push("stalls.svg");
             }
         }

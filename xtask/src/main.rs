@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | test | bench probes | profile APP SCENARIO`.
+//! Project tasks: `cargo xtask setup | test | bench probes|load|evloop | profile APP SCENARIO`.
 
 mod bench;
 mod setup;
@@ -12,7 +12,11 @@ tasks:
   setup                    install what this machine lacks (Debian packages, bpf-linker, tracefs)
   test                     set up, then run every test (probe tests load BPF programs: root or sudo)
   bench probes [--rounds N] [--freq HZ] [--workload cpu-bound|syscall-heavy|python-cpu]
-                           probe overhead on a CPU-bound and a syscall-heavy workload, A/B alternated
+                           probe overhead on CPU-bound, syscall-heavy and Python workloads, A/B alternated
+  bench load [--rounds N] [--seconds S] [--soak S]
+                           runner load against wrk and oha on nginx, alternated; memory soak
+  bench evloop [--rounds N] [--seconds S] [--app APP] [--scenario S]
+                           cost of `runner diagnose`'s probes to an async app under load
   profile APP SCENARIO [OPTIONS]
                            set up, build, then `runner profile APP SCENARIO` as root";
 

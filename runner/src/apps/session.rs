@@ -60,6 +60,30 @@ pub struct Session {
     pub facts: SessionFacts,
     // Dropped after the app: the app stops first.
     _postgres: Option<Postgres>,
+    _tmp: ShortTmp,
+}
+
+/// The app's TMPDIR: short, under the system temp folder, because Unix socket paths made
+/// inside it (multiprocessing, as Sanic's manager uses) must fit in 107 bytes, and a results
+/// folder can be deep. Removed when the session ends.
+struct ShortTmp(PathBuf);
+
+impl ShortTmp {
+    fn create(user: &RunAs) -> anyhow::Result<Self> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("runner-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        user.own(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for ShortTmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Online CPUs of this machine.
@@ -190,6 +214,7 @@ impl Session {
         let home = opts.run_dir.join("home");
         std::fs::create_dir_all(&home)?;
         user.own(&home)?;
+        let tmp = ShortTmp::create(&user)?;
         let mut env = vec![
             ("HOME".to_string(), home.display().to_string()),
             ("DB_POOL_SIZE".to_string(), app.db_pool.to_string()),
@@ -197,7 +222,7 @@ impl Session {
                 "SQLITE_PATH".to_string(),
                 sqlite_dir.join("app.db").display().to_string(),
             ),
-            ("TMPDIR".to_string(), sqlite_dir.display().to_string()),
+            ("TMPDIR".to_string(), tmp.0.display().to_string()),
         ];
         if let Some(url) = &database_url {
             env.push(("DATABASE_URL".into(), url.clone()));
@@ -227,6 +252,7 @@ impl Session {
             database_url,
             facts,
             _postgres: postgres,
+            _tmp: tmp,
         })
     }
 }

@@ -36,7 +36,10 @@ pub enum DiagnoseTarget {
     /// Running processes, loaded at these URLs.
     Pids { pids: Vec<u32>, urls: Vec<String> },
     /// A command to launch, loaded at these URLs once they answer.
-    Command { argv: Vec<String>, urls: Vec<String> },
+    Command {
+        argv: Vec<String>,
+        urls: Vec<String>,
+    },
 }
 
 /// A validated `runner diagnose` invocation.
@@ -164,7 +167,10 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
                 Recorder::start(&d.probe, &target, true).context("attaching the probes")?;
             let name = format!(
                 "pid-{}",
-                pids.iter().map(u32::to_string).collect::<Vec<_>>().join("-")
+                pids.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join("-")
             );
             (name, target, url_jobs(urls, &shape(Vec::new()))?, recorder)
         }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use aya::maps::{HashMap as BpfHashMap, MapData, RingBuf};
 use probes_common::evloop::{LoopCallKey, LoopCallValue, LoopStats, LoopThread, StallEvent};
 
-use super::{ProbeError, ProgramSpec, Probes};
+use super::{ProbeError, Probes, ProgramSpec};
 
 /// No programs of its own: it runs inside the syscalls, offcpu and oncpu programs.
 pub const PROGRAMS: &[ProgramSpec] = &[];

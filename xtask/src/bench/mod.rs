@@ -1,6 +1,7 @@
-//! `cargo xtask bench probes | load`: benchmarks that compare against other tools or
+//! `cargo xtask bench probes | load | evloop`: benchmarks that compare against other tools or
 //! against a baseline in the same run, alternating, and report ratios.
 
+mod evloop;
 mod load;
 mod probes;
 
@@ -17,7 +18,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("probes") => probes::run(&args[1..]),
         Some("load") => load::run(&args[1..]),
-        _ => bail!("usage: cargo xtask bench probes [--rounds N] [--freq HZ]\n       cargo xtask bench load [--rounds N] [--seconds S] [--soak S]"),
+        Some("evloop") => evloop::run(&args[1..]),
+        _ => bail!("usage: cargo xtask bench probes [--rounds N] [--freq HZ] [--workload NAME]\n       cargo xtask bench load [--rounds N] [--seconds S] [--soak S]\n       cargo xtask bench evloop [--rounds N] [--seconds S] [--app APP] [--scenario S]"),
     }
 }
 

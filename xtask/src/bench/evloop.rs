@@ -1,0 +1,112 @@
+//! `cargo xtask bench evloop`: what watching event loops costs a non-blocking async app under
+//! load. The app runs the same closed-loop load with no probes, with the probes diagnose uses
+//! minus evloop, and with them all; variants alternate within each round, and the bench
+//! reports throughput ratios against no probes.
+
+use std::path::Path;
+
+use anyhow::Context;
+
+use super::{flag, median};
+use crate::{setup, sh};
+
+struct Variant {
+    name: &'static str,
+    args: &'static [&'static str],
+}
+
+const VARIANTS: [Variant; 3] = [
+    Variant {
+        name: "no probes",
+        args: &["--no-probes"],
+    },
+    Variant {
+        name: "stacks+syscalls",
+        args: &["--probes", "oncpu,offcpu,syscalls", "--freq", "499"],
+    },
+    Variant {
+        name: "diagnose (evloop)",
+        args: &["--probes", "oncpu,offcpu,syscalls,evloop", "--freq", "499"],
+    },
+];
+
+fn arg<'a>(args: &'a [String], name: &str, default: &'a str) -> &'a str {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+        .unwrap_or(default)
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let rounds = flag(args, "--rounds", 5)?.max(1);
+    let seconds = flag(args, "--seconds", 10)?.max(1);
+    let app = arg(args, "--app", "fastapi");
+    let scenario = arg(args, "--scenario", "ping");
+    setup::run()?;
+    let runner = sh::build_runner()?;
+    let out = std::env::temp_dir().join("runner-bench-evloop");
+    println!("evloop overhead: {app} {scenario}, {rounds} rounds of {seconds}s at -c 10, variants alternated; figures are medians of ok/s");
+    let mut rps: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    for round in 0..rounds as usize {
+        for k in 0..VARIANTS.len() {
+            let i = (k + round) % VARIANTS.len();
+            let _ = std::fs::remove_dir_all(&out);
+            sh::output(
+                sh::as_root(&runner)
+                    .args(["profile", app, scenario, "-c", "10", "--warmup", "2s"])
+                    .args(["-d", &format!("{seconds}s"), "--out"])
+                    .arg(&out)
+                    .args(VARIANTS[i].args),
+            )?;
+            let r = summary_rps(&out)?;
+            println!(
+                "  round {} {:<18} {:>9.1} ok/s",
+                round + 1,
+                VARIANTS[i].name,
+                r
+            );
+            rps[i].push(r);
+        }
+    }
+    let medians: Vec<f64> = rps.iter_mut().map(|r| median(r)).collect();
+    let mut report = Vec::new();
+    for (v, m) in VARIANTS.iter().zip(&medians) {
+        let ratio = m / medians[0];
+        println!(
+            "{:<18} {:>9.1} ok/s  ratio {:.4}  overhead {:+.2}%",
+            v.name,
+            m,
+            ratio,
+            (1.0 - ratio) * 100.0
+        );
+        report.push(format!(
+            "{{\"app\":\"{app}\",\"scenario\":\"{scenario}\",\"variant\":\"{}\",\"rounds\":{rounds},\"rps\":{m:.1},\"ratio\":{ratio:.5}}}",
+            v.name
+        ));
+    }
+    let evloop_only = medians[2] / medians[1];
+    println!(
+        "evloop on top of the same stacks and syscalls: ratio {evloop_only:.4} ({:+.2}%)",
+        (1.0 - evloop_only) * 100.0
+    );
+    let dir = sh::workspace().join("results");
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("bench-evloop.json");
+    std::fs::write(&file, format!("[{}]\n", report.join(",")))?;
+    println!("wrote {}", file.display());
+    Ok(())
+}
+
+/// ok/s of the single run in `out`.
+fn summary_rps(out: &Path) -> anyhow::Result<f64> {
+    let run = std::fs::read_dir(out)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.join("summary.json").exists())
+        .context("no run folder")?;
+    let text = std::fs::read_to_string(run.join("summary.json"))?;
+    let summary: serde_json::Value = serde_json::from_str(&text)?;
+    summary["load"]["rps"]
+        .as_f64()
+        .context("summary.json has no load.rps")
+}
