@@ -47,6 +47,10 @@ static LOOP_SCRATCH: PerCpuArray<LoopThread> = PerCpuArray::with_max_entries(1, 
 /// 1: follow loops.
 #[no_mangle]
 static mut EVLOOP_ON: u32 = 0;
+/// 1: only loops matter (runner diagnose): the other probes skip every thread that is not a
+/// loop between its waits, so the cost stays on the loops.
+#[no_mangle]
+static mut LOOPS_ONLY: u32 = 0;
 /// Iterations at least this long are stalls.
 #[no_mangle]
 static mut STALL_NS: u64 = 10_000_000;
@@ -60,6 +64,29 @@ static mut SYS_ENTER_ARGS: Field = Field { offset: 0, size: 0 };
 pub fn enabled() -> bool {
     // SAFETY: the global is written by the loader before the program runs.
     unsafe { read_volatile(&raw const EVLOOP_ON) != 0 }
+}
+
+/// True when the other probes record loop threads only.
+#[inline(always)]
+pub fn loops_only() -> bool {
+    // SAFETY: the global is written by the loader before the program runs.
+    unsafe { read_volatile(&raw const LOOPS_ONLY) != 0 }
+}
+
+/// True when `tid` is a loop thread between two waits.
+#[inline(always)]
+pub fn in_iteration(tid: u32) -> bool {
+    // SAFETY: read only.
+    unsafe { LOOPS.get(&tid) }.is_some_and(|l| l.iter.start != 0 && l.iter.in_wait == 0)
+}
+
+/// True when `tid` is a loop thread whose iteration has run past the threshold at `now`.
+#[inline(always)]
+pub fn past_threshold(tid: u32, now: u64) -> bool {
+    // SAFETY: read only.
+    unsafe { LOOPS.get(&tid) }.is_some_and(|l| {
+        l.iter.start != 0 && l.iter.in_wait == 0 && now.saturating_sub(l.iter.start) >= stall_ns()
+    })
 }
 
 #[inline(always)]

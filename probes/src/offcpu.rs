@@ -63,7 +63,9 @@ fn try_offcpu_switch(ctx: &TracePointContext) {
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     let state = prev_state(ctx);
-    if let Some(prev) = switching_out(state) {
+    let prev =
+        switching_out(state).filter(|p| !evloop::loops_only() || evloop::in_iteration(p.tid));
+    if let Some(prev) = prev {
         let (kstack, ustack) = stack_ids(ctx, Counter::OffcpuKstackLost, Counter::OffcpuUstackLost);
         let pystack = python_stack(&prev);
         // SAFETY: `prev.state` points into the thread's entry; only this thread's
@@ -101,6 +103,9 @@ fn try_offcpu_switch(ctx: &TracePointContext) {
     let delta = now.saturating_sub(start);
     if evloop::enabled() {
         evloop::switched_in(next_tid(ctx), next, delta, runnable);
+        if evloop::loops_only() {
+            return;
+        }
     }
     // SAFETY: the global is written by the loader before the program runs.
     if delta < unsafe { read_volatile(&raw const OFFCPU_MIN_NS) } {

@@ -27,17 +27,24 @@ fn try_oncpu_sample(ctx: &PerfEventContext) {
         return;
     };
     bump(Counter::OncpuSamples);
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let loops_only = evloop::loops_only();
+    if loops_only && !evloop::past_threshold(task.tid, now) {
+        return;
+    }
     let (kstack, ustack) = stack_ids(ctx, Counter::OncpuKstackLost, Counter::OncpuUstackLost);
     let pystack = python_stack(&task);
     if evloop::enabled() {
-        // SAFETY: plain helper call.
-        let now = unsafe { bpf_ktime_get_ns() };
         let stacks = StackIds {
             kstack,
             ustack,
             pystack,
         };
         evloop::sampled(task.tid, stacks, now);
+        if loops_only {
+            return;
+        }
     }
     let key = StackKey {
         tgid: task.tgid,

@@ -59,6 +59,9 @@ fn try_syscall_exit(ctx: &TracePointContext) {
     let nr = read_field(ctx, &raw const SYS_EXIT_ID) as u32;
     if evloop::enabled() {
         evloop::sys_exit(&task, nr, now);
+        if evloop::loops_only() {
+            return;
+        }
     }
     // SAFETY: `task.state` points into the thread's own entry.
     let entered = unsafe {

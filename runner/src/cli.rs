@@ -532,6 +532,7 @@ fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::Diagno
             freq_hz: args.freq,
             probes: probes.into_iter().collect(),
             stall_threshold: args.threshold,
+            loops_only: true,
             ..ProbeConfig::default()
         },
         out: args.out,

@@ -184,6 +184,10 @@ pub struct ProbeConfig {
     /// Event-loop iterations at least this long are stalls.
     #[serde(serialize_with = "serialize_micros", rename = "stall_threshold_us")]
     pub stall_threshold: Duration,
+    /// With evloop: the other probes record loop threads between their waits only (what
+    /// diagnose needs), so stacks, syscall figures and off-CPU time of other threads are not
+    /// recorded.
+    pub loops_only: bool,
 }
 
 impl ProbeConfig {
@@ -209,6 +213,7 @@ impl Default for ProbeConfig {
             follow_fork: true,
             probes: ProbeKind::ALL.into_iter().collect(),
             stall_threshold: DEFAULT_STALL_THRESHOLD,
+            loops_only: false,
         }
     }
 }
@@ -283,6 +288,7 @@ impl Probes {
             ("SYS_ENTER_ARGS", sys_enter.field("args")?),
         ];
         let evloop_on = u32::from(config.probes.contains(&ProbeKind::Evloop));
+        let loops_only = evloop_on & u32::from(config.loops_only);
         let stall_ns = config.stall_threshold.as_nanos() as u64;
         let mut loader = EbpfLoader::new();
         loader
@@ -290,6 +296,7 @@ impl Probes {
             .override_global("CGROUP_LEVELS", &cgroup_levels, true)
             .override_global("OFFCPU_MIN_NS", &offcpu_min_ns, true)
             .override_global("EVLOOP_ON", &evloop_on, true)
+            .override_global("LOOPS_ONLY", &loops_only, true)
             .override_global("STALL_NS", &stall_ns, true);
         for (name, field) in &fields {
             loader.override_global(name, field, true);

@@ -1,6 +1,7 @@
 //! `cargo xtask bench evloop`: what watching event loops costs a non-blocking async app under
-//! load. The app runs the same closed-loop load with no probes, with the probes diagnose uses
-//! minus evloop, and with them all; variants alternate within each round, and the bench
+//! load. The app runs the same closed-loop load (-c 10, one client thread) under
+//! `runner profile --no-probes`, under `runner diagnose` (evloop, loop threads only), and under
+//! `runner profile` with every probe; variants alternate within each round, and the bench
 //! reports throughput ratios against no probes.
 
 use std::path::Path;
@@ -12,21 +13,25 @@ use crate::{setup, sh};
 
 struct Variant {
     name: &'static str,
+    command: &'static str,
     args: &'static [&'static str],
 }
 
 const VARIANTS: [Variant; 3] = [
     Variant {
         name: "no probes",
+        command: "profile",
         args: &["--no-probes"],
     },
     Variant {
-        name: "stacks+syscalls",
-        args: &["--probes", "oncpu,offcpu,syscalls", "--freq", "499"],
+        name: "runner diagnose",
+        command: "diagnose",
+        args: &[],
     },
     Variant {
-        name: "diagnose (evloop)",
-        args: &["--probes", "oncpu,offcpu,syscalls,evloop", "--freq", "499"],
+        name: "profile, all probes",
+        command: "profile",
+        args: &[],
     },
 ];
 
@@ -52,14 +57,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         for k in 0..VARIANTS.len() {
             let i = (k + round) % VARIANTS.len();
             let _ = std::fs::remove_dir_all(&out);
-            sh::output(
-                sh::as_root(&runner)
-                    .args(["profile", app, scenario, "-c", "10", "--warmup", "2s"])
-                    .args(["-d", &format!("{seconds}s"), "--out"])
-                    .arg(&out)
-                    .args(VARIANTS[i].args),
-            )?;
-            let r = summary_rps(&out)?;
+            let v = &VARIANTS[i];
+            let mut cmd = sh::as_root(&runner);
+            cmd.arg(v.command).arg(app);
+            if v.command == "diagnose" {
+                cmd.arg("--scenario");
+            }
+            cmd.args([scenario, "-c", "10", "--warmup", "2s"])
+                .args(["-d", &format!("{seconds}s"), "--out"])
+                .arg(&out)
+                .args(v.args);
+            sh::output(&mut cmd)?;
+            let r = rps_of(&out)?;
             println!(
                 "  round {} {:<18} {:>9.1} ok/s",
                 round + 1,
@@ -85,11 +94,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             v.name
         ));
     }
-    let evloop_only = medians[2] / medians[1];
-    println!(
-        "evloop on top of the same stacks and syscalls: ratio {evloop_only:.4} ({:+.2}%)",
-        (1.0 - evloop_only) * 100.0
-    );
     let dir = sh::workspace().join("results");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("bench-evloop.json");
@@ -98,15 +102,24 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// ok/s of the single run in `out`.
-fn summary_rps(out: &Path) -> anyhow::Result<f64> {
+/// ok/s of the single run in `out`: a profile's summary.json or a diagnosis.json.
+fn rps_of(out: &Path) -> anyhow::Result<f64> {
     let run = std::fs::read_dir(out)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.join("summary.json").exists())
+        .find(|p| p.join("summary.json").exists() || p.join("diagnosis.json").exists())
         .context("no run folder")?;
-    let text = std::fs::read_to_string(run.join("summary.json"))?;
-    let summary: serde_json::Value = serde_json::from_str(&text)?;
-    summary["load"]["rps"]
-        .as_f64()
-        .context("summary.json has no load.rps")
+    let read = |name: &str| -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_str(&std::fs::read_to_string(
+            run.join(name),
+        )?)?)
+    };
+    if run.join("diagnosis.json").exists() {
+        read("diagnosis.json")?["entries"][0]["rps"]
+            .as_f64()
+            .context("diagnosis.json has no rps")
+    } else {
+        read("summary.json")?["load"]["rps"]
+            .as_f64()
+            .context("summary.json has no load.rps")
+    }
 }
