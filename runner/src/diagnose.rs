@@ -44,6 +44,8 @@ pub struct Diagnosis {
     pub schema: String,
     pub app: String,
     pub threshold_ms: f64,
+    /// Ctrl-C stopped the run: the last entry may have had less load than asked.
+    pub interrupted: bool,
     pub entries: Vec<Entry>,
 }
 
@@ -70,6 +72,8 @@ pub struct Entry {
     pub blocking_calls_per_s: f64,
     pub iteration_p50_us: u64,
     pub iteration_p99_us: u64,
+    /// Iteration lengths: [low µs, high µs, count] per non-empty log2 bucket.
+    pub iteration_hist: Vec<[u64; 3]>,
     pub flagged: bool,
     /// Worst first.
     pub culprits: Vec<Culprit>,
@@ -155,7 +159,8 @@ pub fn culprit_frame(stack: &[String], library: &BTreeSet<String>) -> String {
         .unwrap_or_else(|| "[unknown]".into())
 }
 
-fn is_python_frame(frame: &str) -> bool {
+/// True for a frame named `qualname (file:LINE)`.
+pub fn is_python_frame(frame: &str) -> bool {
     frame
         .strip_suffix(')')
         .and_then(|f| f.rsplit_once(':'))
@@ -225,6 +230,12 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
     entry.blocked_pct = round1(100.0 * blocked as f64 / wall);
     entry.iteration_p50_us = percentile(&hist, 0.50);
     entry.iteration_p99_us = percentile(&hist, 0.99);
+    entry.iteration_hist = hist
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(slot, &n)| [slot_low(slot), slot_low(slot + 1), n])
+        .collect();
 
     let tids: Vec<u32> = loops.iter().map(|(t, _)| *t).collect();
     let stalls: Vec<&StallEvent> = data
@@ -438,6 +449,7 @@ impl Diagnosis {
             schema: SCHEMA.into(),
             app: app.into(),
             threshold_ms: threshold.as_secs_f64() * 1000.0,
+            interrupted: false,
             entries: Vec::new(),
         }
     }

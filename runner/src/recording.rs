@@ -401,13 +401,27 @@ impl Recording {
 
     /// The `n` leaf frames with most on-CPU samples (kernel frames included).
     pub fn top_frames(&self, n: usize) -> Vec<TopFrame> {
-        let mut by_leaf: std::collections::BTreeMap<String, u64> = Default::default();
+        self.top_by(n, |stack| stack.rsplit(';').next())
+    }
+
+    /// The `n` innermost Python frames with most on-CPU samples (stacks of Python code only).
+    pub fn top_python_frames(&self, n: usize) -> Vec<TopFrame> {
+        self.top_by(n, |stack| {
+            stack
+                .rsplit(';')
+                .find(|f| crate::diagnose::is_python_frame(f))
+        })
+    }
+
+    fn top_by(&self, n: usize, key: impl Fn(&str) -> Option<&str>) -> Vec<TopFrame> {
+        let mut by_frame: std::collections::BTreeMap<String, u64> = Default::default();
         for (stack, count) in self.oncpu.iter() {
-            let leaf = stack.rsplit(';').next().unwrap_or(stack).to_string();
-            *by_leaf.entry(leaf).or_insert(0) += count;
+            if let Some(frame) = key(stack) {
+                *by_frame.entry(frame.to_string()).or_insert(0) += count;
+            }
         }
         let total = self.oncpu.total().max(1) as f64;
-        let mut frames: Vec<TopFrame> = by_leaf
+        let mut frames: Vec<TopFrame> = by_frame
             .into_iter()
             .map(|(frame, samples)| TopFrame {
                 frame,
@@ -505,6 +519,13 @@ impl Recording {
         ));
         for f in self.top_frames(5) {
             out.push_str(&format!("             {:>5.1}%  {}\n", f.share, f.frame));
+        }
+        let python = self.top_python_frames(5);
+        if !python.is_empty() {
+            out.push_str("           top Python functions (innermost Python frame):\n");
+            for f in python {
+                out.push_str(&format!("             {:>5.1}%  {}\n", f.share, f.frame));
+            }
         }
         if !self.python.processes.is_empty() {
             let p = &self.python;

@@ -230,6 +230,10 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    let interrupted = stop.load(Ordering::Relaxed);
+    if interrupted {
+        eprintln!("runner: interrupted; writing what was measured");
+    }
     eprintln!("runner: symbolizing");
     let recording = recorder.finish()?;
     if let Some(mut c) = child.take() {
@@ -241,6 +245,7 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
         .as_ref()
         .context("the evloop probe recorded nothing")?;
     let mut diagnosis = Diagnosis::new(&name, d.probe.stall_threshold);
+    diagnosis.interrupted = interrupted;
     let dir = out.join(format!("{}-diagnose-{name}", super::timestamp()));
     std::fs::create_dir_all(&dir)?;
     for (i, window) in data.windows.iter().enumerate() {
@@ -271,7 +276,11 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     give_to_invoker(&dir);
     print!("{}", diagnosis.table());
     println!("wrote {}", dir.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(if interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Jobs for `--url`s: a plain GET of each.

@@ -107,18 +107,9 @@ pub fn markdown(s: &Summary) -> String {
                 sc.p99_us
             );
         }
-        let _ = writeln!(
-            out,
-            "\n| top on-CPU frame | samples | share |\n|---|---:|---:|"
-        );
-        for (frame, samples, share) in &p.top_frames {
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {:.1}% |",
-                frame.replace('|', "\\|"),
-                samples,
-                share
-            );
+        frame_table(&mut out, "top on-CPU frame", &p.top_frames);
+        if !p.top_python_frames.is_empty() {
+            frame_table(&mut out, "top Python function", &p.top_python_frames);
         }
     }
     if let Some(d) = &s.diagnosis {
@@ -129,6 +120,20 @@ pub fn markdown(s: &Summary) -> String {
         let _ = writeln!(out, "- {name}: [{path}]({path})");
     }
     out
+}
+
+/// A table of frames with their samples and share.
+fn frame_table(out: &mut String, title: &str, rows: &[(String, u64, f64)]) {
+    let _ = writeln!(out, "\n| {title} | samples | share |\n|---|---:|---:|");
+    for (frame, samples, share) in rows {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {:.1}% |",
+            frame.replace('|', "\\|"),
+            samples,
+            share
+        );
+    }
 }
 
 /// The event-loop diagnosis of a run.

@@ -158,6 +158,9 @@ pub struct ProbeSummary {
     pub syscalls_top: Vec<SyscallTop>,
     pub runqlat_us: BTreeMap<String, f64>,
     pub top_frames: Vec<(String, u64, f64)>,
+    /// The same by innermost Python frame.
+    #[serde(default)]
+    pub top_python_frames: Vec<(String, u64, f64)>,
     /// Python interpreters found and what their stack walker saw.
     #[serde(default)]
     pub python: PythonReport,
@@ -201,6 +204,11 @@ impl ProbeSummary {
                          share,
                      }| (frame, samples, share),
                 )
+                .collect(),
+            top_python_frames: rec
+                .top_python_frames(5)
+                .into_iter()
+                .map(|f| (f.frame, f.samples, f.share))
                 .collect(),
             python: rec.python.clone(),
         })
