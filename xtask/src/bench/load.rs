@@ -20,7 +20,18 @@ struct Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM, so the master stops its worker (SIGKILL would orphan the worker, still
+    /// holding the port and any inherited pipe); SIGKILL if it is still there after 5 s.
     fn drop(&mut self) {
+        // SAFETY: plain kill(2) on our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -44,6 +55,7 @@ fn start_nginx(dir: &Path) -> anyhow::Result<Nginx> {
         .arg(&conf)
         .arg("-p")
         .arg(dir)
+        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("starting nginx (cargo xtask setup installs nginx-light)")?;
