@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     folded::Folded,
-    hist::round1,
+    hist::{round1, round2},
     probe::syscalls::syscall_name,
     recording::{EvloopData, Window},
 };
@@ -106,6 +106,9 @@ pub struct Culprit {
     pub count: u64,
     pub total_ms: f64,
     pub max_ms: f64,
+    /// How far this culprit alone is over the bar that flags a loop (1.0: exactly at it).
+    /// Culprits are ranked by it, so a lone long stall does not outrank a steady habit.
+    pub severity: f64,
     /// An example stack, root first.
     pub stack: Vec<String>,
 }
@@ -264,13 +267,18 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
             .cloned()
             .unwrap_or_default();
         let frame = culprit_frame(&stack, &data.library_frames);
+        let bar = match nr {
+            None | Some(nr::FUTEX) => FLAG_CPU_STALL_PCT,
+            Some(_) => FLAG_SYSCALL_STALL_PCT,
+        };
+        let severity = 100.0 * e.dur_ns as f64 / wall / bar;
         add(
             &mut groups,
             "stall",
             nr,
             stack,
             frame,
-            (1, e.dur_ns, e.dur_ns),
+            (1, e.dur_ns, e.dur_ns, severity),
         );
     }
     entry.cpu_bound_pct = round1(100.0 * cpu_ns as f64 / wall);
@@ -291,12 +299,15 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
         }
         calls += count;
         let blocked = after.blocked - before.blocked;
+        let total_ns = after.total_ns - before.total_ns;
         // Recorded without blocking means the kernel classed it as blocking by nature.
-        if count > blocked || is_sleep(key.nr) {
+        let severity = if count > blocked || is_sleep(key.nr) {
             nature_calls += count;
+            count as f64 / duration_s / FLAG_CALLS_PER_S
         } else {
-            blocked_call_ns += after.total_ns - before.total_ns;
-        }
+            blocked_call_ns += total_ns;
+            100.0 * total_ns as f64 / wall / FLAG_BLOCKED_CALL_PCT
+        };
         let stack = call_stack(data, key);
         let frame = culprit_frame(&stack, &data.library_frames);
         add(
@@ -305,17 +316,21 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
             Some(key.nr),
             stack,
             frame,
-            (count, after.total_ns - before.total_ns, after.max_ns),
+            (count, total_ns, after.max_ns, severity),
         );
     }
     entry.blocking_calls_per_s = round1(calls as f64 / duration_s);
     let mut culprits: Vec<Culprit> = groups.into_values().collect();
-    // Stalls first, then by time.
+    // Most over its bar first; among equals, stalls first, then by time.
     culprits.sort_by(|a, b| {
-        (b.kind == "stall")
-            .cmp(&(a.kind == "stall"))
+        b.severity
+            .total_cmp(&a.severity)
+            .then((b.kind == "stall").cmp(&(a.kind == "stall")))
             .then(b.total_ms.total_cmp(&a.total_ms))
     });
+    for c in &mut culprits {
+        c.severity = round2(c.severity);
+    }
     let cpu_like_pct = 100.0 * (cpu_ns + contended_ns) as f64 / wall;
     let syscall_stall_pct = 100.0 * stall_ns as f64 / wall - cpu_like_pct;
     entry.flagged = syscall_stall_pct >= FLAG_SYSCALL_STALL_PCT
@@ -346,7 +361,7 @@ fn add(
     nr: Option<u32>,
     stack: Vec<String>,
     frame: String,
-    (count, total_ns, max_ns): (u64, u64, u64),
+    (count, total_ns, max_ns, severity): (u64, u64, u64, f64),
 ) {
     let syscall = nr.map(syscall_name);
     // Group by cause and Python stack (native and kernel frames vary within one call site).
@@ -373,6 +388,7 @@ fn add(
     c.count += count;
     c.total_ms = round1(c.total_ms + total_ns as f64 / 1e6);
     c.max_ms = c.max_ms.max(round1(max_ns as f64 / 1e6));
+    c.severity += severity;
 }
 
 fn diff(a: &LoopStats, b: &LoopStats) -> LoopStats {
@@ -626,6 +642,97 @@ mod tests {
         e.cpu_stacks = hot;
         e.cpu_samples = 3;
         assert_eq!(stall_cause(&e), (None, hot));
+    }
+
+    #[test]
+    fn a_steady_blocking_call_outranks_a_lone_cpu_stall() {
+        use crate::probe::evloop::Snapshot;
+        use probes_common::evloop::LoopCallValue;
+        let tgid = 7;
+        let second = 1_000_000_000u64;
+        let mut before = Snapshot {
+            at_ns: second,
+            ..Snapshot::default()
+        };
+        before.loops.insert(
+            tgid,
+            LoopStats {
+                tgid,
+                ..LoopStats::default()
+            },
+        );
+        let mut after = Snapshot {
+            at_ns: 3 * second,
+            ..Snapshot::default()
+        };
+        after.loops.insert(
+            tgid,
+            LoopStats {
+                tgid,
+                waits: 1000,
+                iterations: 1000,
+                busy_ns: second,
+                ..LoopStats::default()
+            },
+        );
+        let write = StackIds {
+            kstack: 1,
+            ustack: 2,
+            pystack: 3,
+        };
+        // 200 fdatasync calls that never went off-CPU: blocking by nature, 100/s.
+        after.calls.insert(
+            LoopCallKey {
+                tgid,
+                nr: 75,
+                stacks: write,
+            },
+            LoopCallValue {
+                count: 200,
+                total_ns: 4_000_000,
+                max_ns: 100_000,
+                blocked: 0,
+            },
+        );
+        let hot = StackIds {
+            kstack: -1,
+            ustack: 5,
+            pystack: 6,
+        };
+        let mut stall = event(16);
+        stall.tgid = tgid;
+        stall.tid = tgid;
+        stall.start_ns = 2 * second;
+        stall.cpu_stacks = hot;
+        let data = EvloopData {
+            stalls: vec![stall],
+            stacks: [
+                ((tgid, write), vec!["handler (app.py:41)".to_string()]),
+                ((tgid, hot), vec!["call_later (asyncio/base_events.py:727)".to_string()]),
+            ]
+            .into(),
+            ..EvloopData::default()
+        };
+        let window = Window {
+            label: "write".into(),
+            before,
+            after,
+            comms: Default::default(),
+        };
+        let entry = analyse(&data, &window);
+        assert!(entry.flagged);
+        let kinds: Vec<(&str, &str, f64)> = entry
+            .culprits
+            .iter()
+            .map(|c| (c.kind.as_str(), c.frame.as_str(), c.severity))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("call", "handler (app.py:41)", 100.0),
+                ("stall", "call_later (asyncio/base_events.py:727)", 0.04),
+            ]
+        );
     }
 
     #[test]
