@@ -708,7 +708,10 @@ mod tests {
             stalls: vec![stall],
             stacks: [
                 ((tgid, write), vec!["handler (app.py:41)".to_string()]),
-                ((tgid, hot), vec!["call_later (asyncio/base_events.py:727)".to_string()]),
+                (
+                    (tgid, hot),
+                    vec!["call_later (asyncio/base_events.py:727)".to_string()],
+                ),
             ]
             .into(),
             ..EvloopData::default()
