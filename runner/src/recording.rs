@@ -391,6 +391,19 @@ impl Recording {
             .unwrap_or(0)
     }
 
+    /// Lost records by counter, with why stack ids failed; empty without probes.
+    pub fn lost_detail(&self) -> std::collections::BTreeMap<String, u64> {
+        self.counters
+            .as_ref()
+            .map(|c| {
+                c.lost_detail()
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Lost records, all kinds.
     pub fn lost_total(&self) -> u64 {
         self.counters
@@ -571,9 +584,8 @@ impl Recording {
         match &self.counters {
             Some(c) if c.lost_total() > 0 => {
                 let lost: Vec<String> = c
-                    .losses()
+                    .lost_detail()
                     .iter()
-                    .filter(|(_, &v)| v > 0)
                     .map(|(k, v)| format!("{k}={v}"))
                     .collect();
                 out.push_str(&format!(

@@ -84,6 +84,16 @@ fn check_run(dir: &Path, app_frame: impl Fn(&str) -> bool) {
         summary["probes"]["oncpu_samples"].as_u64().unwrap() > 0,
         "{summary}"
     );
+    // Every lost record is accounted for by a named counter.
+    let probes = &summary["probes"];
+    let detailed: u64 = probes["lost_detail"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !k.starts_with("stack_id_"))
+        .map(|(_, v)| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(detailed, probes["lost"].as_u64().unwrap(), "{probes}");
     for key in [
         "cpu_pct_avg",
         "cpu_pct_max",

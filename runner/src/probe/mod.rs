@@ -534,6 +534,21 @@ impl Counters {
             .collect()
     }
 
+    /// The non-zero loss counters, and why stack ids failed (collision, fault, other), by
+    /// name: what to look at when something was lost.
+    pub fn lost_detail(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        let reasons = [
+            Counter::StackCollision,
+            Counter::StackFault,
+            Counter::StackOther,
+        ];
+        self.losses()
+            .into_iter()
+            .chain(reasons.iter().map(|c| (c.name(), self.get(*c))))
+            .filter(|(_, v)| *v > 0)
+            .collect()
+    }
+
     /// Sum of every loss counter.
     pub fn lost_total(&self) -> u64 {
         self.losses().values().sum()

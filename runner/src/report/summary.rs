@@ -155,6 +155,9 @@ pub struct ProbeSummary {
     pub offcpu_blocked_us: u64,
     pub offcpu_preempted_us: u64,
     pub lost: u64,
+    /// The non-zero loss counters, and why stack ids failed (`stack_id_collisions`...).
+    #[serde(default)]
+    pub lost_detail: BTreeMap<String, u64>,
     pub syscalls_top: Vec<SyscallTop>,
     pub runqlat_us: BTreeMap<String, f64>,
     pub top_frames: Vec<(String, u64, f64)>,
@@ -176,6 +179,7 @@ impl ProbeSummary {
             offcpu_blocked_us: rec.offcpu_totals.blocked_us,
             offcpu_preempted_us: rec.offcpu_totals.preempted_us,
             lost: rec.lost_total(),
+            lost_detail: rec.lost_detail(),
             syscalls_top: rec
                 .syscalls
                 .by_total_time()
