@@ -49,6 +49,9 @@ enum Behaviour {
     SlowPath,
     /// /stream sends 10 MiB in 64 KiB chunks.
     Stream,
+    /// Answers with `Connection: close` and closes after each response (gunicorn's sync
+    /// workers do).
+    CloseEach,
 }
 
 struct Server {
@@ -126,6 +129,7 @@ fn server(behaviour: Behaviour) -> Server {
                             }
                         });
                         let _ = http1::Builder::new()
+                            .keep_alive(!matches!(behaviour, Behaviour::CloseEach))
                             .serve_connection(TokioIo::new(stream), service)
                             .await;
                     });
@@ -185,6 +189,24 @@ fn a_request_count_is_exact() {
     assert_eq!(report.total.ok, 1000);
     assert_eq!(report.total.error_total, 0);
     assert_eq!(server.seen.total.load(Ordering::Relaxed), 1000);
+}
+
+#[test]
+fn a_server_closing_every_connection_is_followed_without_hanging() {
+    let server = server(Behaviour::CloseEach);
+    let mut c = config(server.addr, "/ping", Schedule::closed(4, None));
+    c.max_requests = Some(300);
+    // run() cannot time out a run that never returns: watch it from here.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(run(&c).report);
+    });
+    let report = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the run ends although the server closes every connection");
+    assert_eq!(report.total.ok, 300, "{:?}", report.total);
+    assert_eq!(report.total.error_total, 0, "{:?}", report.total);
+    assert_eq!(server.seen.total.load(Ordering::Relaxed), 300);
 }
 
 #[test]
