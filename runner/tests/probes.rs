@@ -267,16 +267,26 @@ fn ctrl_c_stops_cleanly_and_still_writes_the_files() {
     let before: Vec<u64> = bpf_programs().into_iter().map(|(id, _)| id).collect();
     let burn = workload("burn");
     let out = out_dir("interrupt");
-    let run = runner()
+    let mut run = runner()
         .args(["probe", "-d", "60s", "--out"])
         .arg(&out)
         .arg("--")
         .arg(&burn)
         .arg("60")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Interrupt 2 s into the recording (attaching takes longer on a busy machine).
+    let mut stderr = std::io::BufReader::new(run.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("recording") {
+        line.clear();
+        if std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() == 0 {
+            panic!("runner probe ended before recording");
+        }
+    }
+    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
     sleep(Duration::from_secs(2));
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(run.id() as i32),
@@ -284,6 +294,7 @@ fn ctrl_c_stops_cleanly_and_still_writes_the_files() {
     )
     .unwrap();
     let output = run.wait_with_output().unwrap();
+    let _ = drain.join();
     assert_eq!(output.status.code(), Some(130));
     for file in runner::commands::probe::FILES
         .iter()

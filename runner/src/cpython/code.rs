@@ -156,8 +156,11 @@ fn read_bytes(pid: u32, addr: u64, o: &ObjectLayout) -> io::Result<Vec<u8>> {
 #[derive(Default)]
 pub struct CodeCache {
     entries: HashMap<(u32, u64), Option<Arc<CodeInfo>>>,
-    /// Code objects that could not be read.
+    /// Code objects that could not be read from a live process.
     pub failed: u64,
+    /// Code objects not read because their process had exited (stacks sampled in its last
+    /// moments, named after it was gone).
+    pub after_exit: u64,
 }
 
 impl CodeCache {
@@ -168,7 +171,11 @@ impl CodeCache {
         }
         let info = read_code(pid, addr, layout).ok().map(Arc::new);
         if info.is_none() {
-            self.failed += 1;
+            if memory::alive(pid) {
+                self.failed += 1;
+            } else {
+                self.after_exit += 1;
+            }
         }
         self.entries.insert((pid, addr), info.clone());
         info

@@ -32,6 +32,13 @@ pub fn read(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// True while process `pid` exists and is not a zombie (a zombie has no memory to read).
+pub fn alive(pid: u32) -> bool {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .is_ok_and(|stat| !matches!(stat.state, 'Z' | 'X'))
+}
+
 /// Reads a little-endian u64.
 pub fn read_u64(pid: u32, addr: u64) -> io::Result<u64> {
     let mut b = [0u8; 8];
@@ -67,5 +74,7 @@ mod tests {
         let pid = std::process::id();
         assert_eq!(read_u64(pid, &raw const value as u64).unwrap(), value);
         assert!(read_u64(pid, 8).is_err());
+        assert!(alive(pid));
+        assert!(!alive(u32::MAX >> 1));
     }
 }

@@ -60,6 +60,10 @@ pub struct PythonReport {
     pub stacks: usize,
     /// Code objects that could not be read (their frames show as `[code 0x...]`).
     pub unreadable_code_objects: u64,
+    /// Code objects not read because their process exited first: stacks sampled in its
+    /// last moments (also shown as `[code 0x...]`).
+    #[serde(default)]
+    pub code_objects_after_exit: u64,
 }
 
 /// Discovery and symbolization state across a recording.
@@ -144,6 +148,7 @@ impl Python {
         }
         self.report.stacks = self.names.len();
         self.report.unreadable_code_objects = self.code.failed;
+        self.report.code_objects_after_exit = self.code.after_exit;
         Ok(())
     }
 
