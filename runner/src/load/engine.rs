@@ -11,7 +11,7 @@ use std::{
     rc::Rc,
     sync::{
         atomic::{AtomicBool, AtomicI64, Ordering},
-        mpsc, Arc, Barrier, OnceLock,
+        Arc, Barrier, OnceLock,
     },
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -539,27 +539,14 @@ async fn ws_connection(worker: Rc<Worker>, k: usize, url: String, message: Strin
     }
 }
 
-/// Ships the recorder's one-second buckets to the collector.
-async fn ticker(worker: Rc<Worker>, tx: mpsc::Sender<SecondBucket>) {
-    let mut second = 0u64;
-    loop {
-        let next = worker.start + Duration::from_secs(second + 1);
-        tokio::time::sleep_until(next.into()).await;
-        second += 1;
-        let bucket = worker.recorder.borrow_mut().roll(second);
-        if tx.send(bucket).is_err() {
-            return;
-        }
-    }
-}
-
-/// Runs worker `id` on the current thread and returns what it recorded.
+/// Runs worker `id` on the current thread and returns what it recorded. `tick` is called
+/// every [`STOP_POLL`] with nothing, and with the recorder's bucket as each second closes.
 pub fn run_worker(
     id: usize,
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     barrier: Arc<Barrier>,
-    tx: mpsc::Sender<SecondBucket>,
+    tick: &mut dyn FnMut(Option<SecondBucket>),
 ) -> Recorder {
     if !plan.cpus.is_empty() {
         let cpu = plan.cpus[id % plan.cpus.len()];
@@ -592,7 +579,6 @@ pub fn run_worker(
     // Each connection is a task on the worker's LocalSet (tasks share the worker's Rc state).
     let local = tokio::task::LocalSet::new();
     local.block_on(&runtime, async {
-        let ticker = tokio::task::spawn_local(ticker(worker.clone(), tx.clone()));
         let connections: Vec<_> = (id..plan.schedule.max_connections())
             .step_by(plan.threads)
             .map(|k| {
@@ -605,13 +591,30 @@ pub fn run_worker(
                 }
             })
             .collect();
-        for c in connections {
-            let _ = c.await;
+        let mut all = std::pin::pin!(async {
+            for c in connections {
+                let _ = c.await;
+            }
+        });
+        let mut second = 0u64;
+        loop {
+            let close = worker.start + Duration::from_secs(second + 1);
+            let wake = close.min(Instant::now() + STOP_POLL);
+            tokio::select! {
+                biased;
+                _ = &mut all => break,
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if Instant::now() >= close {
+                        second += 1;
+                        tick(Some(worker.recorder.borrow_mut().roll(second)));
+                    } else {
+                        tick(None);
+                    }
+                }
+            }
         }
-        ticker.abort();
     });
     let second = worker.recorder.borrow().second.second;
-    let last = worker.recorder.borrow_mut().roll(second + 1);
-    let _ = tx.send(last);
+    tick(Some(worker.recorder.borrow_mut().roll(second + 1)));
     worker.recorder.replace(Recorder::new(0, 0))
 }

@@ -326,6 +326,20 @@ fn read_file(path: &PathBuf) -> Result<Vec<u8>, RequestError> {
     })
 }
 
+/// Header slots a request's map is built with. hyper reuses the map of the request it sent
+/// to parse the response into, and a clone of the template would have room for the
+/// template's headers only: the response's headers would then grow it twice per request.
+const HEADER_ROOM: usize = 12;
+
+/// A copy of `template` with room for a typical response's headers.
+fn headers_with_room(template: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(template.len().max(HEADER_ROOM));
+    for (name, value) in template {
+        headers.append(name.clone(), value.clone());
+    }
+    headers
+}
+
 const BOUNDARY: &str = "runner-multipart-boundary-7d4f1a";
 
 impl Prepared {
@@ -460,7 +474,7 @@ impl Prepared {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = entry.method.clone();
         *request.uri_mut() = uri;
-        *request.headers_mut() = entry.headers.clone();
+        *request.headers_mut() = headers_with_room(&entry.headers);
         request
     }
 
@@ -628,6 +642,7 @@ mod tests {
         assert_eq!(req.uri(), "/upload");
         assert_eq!(req.headers()[HOST], "127.0.0.1:8080");
         assert_eq!(req.headers()["x-test"], "1");
+        assert!(req.headers().capacity() >= HEADER_ROOM);
         assert!(matches!(
             Prepared::new(
                 &[RequestSpec {
