@@ -20,7 +20,10 @@ use std::{
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::{self, SendRequest};
+use hyper::{
+    client::conn::http1::{self, SendRequest},
+    HeaderMap,
+};
 use hyper_util::rt::TokioIo;
 use tokio::{net::TcpStream, time::timeout};
 use tokio_tungstenite::tungstenite::Message;
@@ -225,7 +228,7 @@ impl Worker {
             .record(step, entry, timing, outcome, open);
     }
 
-    fn build(&self, entry: usize) -> hyper::Request<Full<Bytes>> {
+    fn build(&self, entry: usize, reuse: Option<HeaderMap>) -> hyper::Request<Full<Bytes>> {
         let mut rng = self.rng.borrow_mut();
         let mut counter = self.counter.get();
         let request = self.plan.prepared.build(
@@ -236,6 +239,7 @@ impl Worker {
                 worker: self.id,
                 counter: &mut counter,
             },
+            reuse,
         );
         self.counter.set(counter);
         request
@@ -306,18 +310,24 @@ fn classify(e: &hyper::Error) -> ErrorClass {
     }
 }
 
-/// Sends one request and reads the whole response. The connection must be ready.
+/// Sends the request of `entry` and reads the whole response. The connection must be ready.
+/// The request's headers are built in `spent`, and the response's header map is left there
+/// for the next request. (The request is built here, in the future that sends it, to save
+/// moving it.)
 async fn exchange(
+    worker: &Worker,
     sender: &mut SendRequest<Full<Bytes>>,
-    request: hyper::Request<Full<Bytes>>,
-    expect: &super::request::Expect,
+    entry: usize,
+    spent: &mut Option<HeaderMap>,
 ) -> Outcome {
-    let response = match sender.send_request(request).await {
+    let expect = worker.plan.prepared.expect(entry);
+    let response = match sender.send_request(worker.build(entry, spent.take())).await {
         Ok(r) => r,
         Err(e) => return Outcome::Error(classify(&e)),
     };
-    let status = response.status();
-    let mut body = response.into_body();
+    let (parts, mut body) = response.into_parts();
+    let status = parts.status;
+    *spent = Some(parts.headers);
     let mut checker = BodyChecker::new(expect.body.as_ref());
     let mut bytes = 0u64;
     while let Some(frame) = body.frame().await {
@@ -355,6 +365,7 @@ async fn serve_http(worker: &Worker, k: usize, mut sender: SendRequest<Full<Byte
     let deadline = tokio::time::sleep(worker.plan.timeout);
     tokio::pin!(deadline);
     let mut now = Instant::now();
+    let mut spent = None;
     loop {
         // A server may close a keep-alive connection after a complete response (nginx
         // does every 1000 requests): reconnect before taking a slot, without an error.
@@ -366,14 +377,12 @@ async fn serve_http(worker: &Worker, k: usize, mut sender: SendRequest<Full<Byte
             Err(next) => return next,
         };
         let entry = worker.plan.prepared.pick(&mut worker.rng.borrow_mut());
-        let request = worker.build(entry);
         // Closed loop: the slot was taken just now. Open loop: after the wait for `intended`.
         let sent = if open { Instant::now() } else { intended };
-        let expect = worker.plan.prepared.expect(entry);
         deadline.as_mut().reset((sent + worker.plan.timeout).into());
         let outcome = tokio::select! {
             biased;
-            outcome = exchange(&mut sender, request, expect) => outcome,
+            outcome = exchange(worker, &mut sender, entry, &mut spent) => outcome,
             _ = &mut deadline => Outcome::Error(ErrorClass::Timeout),
         };
         now = Instant::now();
