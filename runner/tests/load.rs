@@ -192,6 +192,36 @@ fn a_request_count_is_exact() {
 }
 
 #[test]
+fn a_single_worker_runs_on_the_calling_thread_and_gives_its_cpus_back() {
+    let server = server(Behaviour::Ok);
+    let mut c = config(
+        server.addr,
+        "/ping",
+        Schedule::closed(2, Some(Duration::from_millis(1500))),
+    );
+    c.cpus = vec![0];
+    let me = nix::unistd::Pid::from_raw(0);
+    let only_cpu_0 = || {
+        let set = nix::sched::sched_getaffinity(me).unwrap();
+        (0..nix::sched::CpuSet::count()).all(|cpu| set.is_set(cpu).unwrap() == (cpu == 0))
+    };
+    let before = format!("{:?}", nix::sched::sched_getaffinity(me).unwrap());
+    // Progress is reported on the worker's thread: this one, pinned to CPU 0 while it runs.
+    let mut pinned_seconds = 0;
+    let outcome = load::run(&c, Arc::new(AtomicBool::new(false)), &mut |_| {
+        pinned_seconds += usize::from(only_cpu_0());
+    })
+    .unwrap();
+    assert!(outcome.report.total.ok > 0);
+    assert!(
+        pinned_seconds >= 1,
+        "the calling thread ran the worker on CPU 0"
+    );
+    let after = format!("{:?}", nix::sched::sched_getaffinity(me).unwrap());
+    assert_eq!(before, after, "the caller's CPUs are given back");
+}
+
+#[test]
 fn a_server_closing_every_connection_is_followed_without_hanging() {
     let server = server(Behaviour::CloseEach);
     let mut c = config(server.addr, "/ping", Schedule::closed(4, None));

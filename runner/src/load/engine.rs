@@ -557,11 +557,14 @@ pub fn run_worker(
     barrier: Arc<Barrier>,
     tick: &mut dyn FnMut(Option<SecondBucket>),
 ) -> Recorder {
+    // The worker may be the caller's own thread: its CPUs are given back at the end.
+    let this_thread = nix::unistd::Pid::from_raw(0);
+    let previous_cpus = nix::sched::sched_getaffinity(this_thread).ok();
     if !plan.cpus.is_empty() {
         let cpu = plan.cpus[id % plan.cpus.len()];
         let mut set = nix::sched::CpuSet::new();
         if set.set(cpu).is_ok() {
-            let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+            let _ = nix::sched::sched_setaffinity(this_thread, &set);
         }
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -623,6 +626,9 @@ pub fn run_worker(
             }
         }
     });
+    if let Some(cpus) = previous_cpus {
+        let _ = nix::sched::sched_setaffinity(this_thread, &cpus);
+    }
     let second = worker.recorder.borrow().second.second;
     tick(Some(worker.recorder.borrow_mut().roll(second + 1)));
     worker.recorder.replace(Recorder::new(0, 0))

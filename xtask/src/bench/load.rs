@@ -125,8 +125,8 @@ fn rss_kb(pid: u32) -> Option<u64> {
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<()> {
-    let rounds = flag(args, "--rounds", 3)?.max(1);
-    let seconds = flag(args, "--seconds", 10)?.max(1);
+    let rounds = flag(args, "--rounds", 10)?.max(1);
+    let seconds = flag(args, "--seconds", 3)?.max(1);
     let soak = flag(args, "--soak", 60)?;
     setup::run()?;
     let oha = oha()?;
@@ -138,8 +138,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let d = format!("{seconds}s");
     println!("load bench: nginx `return 200` on CPU 1, clients on CPU 0, {rounds} rounds of {seconds}s, alternating");
 
-    let (mut ours, mut wrks) = (Vec::new(), Vec::new());
+    // Each round runs both, back to back in alternating order, and yields one ratio: the
+    // machine's speed drifts over seconds, so a ratio of adjacent runs is the fair figure.
+    let (mut ours, mut wrks, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..rounds {
+        let (mut our_rps, mut wrk_rps_now) = (0.0, 0.0);
         for ours_first in [round % 2 == 0, round % 2 == 1] {
             if ours_first {
                 sh::output(
@@ -148,21 +151,25 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                         .arg("--json")
                         .arg(&json),
                 )?;
-                ours.push(json_field(&json, "rps")?);
+                our_rps = json_field(&json, "rps")?;
             } else {
                 let out = sh::output(
                     Command::new("taskset").args(["-c", "0", "wrk", "-t1", "-c64", "-d", &d, &url]),
                 )?;
-                wrks.push(wrk_rps(&out)?);
+                wrk_rps_now = wrk_rps(&out)?;
             }
         }
+        ours.push(our_rps);
+        wrks.push(wrk_rps_now);
+        ratios.push(our_rps / wrk_rps_now);
     }
-    let (a, b) = (median(&mut ours), median(&mut wrks));
+    let round_ratios = ratios.clone();
+    // `median` sorts: afterwards `ratios` runs from the lowest to the highest.
+    let (a, b, ratio) = (median(&mut ours), median(&mut wrks), median(&mut ratios));
     println!(
-        "throughput -t1 -c64: runner {:.0} req/s, wrk {:.0} req/s, ratio {:.3}",
-        a,
-        b,
-        a / b
+        "throughput -t1 -c64: runner {a:.0} req/s, wrk {b:.0} req/s (medians); ratio {ratio:.3} (median of {rounds} rounds, {:.3} to {:.3})",
+        ratios[0],
+        ratios[ratios.len() - 1],
     );
 
     let rate = "20000";
@@ -244,7 +251,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         &out,
         serde_json::to_vec_pretty(&serde_json::json!({
             "rounds": rounds, "seconds": seconds,
-            "throughput": {"runner_rps": a, "wrk_rps": b, "ratio": a / b},
+            "throughput": {"runner_rps": a, "wrk_rps": b, "ratio": ratio, "round_ratios": round_ratios},
             "cpu_at_20k": {"runner_cpu_s": a_cpu, "oha_cpu_s": b_cpu, "ratio": a_cpu / b_cpu},
             "soak": soak_report,
         }))?,
