@@ -434,6 +434,12 @@ fn schedules_report_each_step() {
         (rates[0] - 200.0).abs() < 10.0 && (rates[1] - 400.0).abs() < 10.0,
         "{rates:?}"
     );
+    // The time series is labelled by the second each row covers: 0 at 200/s, 1 at 400/s.
+    let rows: Vec<(u64, u64)> = report.timeseries.iter().map(|r| (r.second, r.ok)).collect();
+    assert_eq!(rows[0].0, 0, "{rows:?}");
+    assert_eq!(rows[1].0, 1, "{rows:?}");
+    assert!(rows[0].1.abs_diff(200) <= 20, "{rows:?}");
+    assert!(rows[1].1.abs_diff(400) <= 20, "{rows:?}");
 }
 
 #[test]

@@ -92,11 +92,8 @@ impl<'a> Collector<'a> {
         }
         let mut rows = self.rows;
         rows.sort_by_key(|r| r.second);
+        // Buckets are labelled by the second they cover, from 0; the last may be partial.
         rows.retain(|r| r.ok + r.errors > 0 || r.second < elapsed.as_secs());
-        // Buckets are labelled by the second they close; report the second they cover.
-        for r in &mut rows {
-            r.second = r.second.saturating_sub(1);
-        }
         (rows, self.interrupted)
     }
 }
