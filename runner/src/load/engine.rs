@@ -24,7 +24,6 @@ use hyper::{
     client::conn::http1::{self, SendRequest},
     HeaderMap,
 };
-use hyper_util::rt::TokioIo;
 use tokio::{net::TcpStream, time::timeout};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -32,6 +31,7 @@ use super::{
     record::{ErrorClass, Outcome, Recorder, SecondBucket, Timing},
     request::{status_ok, BodyChecker, Prepared, RenderContext},
     schedule::{Schedule, Step, StepLoad},
+    socket::Socket,
 };
 
 /// Pause after a failed connect before the next attempt, so a dead server is not spun on.
@@ -426,7 +426,7 @@ async fn http_connection(worker: Rc<Worker>, k: usize) {
         let handshake = http1::Builder::new()
             .writev(false)
             .read_buf_exact_size(Some(READ_BUF))
-            .handshake(TokioIo::new(stream));
+            .handshake(Socket::new(stream));
         let (sender, connection) = match handshake.await {
             Ok(pair) => pair,
             Err(_) => {

@@ -8,6 +8,7 @@ pub mod record;
 pub mod report;
 pub mod request;
 pub mod schedule;
+mod socket;
 
 use std::{
     net::{SocketAddr, ToSocketAddrs},

@@ -102,7 +102,8 @@ impl Figures {
                 .map(|c| (c.name(), stats.errors[*c as usize]))
                 .collect(),
             error_total,
-            duration_s: round1(duration_s * 1000.0) / 1000.0,
+            // Whole milliseconds: (x * 1000).round() / 1000 is the nearest double to them.
+            duration_s: (duration_s * 1000.0).round() / 1000.0,
             rps: round1(stats.ok as f64 / d),
             error_rps: round1(error_total as f64 / d),
             bytes: stats.bytes,

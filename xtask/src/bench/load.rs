@@ -44,7 +44,7 @@ fn start_nginx(dir: &Path) -> anyhow::Result<Nginx> {
         &conf,
         format!(
             "worker_processes 1;\ndaemon off;\npid {pid};\nerror_log {err};\nevents {{ worker_connections 4096; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {tmp};\n  keepalive_requests 1000000;\n  server {{\n    listen 127.0.0.1:{PORT} backlog=4096;\n    location / {{ return 200 \"ok\"; }}\n  }}\n}}\n",
+             http {{\n  access_log off;\n  client_body_temp_path {tmp};\n  keepalive_requests 1000000;\n  server {{\n    listen 127.0.0.1:{PORT} backlog=4096;\n    location / {{ return 200; }}\n  }}\n}}\n",
             pid = dir.join("nginx.pid").display(),
             err = dir.join("error.log").display(),
             tmp = dir.display(),
