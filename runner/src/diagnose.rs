@@ -29,7 +29,7 @@ const FLAG_CALLS_PER_S: f64 = 1.0;
 /// Other calls flag the loop only when they blocked it for this share of its wall time (an
 /// mmap that waited on a lock now and then is not a finding).
 const FLAG_BLOCKED_CALL_PCT: f64 = 1.0;
-/// Share of the loops' wall time in stalls spent in a syscall from which the loop is
+/// Share of the loops' wall time in stalls asleep in a syscall from which the loop is
 /// flagged: a lone stall (a page fault storm, a slow disk) is reported but not flagged.
 const FLAG_SYSCALL_STALL_PCT: f64 = 2.0;
 /// The same for CPU-bound stalls and stalls waiting on a futex (the GIL or a lock). Higher:
@@ -254,12 +254,24 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
     let mut groups: BTreeMap<(String, Option<String>, Vec<String>), Culprit> = BTreeMap::new();
     let mut cpu_ns = 0u64;
     let mut contended_ns = 0u64;
+    let mut blocking_ns = 0u64;
     for e in &stalls {
         let (nr, stacks) = stall_cause(e);
-        match nr {
-            None => cpu_ns += e.dur_ns.saturating_sub(e.blocked_ns + e.runq_ns),
-            Some(nr::FUTEX) => contended_ns += e.dur_ns,
-            Some(_) => {}
+        // A syscall blocks the loop when the thread sleeps in it. Time spent running inside
+        // one (a long non-blocking send, or time the hypervisor took) is judged as CPU time.
+        let asleep = e.blocked_ns.saturating_mul(2) >= e.dur_ns;
+        let blocking = match nr {
+            None => false,
+            Some(nr::FUTEX) => {
+                contended_ns += e.dur_ns;
+                false
+            }
+            Some(_) => asleep,
+        };
+        if blocking {
+            blocking_ns += e.dur_ns;
+        } else if nr != Some(nr::FUTEX) {
+            cpu_ns += e.dur_ns.saturating_sub(e.blocked_ns + e.runq_ns);
         }
         let stack = data
             .stacks
@@ -267,9 +279,10 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
             .cloned()
             .unwrap_or_default();
         let frame = culprit_frame(&stack, &data.library_frames);
-        let bar = match nr {
-            None | Some(nr::FUTEX) => FLAG_CPU_STALL_PCT,
-            Some(_) => FLAG_SYSCALL_STALL_PCT,
+        let bar = if blocking {
+            FLAG_SYSCALL_STALL_PCT
+        } else {
+            FLAG_CPU_STALL_PCT
         };
         let severity = 100.0 * e.dur_ns as f64 / wall / bar;
         add(
@@ -332,8 +345,7 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
         c.severity = round2(c.severity);
     }
     let cpu_like_pct = 100.0 * (cpu_ns + contended_ns) as f64 / wall;
-    let syscall_stall_pct = 100.0 * stall_ns as f64 / wall - cpu_like_pct;
-    entry.flagged = syscall_stall_pct >= FLAG_SYSCALL_STALL_PCT
+    entry.flagged = 100.0 * blocking_ns as f64 / wall >= FLAG_SYSCALL_STALL_PCT
         || cpu_like_pct >= FLAG_CPU_STALL_PCT
         || nature_calls as f64 / duration_s >= FLAG_CALLS_PER_S
         || 100.0 * blocked_call_ns as f64 / wall >= FLAG_BLOCKED_CALL_PCT;
@@ -644,46 +656,69 @@ mod tests {
         assert_eq!(stall_cause(&e), (None, hot));
     }
 
-    #[test]
-    fn a_steady_blocking_call_outranks_a_lone_cpu_stall() {
+    use probes_common::evloop::LoopCallValue;
+
+    const TGID: u32 = 7;
+    const SECOND: u64 = 1_000_000_000;
+
+    /// A two-second window over one loop (1000 iterations), with `calls` made in it.
+    fn window(calls: Vec<(LoopCallKey, LoopCallValue)>) -> Window {
         use crate::probe::evloop::Snapshot;
-        use probes_common::evloop::LoopCallValue;
-        let tgid = 7;
-        let second = 1_000_000_000u64;
         let mut before = Snapshot {
-            at_ns: second,
+            at_ns: SECOND,
             ..Snapshot::default()
         };
         before.loops.insert(
-            tgid,
+            TGID,
             LoopStats {
-                tgid,
+                tgid: TGID,
                 ..LoopStats::default()
             },
         );
         let mut after = Snapshot {
-            at_ns: 3 * second,
+            at_ns: 3 * SECOND,
             ..Snapshot::default()
         };
         after.loops.insert(
-            tgid,
+            TGID,
             LoopStats {
-                tgid,
+                tgid: TGID,
                 waits: 1000,
                 iterations: 1000,
-                busy_ns: second,
+                busy_ns: SECOND,
                 ..LoopStats::default()
             },
         );
+        after.calls.extend(calls);
+        Window {
+            label: "w".into(),
+            before,
+            after,
+            comms: Default::default(),
+        }
+    }
+
+    /// A stall of the loop thread inside the window.
+    fn loop_stall(dur_ms: u64) -> StallEvent {
+        StallEvent {
+            tgid: TGID,
+            tid: TGID,
+            start_ns: 2 * SECOND,
+            ..event(dur_ms)
+        }
+    }
+
+    #[test]
+    fn a_steady_blocking_call_outranks_a_lone_cpu_stall() {
         let write = StackIds {
             kstack: 1,
             ustack: 2,
             pystack: 3,
         };
         // 200 fdatasync calls that never went off-CPU: blocking by nature, 100/s.
-        after.calls.insert(
+        let calls = vec![(
             LoopCallKey {
-                tgid,
+                tgid: TGID,
                 nr: 75,
                 stacks: write,
             },
@@ -693,36 +728,27 @@ mod tests {
                 max_ns: 100_000,
                 blocked: 0,
             },
-        );
+        )];
         let hot = StackIds {
             kstack: -1,
             ustack: 5,
             pystack: 6,
         };
-        let mut stall = event(16);
-        stall.tgid = tgid;
-        stall.tid = tgid;
-        stall.start_ns = 2 * second;
+        let mut stall = loop_stall(16);
         stall.cpu_stacks = hot;
         let data = EvloopData {
             stalls: vec![stall],
             stacks: [
-                ((tgid, write), vec!["handler (app.py:41)".to_string()]),
+                ((TGID, write), vec!["handler (app.py:41)".to_string()]),
                 (
-                    (tgid, hot),
+                    (TGID, hot),
                     vec!["call_later (asyncio/base_events.py:727)".to_string()],
                 ),
             ]
             .into(),
             ..EvloopData::default()
         };
-        let window = Window {
-            label: "write".into(),
-            before,
-            after,
-            comms: Default::default(),
-        };
-        let entry = analyse(&data, &window);
+        let entry = analyse(&data, &window(calls));
         assert!(entry.flagged);
         let kinds: Vec<(&str, &str, f64)> = entry
             .culprits
@@ -735,6 +761,36 @@ mod tests {
                 ("call", "handler (app.py:41)", 100.0),
                 ("stall", "call_later (asyncio/base_events.py:727)", 0.04),
             ]
+        );
+    }
+
+    #[test]
+    fn only_a_stall_asleep_in_a_syscall_counts_as_blocking() {
+        // 60 ms of a 2 s window (3%) inside sendto: over the 2% bar if the loop slept
+        // there, not if it ran there (a slow loopback send, or time the hypervisor took).
+        let analysed = |blocked_ms: u64| {
+            let mut stall = loop_stall(60);
+            stall.top_nr = 44;
+            stall.top_ns = 59_000_000;
+            stall.block_nr = 44;
+            stall.blocked_ns = blocked_ms * 1_000_000;
+            let data = EvloopData {
+                stalls: vec![stall],
+                ..EvloopData::default()
+            };
+            analyse(&data, &window(Vec::new()))
+        };
+        let running = analysed(0);
+        assert!(!running.flagged, "{running:#?}");
+        assert_eq!(
+            running.culprits[0].severity, 0.15,
+            "60 ms against the CPU bar"
+        );
+        let asleep = analysed(50);
+        assert!(asleep.flagged, "{asleep:#?}");
+        assert_eq!(
+            asleep.culprits[0].severity, 1.5,
+            "60 ms against the syscall bar"
         );
     }
 
