@@ -222,10 +222,26 @@ impl Worker {
         Some(self.start + self.plan.offsets[i] + offset)
     }
 
-    fn record(&self, step: usize, entry: usize, timing: Timing, outcome: Outcome, open: bool) {
+    /// Records a request of step `step`, mix entry `entry`, that ends now; returns the end.
+    fn finish(
+        &self,
+        step: usize,
+        entry: usize,
+        intended: Instant,
+        sent: Instant,
+        outcome: Outcome,
+        open: bool,
+    ) -> Instant {
+        let done = Instant::now();
+        let timing = Timing {
+            intended,
+            sent,
+            done,
+        };
         self.recorder
             .borrow_mut()
             .record(step, entry, timing, outcome, open);
+        done
     }
 
     fn build(&self, entry: usize, reuse: Option<HeaderMap>) -> hyper::Request<Full<Bytes>> {
@@ -290,13 +306,7 @@ impl Worker {
     /// Counts a request that could not be sent because the connection failed.
     async fn connect_failed(&self, k: usize, class: ErrorClass) {
         if let Ok((i, intended, open)) = self.next_slot(k, Instant::now()).await {
-            let now = Instant::now();
-            let timing = Timing {
-                intended,
-                sent: now,
-                done: now,
-            };
-            self.record(i, 0, timing, Outcome::Error(class), open);
+            self.finish(i, 0, intended, Instant::now(), Outcome::Error(class), open);
         }
         tokio::time::sleep(CONNECT_BACKOFF).await;
     }
@@ -385,14 +395,8 @@ async fn serve_http(worker: &Worker, k: usize, mut sender: SendRequest<Full<Byte
             outcome = exchange(worker, &mut sender, entry, &mut spent) => outcome,
             _ = &mut deadline => Outcome::Error(ErrorClass::Timeout),
         };
-        now = Instant::now();
-        let timing = Timing {
-            intended,
-            sent,
-            done: now,
-        };
-        worker.record(step, entry, timing, outcome, open);
-        if let Outcome::Error(ErrorClass::Timeout | ErrorClass::Reset) = outcome {
+        now = worker.finish(step, entry, intended, sent, outcome, open);
+        if outcome.breaks_connection() {
             return Next::Reconnect;
         }
         if let Some(think) = worker.plan.think {
@@ -534,13 +538,8 @@ async fn ws_connection(worker: Rc<Worker>, k: usize, url: String, message: Strin
             let outcome = timeout(worker.plan.timeout, echo(&mut ws, &message))
                 .await
                 .unwrap_or(Outcome::Error(ErrorClass::Timeout));
-            let timing = Timing {
-                intended,
-                sent,
-                done: Instant::now(),
-            };
-            worker.record(step, 0, timing, outcome, open);
-            if let Outcome::Error(ErrorClass::Timeout | ErrorClass::Reset) = outcome {
+            worker.finish(step, 0, intended, sent, outcome, open);
+            if outcome.breaks_connection() {
                 break;
             }
         }

@@ -91,6 +91,16 @@ pub enum Outcome {
     Error(ErrorClass),
 }
 
+impl Outcome {
+    /// A timeout or a reset: the connection cannot carry another request.
+    pub fn breaks_connection(&self) -> bool {
+        matches!(
+            self,
+            Outcome::Error(ErrorClass::Timeout | ErrorClass::Reset)
+        )
+    }
+}
+
 /// Everything recorded for one step.
 #[derive(Clone, Debug)]
 pub struct StepStats {
