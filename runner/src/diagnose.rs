@@ -260,18 +260,11 @@ pub fn analyse(data: &EvloopData, window: &Window) -> Entry {
         // A syscall blocks the loop when the thread sleeps in it. Time spent running inside
         // one (a long non-blocking send, or time the hypervisor took) is judged as CPU time.
         let asleep = e.blocked_ns.saturating_mul(2) >= e.dur_ns;
-        let blocking = match nr {
-            None => false,
-            Some(nr::FUTEX) => {
-                contended_ns += e.dur_ns;
-                false
-            }
-            Some(_) => asleep,
-        };
-        if blocking {
-            blocking_ns += e.dur_ns;
-        } else if nr != Some(nr::FUTEX) {
-            cpu_ns += e.dur_ns.saturating_sub(e.blocked_ns + e.runq_ns);
+        let blocking = asleep && nr.is_some_and(|n| n != nr::FUTEX);
+        match nr {
+            Some(nr::FUTEX) => contended_ns += e.dur_ns,
+            _ if blocking => blocking_ns += e.dur_ns,
+            _ => cpu_ns += e.dur_ns.saturating_sub(e.blocked_ns + e.runq_ns),
         }
         let stack = data
             .stacks
