@@ -5,25 +5,19 @@
 The listening socket is bound once, then tornado.process.fork_processes(N) forks N worker
 processes (none when N == 1). Each worker starts its own asyncio loop and creates its own
 asyncpg pool (DB_POOL_SIZE connections), aiosqlite connection and blocking sqlite3 connection.
+What is not Tornado's own (SQL, SQLite bootstrap, parsing, bodies) comes from the shared kit,
+apps/shared/python/appkit.
 """
 
 import argparse
 import asyncio
 import ctypes
-import hashlib
 import json
 import logging
 import os
-import re
 import signal
-import sqlite3
-import tempfile
-import threading
 import time
-import uuid
-from datetime import datetime, timezone
 
-import aiosqlite
 import asyncpg
 import tornado.httpserver
 import tornado.iostream
@@ -31,100 +25,22 @@ import tornado.netutil
 import tornado.process
 import tornado.web
 import tornado.websocket
+from appkit.contract import INT4_MAX, INT4_MIN, SLEEP_S, STREAM_CHUNK, STREAM_CHUNKS, UploadDigest
+from appkit.contract import hello_json, item_fields_json, item_json, page, parse_counter_id
+from appkit.contract import parse_int, parse_item_id, sleep_json, sum_of_squares
+from appkit.contract import temp_file_roundtrip
+from appkit.pg import asyncpg_pool, io_log_async
+from appkit.sql import ITEM_GET, ITEM_INSERT, ITEM_INSERT_ID, ITEM_LIST, ITEM_UPDATE, ITEM_UPSERT
+from appkit.sql import SQLITE_READ, SQLITE_WRITE
+from appkit.sqlite import counter_json, init_sqlite, open_aiosqlite, open_sqlite
+from appkit.sqlite import thread_increment_counter, thread_read_counter
 from tornado.ioloop import IOLoop
-
-DATABASE_URL = os.environ.get("DATABASE_URL")
-DB_POOL_SIZE = int(os.environ.get("DB_POOL_SIZE", "10"))
-SQLITE_PATH = os.environ.get("SQLITE_PATH", "bench-sqlite.db")
-
-SLEEP_S = 0.05
-STREAM_CHUNK = bytes(65536)
-STREAM_CHUNKS = 160
-IO_FILE_BYTES = 65536
-MASK64 = (1 << 64) - 1
-INT4_MIN, INT4_MAX = -(1 << 31), (1 << 31) - 1
-INT8_MIN, INT8_MAX = -(1 << 63), (1 << 63) - 1
-ITEM_COLUMNS = "id, name, description, price, created_at"
-_INT_RE = re.compile(r"[+-]?\d+")
 
 # Per worker process, filled in by worker_main().
 state = {}
-_thread_local = threading.local()
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def parse_int(value):
-    """Strict integer parse: None unless `value` is an optional sign and digits."""
-    if value is None or not _INT_RE.fullmatch(value):
-        return None
-    return int(value)
-
-
-def item_id_of(value):
-    """An items id from a path/query string, or None when it cannot name a row."""
-    n = parse_int(value)
-    return n if n is not None and INT4_MIN <= n <= INT4_MAX else None
-
-
-def sqlite_id(value):
-    """The counters id in a path, or None when it cannot name a row."""
-    n = parse_int(value)
-    return n if n is not None and INT8_MIN <= n <= INT8_MAX else None
-
-
-def item_json(row):
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "description": row["description"],
-        "price": float(row["price"]),
-        "created_at": row["created_at"].isoformat(),
-    }
-
-
-def open_sqlite():
-    """A stdlib sqlite3 connection: 5 s busy timeout, autocommit (see SQLITE_WRITE)."""
-    return sqlite3.connect(SQLITE_PATH, timeout=5.0, isolation_level=None)
-
-
-def init_sqlite():
-    """Create the counters table (safe with several workers doing it at once)."""
-    conn = open_sqlite()
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE IF NOT EXISTS counters (id INTEGER PRIMARY KEY, value INTEGER NOT NULL)")
-        conn.execute("BEGIN IMMEDIATE")
-        conn.executemany("INSERT OR IGNORE INTO counters (id, value) VALUES (?, 0)", ((i,) for i in range(1, 2001)))
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-
-
-def thread_sqlite():
-    """The calling executor thread's own sqlite3 connection."""
-    conn = getattr(_thread_local, "conn", None)
-    if conn is None:
-        conn = open_sqlite()
-        _thread_local.conn = conn
-    return conn
-
-
-def temp_file_roundtrip():
-    """Writes a per-request 64 KiB temp file, reads it back and deletes it."""
-    data = os.urandom(IO_FILE_BYTES)
-    fd, path = tempfile.mkstemp(prefix="io-intensive-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        with open(path, "rb") as f:
-            read_back = f.read()
-    finally:
-        os.unlink(path)
-    if read_back != data:
-        raise RuntimeError("temp file read back differs")
-    return len(read_back)
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -156,27 +72,9 @@ class BaseHandler(tornado.web.RequestHandler):
     def item_body(self, partial=False):
         """The {name, description, price} JSON body, validated; raises HTTPError(400)."""
         try:
-            body = json.loads(self.request.body)
-        except ValueError:
-            raise tornado.web.HTTPError(400, reason="body must be JSON")
-        if not isinstance(body, dict):
-            raise tornado.web.HTTPError(400, reason="body must be a JSON object")
-        out = {}
-        for key in ("name", "description"):
-            if key in body and body[key] is not None:
-                if not isinstance(body[key], str):
-                    raise tornado.web.HTTPError(400, reason=f"{key} must be a string")
-                out[key] = body[key]
-        if body.get("price") is not None:
-            price = body["price"]
-            if isinstance(price, bool) or not isinstance(price, (int, float)):
-                raise tornado.web.HTTPError(400, reason="price must be a number")
-            out["price"] = float(price)
-        if not partial:
-            if "name" not in out or "price" not in out:
-                raise tornado.web.HTTPError(400, reason="name and price are required")
-            out.setdefault("description", "")
-        return out
+            return item_fields_json(self.request.body, partial)
+        except ValueError as e:
+            raise tornado.web.HTTPError(400, reason=str(e))
 
 
 class NotFoundHandler(BaseHandler):
@@ -195,8 +93,7 @@ class PingHandler(BaseHandler):
 
 class JsonHandler(BaseHandler):
     async def get(self):
-        ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        self.send_json({"message": "hello", "ts": ts})
+        self.send_json(hello_json())
 
 
 class DbReadHandler(BaseHandler):
@@ -206,7 +103,7 @@ class DbReadHandler(BaseHandler):
             return self.send_error_json(400, "id must be an integer")
         if not INT4_MIN <= item_id <= INT4_MAX:
             return self.send_error_json(404, "not found")
-        row = await state["pg"].fetchrow(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = $1", item_id)
+        row = await state["pg"].fetchrow(ITEM_GET, item_id)
         if row is None:
             return self.send_error_json(404, "not found")
         self.send_json(item_json(row))
@@ -215,27 +112,20 @@ class DbReadHandler(BaseHandler):
 class DbWriteHandler(BaseHandler):
     async def post(self):
         body = self.item_body()
-        new_id = await state["pg"].fetchval(
-            "INSERT INTO items (name, description, price) VALUES ($1, $2, $3) RETURNING id",
-            body["name"],
-            body["description"],
-            body["price"],
-        )
+        new_id = await state["pg"].fetchval(ITEM_INSERT_ID, body["name"], body["description"], body["price"])
         self.send_json({"id": new_id}, 201)
 
 
 @tornado.web.stream_request_body
 class UploadHandler(BaseHandler):
     def prepare(self):
-        self.digest = hashlib.sha256()
-        self.size = 0
+        self.digest = UploadDigest()
 
     def data_received(self, chunk):
         self.digest.update(chunk)
-        self.size += len(chunk)
 
     async def post(self):
-        self.send_json({"sha256": self.digest.hexdigest(), "size": self.size})
+        self.send_json(self.digest.json())
 
 
 class StreamHandler(BaseHandler):
@@ -263,111 +153,87 @@ class CpuHandler(BaseHandler):
         count = parse_int(self.get_query_argument("n", None))
         if count is None or count < 0:
             return self.send_error_json(400, "n must be a non-negative integer")
-        total = 0
-        for i in range(count):
-            total += i * i
-        self.send_json({"n": count, "result": total & MASK64})
+        self.send_json({"n": count, "result": sum_of_squares(count)})
 
 
 # ---------------------------------------------------------------- blocking set
 
 
-def sync_sleep():
-    time.sleep(SLEEP_S)  # runs in an executor thread, not on the loop
-
-
 class SleepAsyncHandler(BaseHandler):
     async def get(self):
         await asyncio.sleep(SLEEP_S)  # non-blocking
-        self.send_json({"slept_ms": 50, "mode": "async"})
+        self.send_json(sleep_json("async"))
 
 
 class SleepThreadpoolHandler(BaseHandler):
     async def get(self):
-        await IOLoop.current().run_in_executor(None, sync_sleep)  # threadpool
-        self.send_json({"slept_ms": 50, "mode": "threadpool"})
+        await IOLoop.current().run_in_executor(None, time.sleep, SLEEP_S)  # threadpool
+        self.send_json(sleep_json("threadpool"))
 
 
 class SleepBlockingHandler(BaseHandler):
     async def get(self):
         time.sleep(SLEEP_S)  # BLOCKING: stalls the event loop (the anti-pattern)
-        self.send_json({"slept_ms": 50, "mode": "blocking"})
-
-
-SQLITE_READ = "SELECT id, value FROM counters WHERE id = ?"
-# The connections are in autocommit mode, so this one statement is its own transaction: it is
-# committed when fetchall() finishes it, and no write lock is ever held across an await (an
-# open transaction waiting for a blocked loop would stall every other writer).
-SQLITE_WRITE = "UPDATE counters SET value = value + 1 WHERE id = ? RETURNING id, value"
-
-
-def threadpool_sqlite_read(counter_id):
-    return thread_sqlite().execute(SQLITE_READ, (counter_id,)).fetchall()  # sqlite3 in an executor thread
-
-
-def threadpool_sqlite_write(counter_id):
-    return thread_sqlite().execute(SQLITE_WRITE, (counter_id,)).fetchall()  # sqlite3 in an executor thread, commits
+        self.send_json(sleep_json("blocking"))
 
 
 class SqliteHandler(BaseHandler):
-    def send_counter(self, rows):
-        if not rows:
+    def send_counter(self, counter):
+        if counter is None:
             return self.send_error_json(404, "not found")
-        self.send_json({"id": rows[0][0], "value": rows[0][1]})
+        self.send_json(counter)
 
 
 class SqliteAsyncRead(SqliteHandler):
     async def get(self, id):
-        counter_id = sqlite_id(id)
+        counter_id = parse_counter_id(id)
         if counter_id is None:
             return self.send_error_json(404, "not found")
         rows = await state["aiosqlite"].execute_fetchall(SQLITE_READ, (counter_id,))  # aiosqlite: non-blocking
-        self.send_counter(rows)
+        self.send_counter(counter_json(rows))
 
 
 class SqliteAsyncWrite(SqliteHandler):
     async def post(self, id):
-        counter_id = sqlite_id(id)
+        counter_id = parse_counter_id(id)
         if counter_id is None:
             return self.send_error_json(404, "not found")
         rows = await state["aiosqlite"].execute_fetchall(SQLITE_WRITE, (counter_id,))  # aiosqlite: non-blocking, commits
-        self.send_counter(rows)
+        self.send_counter(counter_json(rows))
 
 
 class SqliteThreadpoolRead(SqliteHandler):
     async def get(self, id):
-        counter_id = sqlite_id(id)
+        counter_id = parse_counter_id(id)
         if counter_id is None:
             return self.send_error_json(404, "not found")
-        rows = await IOLoop.current().run_in_executor(None, threadpool_sqlite_read, counter_id)
-        self.send_counter(rows)
+        self.send_counter(await IOLoop.current().run_in_executor(None, thread_read_counter, counter_id))
 
 
 class SqliteThreadpoolWrite(SqliteHandler):
     async def post(self, id):
-        counter_id = sqlite_id(id)
+        counter_id = parse_counter_id(id)
         if counter_id is None:
             return self.send_error_json(404, "not found")
-        rows = await IOLoop.current().run_in_executor(None, threadpool_sqlite_write, counter_id)
-        self.send_counter(rows)
+        self.send_counter(await IOLoop.current().run_in_executor(None, thread_increment_counter, counter_id))
 
 
 class SqliteBlockingRead(SqliteHandler):
     async def get(self, id):
-        counter_id = sqlite_id(id)
+        counter_id = parse_counter_id(id)
         if counter_id is None:
             return self.send_error_json(404, "not found")
         rows = state["blocking_sqlite"].execute(SQLITE_READ, (counter_id,)).fetchall()  # BLOCKING sqlite3 on the loop
-        self.send_counter(rows)
+        self.send_counter(counter_json(rows))
 
 
 class SqliteBlockingWrite(SqliteHandler):
     async def post(self, id):
-        counter_id = sqlite_id(id)
+        counter_id = parse_counter_id(id)
         if counter_id is None:
             return self.send_error_json(404, "not found")
         rows = state["blocking_sqlite"].execute(SQLITE_WRITE, (counter_id,)).fetchall()  # BLOCKING sqlite3 on the loop, commits
-        self.send_counter(rows)
+        self.send_counter(counter_json(rows))
 
 
 # ---------------------------------------------------------------- crud
@@ -380,49 +246,35 @@ class HealthHandler(BaseHandler):
 
 class ItemsHandler(BaseHandler):
     async def get(self):
-        limit = self.get_query_argument("limit", None)
-        offset = self.get_query_argument("offset", None)
-        lim = 10 if limit is None else parse_int(limit)
-        off = 0 if offset is None else parse_int(offset)
-        if lim is None or off is None or lim < 0 or off < 0:
+        bounds = page(self.get_query_argument("limit", None), self.get_query_argument("offset", None))
+        if bounds is None:
             return self.send_error_json(400, "limit and offset must be non-negative integers")
-        lim = min(lim, 100)
-        rows = await state["pg"].fetch(f"SELECT {ITEM_COLUMNS} FROM items ORDER BY id LIMIT $1 OFFSET $2", lim, off)
+        rows = await state["pg"].fetch(ITEM_LIST, *bounds)
         self.send_json([item_json(r) for r in rows])
 
     async def post(self):
         body = self.item_body()
-        row = await state["pg"].fetchrow(
-            f"INSERT INTO items (name, description, price) VALUES ($1, $2, $3) RETURNING {ITEM_COLUMNS}",
-            body["name"],
-            body["description"],
-            body["price"],
-        )
+        row = await state["pg"].fetchrow(ITEM_INSERT, body["name"], body["description"], body["price"])
         self.send_json(item_json(row), 201)
 
 
 class ItemHandler(BaseHandler):
     async def get(self, id):
-        item_id = item_id_of(id)
+        item_id = parse_item_id(id)
         if item_id is None:
             return self.send_error_json(404, "not found")
-        row = await state["pg"].fetchrow(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = $1", item_id)
+        row = await state["pg"].fetchrow(ITEM_GET, item_id)
         if row is None:
             return self.send_error_json(404, "not found")
         self.send_json(item_json(row))
 
     async def put(self, id):
         body = self.item_body(partial=True)
-        item_id = item_id_of(id)
+        item_id = parse_item_id(id)
         if item_id is None:
             return self.send_error_json(404, "not found")
         row = await state["pg"].fetchrow(
-            "UPDATE items SET name = COALESCE($2, name), description = COALESCE($3, description),"
-            f" price = COALESCE($4, price) WHERE id = $1 RETURNING {ITEM_COLUMNS}",
-            item_id,
-            body.get("name"),
-            body.get("description"),
-            body.get("price"),
+            ITEM_UPDATE, item_id, body.get("name"), body.get("description"), body.get("price")
         )
         if row is None:
             return self.send_error_json(404, "not found")
@@ -432,14 +284,7 @@ class ItemHandler(BaseHandler):
 class UpsertHandler(BaseHandler):
     async def post(self):
         body = self.item_body()
-        row = await state["pg"].fetchrow(
-            "INSERT INTO items (name, description, price) VALUES ($1, $2, $3)"
-            " ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description, price = EXCLUDED.price"
-            f" RETURNING {ITEM_COLUMNS}",
-            body["name"],
-            body["description"],
-            body["price"],
-        )
+        row = await state["pg"].fetchrow(ITEM_UPSERT, body["name"], body["description"], body["price"])
         self.send_json(item_json(row))
 
 
@@ -449,25 +294,8 @@ class UpsertHandler(BaseHandler):
 class IoIntensiveHandler(BaseHandler):
     async def post(self):
         file_bytes = await IOLoop.current().run_in_executor(None, temp_file_roundtrip)  # file I/O in a thread
-        request_id = uuid.uuid4().hex
-        async with state["pg"].acquire() as conn:
-            async with conn.transaction():
-                inserted = await conn.execute(
-                    "INSERT INTO io_log (request_id, n, note) SELECT $1, g, 'inserted' FROM generate_series(1, 10) AS g",
-                    request_id,
-                )
-                updated = await conn.execute(
-                    "UPDATE io_log SET note = 'updated' WHERE request_id = $1 AND n <= 5", request_id
-                )
-                deleted = await conn.execute("DELETE FROM io_log WHERE request_id = $1", request_id)
-        self.send_json(
-            {
-                "file_bytes": file_bytes,
-                "inserted": int(inserted.split()[-1]),
-                "updated": int(updated.split()[-1]),
-                "deleted": int(deleted.split()[-1]),
-            }
-        )
+        counts = await io_log_async(state["pg"])  # one asyncpg transaction
+        self.send_json({"file_bytes": file_bytes, **counts})
 
 
 def make_app():
@@ -505,10 +333,8 @@ def make_app():
 
 async def worker_main(sockets):
     init_sqlite()
-    state["pg"] = None
-    if DATABASE_URL:
-        state["pg"] = await asyncpg.create_pool(DATABASE_URL, min_size=DB_POOL_SIZE, max_size=DB_POOL_SIZE)
-    state["aiosqlite"] = await aiosqlite.connect(SQLITE_PATH, timeout=5.0, isolation_level=None)
+    state["pg"] = await asyncpg_pool()
+    state["aiosqlite"] = await open_aiosqlite()
     state["blocking_sqlite"] = open_sqlite()  # used only on the event-loop thread
 
     server = tornado.httpserver.HTTPServer(make_app(), xheaders=False)

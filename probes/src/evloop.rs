@@ -24,8 +24,9 @@ use probes_common::{
 };
 
 use crate::{
+    kit::{atomic_add, bump, get_or_insert, read_field, stack_ids},
     python::python_stack,
-    target::{bump, get_or_insert, read_field, stack_ids, Task},
+    target::Task,
 };
 
 /// Threads that have waited in epoll (key: tid).
@@ -209,10 +210,10 @@ pub fn sys_exit(task: &Task, nr: u32, now: u64) {
     };
     // SAFETY: the entry for `key`; loops of one process may share it, so counts are atomic.
     unsafe {
-        crate::target::atomic_add(&raw mut (*v).count, 1);
-        crate::target::atomic_add(&raw mut (*v).total_ns, dur);
+        atomic_add(&raw mut (*v).count, 1);
+        atomic_add(&raw mut (*v).total_ns, dur);
         if flags & SYS_BLOCKED != 0 {
-            crate::target::atomic_add(&raw mut (*v).blocked, 1);
+            atomic_add(&raw mut (*v).blocked, 1);
         }
         if dur > (*v).max_ns {
             (*v).max_ns = dur;

@@ -1,11 +1,13 @@
-//! BPF programs of the runner. Each probe lives in its own module; `target` holds the filter
-//! and the maps they share. Built for bpfel-unknown-none by runner/build.rs.
+//! BPF programs of the runner. Each probe lives in its own module; `kit` holds the counters,
+//! the stack map and the helpers they share, `target` the target set and its lifecycle.
+//! Built for bpfel-unknown-none by runner/build.rs.
 #![no_std]
 #![no_main]
 #![feature(core_intrinsics)]
 #![allow(internal_features)]
 
 mod evloop;
+mod kit;
 mod offcpu;
 mod oncpu;
 mod python;

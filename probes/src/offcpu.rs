@@ -17,10 +17,8 @@ use probes_common::{
     tracepoint::{Field, TASK_REPORT_MASK},
 };
 
-use crate::target::{
-    atomic_add, bump, current_comm, get_or_insert, read_field, stack_ids, switching_out,
-    target_task,
-};
+use crate::kit::{atomic_add, bump, current_comm, get_or_insert, read_field, stack_ids};
+use crate::target::{switching_out, target_task};
 use crate::{evloop, python::python_stack};
 
 #[map]

@@ -9,7 +9,8 @@ use aya_ebpf::{
 };
 use probes_common::{counters::Counter, evloop::StackIds, oncpu::ONCPU_ENTRIES, stack::StackKey};
 
-use crate::target::{atomic_add, bump, current_comm, current_target, get_or_insert, stack_ids};
+use crate::kit::{atomic_add, bump, current_comm, get_or_insert, stack_ids};
+use crate::target::current_target;
 use crate::{evloop, python::python_stack};
 
 #[map]

@@ -18,7 +18,8 @@ use probes_common::{
     },
 };
 
-use crate::target::{bump, Task, EEXIST};
+use crate::kit::{bump, EEXIST};
+use crate::target::Task;
 
 /// CPython processes of the target and where their interpreter lives (key: tgid).
 #[map]

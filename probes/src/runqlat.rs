@@ -18,8 +18,9 @@ use probes_common::{
 };
 
 use crate::{
+    kit::{atomic_add, bump, get_or_insert, read_field},
     offcpu::{next_tid, prev_state, runnable},
-    target::{atomic_add, bump, get_or_insert, read_field, switching_out, target_task},
+    target::{switching_out, target_task},
 };
 
 #[map]

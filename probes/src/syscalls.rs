@@ -17,7 +17,8 @@ use probes_common::{
 
 use crate::{
     evloop,
-    target::{bump, current_target, read_field},
+    kit::{bump, read_field},
+    target::current_target,
 };
 
 #[map]

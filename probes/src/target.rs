@@ -1,31 +1,24 @@
-//! The target filter, shared counters and the stack map. Everything a probe records goes
-//! through [`current_target`] or [`is_target_tid`] first.
+//! The target and its lifecycle: which processes and cgroups are recorded, the threads seen
+//! so far, and the tracepoints that follow forks, exits and execs. Everything a probe records
+//! goes through [`current_target`] or [`target_task`] first.
 
-use core::{
-    intrinsics::{atomic_xadd, AtomicOrdering},
-    ptr::read_volatile,
-};
+use core::ptr::read_volatile;
 
 use aya_ebpf::{
-    bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
-    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid},
+    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid},
     macros::{map, tracepoint},
-    maps::{HashMap, PerCpuArray, StackTrace},
-    programs::{tracing::StackIdContext, TracePointContext},
-    EbpfContext,
+    maps::HashMap,
+    programs::TracePointContext,
 };
 use probes_common::{
-    counters::{Counter, COUNTERS},
-    stack::{NO_STACK, STACK_ENTRIES},
+    counters::Counter,
     target::{
         TaskState, MAX_CGROUP_LEVEL, TARGET_CGROUP_ENTRIES, TARGET_TGID_ENTRIES, TARGET_TID_ENTRIES,
     },
     tracepoint::{Field, CLONE_THREAD, EXIT_STATE_MASK},
-    COMM_LEN,
 };
 
-pub const EEXIST: i32 = -17;
-const EFAULT: i32 = -14;
+use crate::kit::{bump, read_field};
 
 #[map]
 pub static TARGET_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(TARGET_TGID_ENTRIES, 0);
@@ -35,12 +28,6 @@ pub static TARGET_TIDS: HashMap<u32, TaskState> = HashMap::with_max_entries(TARG
 
 #[map]
 pub static TARGET_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(TARGET_CGROUP_ENTRIES, 0);
-
-#[map]
-pub static COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS, 0);
-
-#[map]
-pub static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
 
 /// 1: processes forked by a target process become targets too.
 #[no_mangle]
@@ -62,43 +49,6 @@ pub struct Task {
     pub tid: u32,
     /// The thread's entry in TARGET_TIDS.
     pub state: *mut TaskState,
-}
-
-/// Adds one to a counter.
-#[inline(always)]
-pub fn bump(counter: Counter) {
-    if let Some(slot) = COUNTS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU slot, programs do not nest on one CPU for these hooks.
-        unsafe { *slot += 1 };
-    }
-}
-
-/// Adds `value` to the `u64` behind `ptr`, atomically.
-#[inline(always)]
-pub fn atomic_add(ptr: *mut u64, value: u64) {
-    // SAFETY: `ptr` points into a map value, which is 8-byte aligned. The BPF target has no
-    // `AtomicU64::fetch_add`; the intrinsic lowers to the BPF atomic add instruction.
-    unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(ptr, value) };
-}
-
-/// Reads a classic tracepoint field described by a global set from userspace.
-///
-/// The globals are `static mut` on purpose: an immutable all-zero global can be merged with
-/// other zero constants, and the loader's overrides would then leak into those constants.
-#[inline(always)]
-pub fn read_field(ctx: &TracePointContext, field: *const Field) -> u64 {
-    // SAFETY: the global is written by the loader before the program runs.
-    let field = unsafe { read_volatile(field) };
-    let offset = field.offset as usize;
-    // SAFETY: `read_at` uses bpf_probe_read on the tracepoint record.
-    unsafe {
-        match field.size {
-            8 => ctx.read_at::<u64>(offset).unwrap_or(0),
-            4 => ctx.read_at::<u32>(offset).map(u64::from).unwrap_or(0),
-            2 => ctx.read_at::<u16>(offset).map(u64::from).unwrap_or(0),
-            _ => 0,
-        }
-    }
 }
 
 /// The current thread, when it belongs to the target. Remembers the thread on first sight.
@@ -184,63 +134,6 @@ fn current_process_is_target(tgid: u32) -> bool {
         level += 1;
     }
     false
-}
-
-/// The current thread's name, zeroed when unavailable.
-#[inline(always)]
-pub fn current_comm() -> [u8; COMM_LEN] {
-    bpf_get_current_comm().unwrap_or([0; COMM_LEN])
-}
-
-/// Kernel and user stack ids of the current thread; a failure is counted and stored as
-/// [`NO_STACK`]. A sample taken in user mode has no kernel stack (EFAULT): that is not a loss.
-#[inline(always)]
-pub fn stack_ids<C: EbpfContext + StackIdContext>(
-    ctx: &C,
-    kernel_lost: Counter,
-    user_lost: Counter,
-) -> (i32, i32) {
-    let kstack = match ctx.get_stackid(&STACKS, 0) {
-        Ok(id) => id as i32,
-        Err(EFAULT) => NO_STACK,
-        Err(err) => stack_lost(err, kernel_lost),
-    };
-    let ustack = match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
-        Ok(id) => id as i32,
-        Err(err) => stack_lost(err, user_lost),
-    };
-    (kstack, ustack)
-}
-
-#[inline(always)]
-fn stack_lost(err: i32, lost: Counter) -> i32 {
-    bump(lost);
-    bump(match err {
-        EEXIST => Counter::StackCollision,
-        EFAULT => Counter::StackFault,
-        _ => Counter::StackOther,
-    });
-    NO_STACK
-}
-
-/// Finds or creates the value for `key` in `map`, counting `full` when the map has no room.
-#[inline(always)]
-pub fn get_or_insert<K, V>(
-    map: &HashMap<K, V>,
-    key: &K,
-    zero: &V,
-    full: Counter,
-) -> Option<*mut V> {
-    if let Some(value) = map.get_ptr_mut(key) {
-        return Some(value);
-    }
-    if let Err(err) = map.insert(key, zero, u64::from(BPF_NOEXIST)) {
-        if err != EEXIST {
-            bump(full);
-            return None;
-        }
-    }
-    map.get_ptr_mut(key)
 }
 
 /// task_newtask runs in the parent: threads of a target join the target, and so do child

@@ -428,8 +428,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         }
         Command::Profile(args) => commands::profile::run(&profile_run(*args)?),
         Command::Bench(args) => commands::bench::run(&bench_run(*args)?),
-        Command::Report { dir } => commands::bench::rerender(&dir),
-        Command::Compare { run_a, run_b } => commands::bench::compare(&run_a, &run_b),
+        Command::Report { dir } => commands::report::rerender(&dir),
+        Command::Compare { run_a, run_b } => commands::report::compare(&run_a, &run_b),
         Command::List { json } => commands::apps::list(json),
         Command::Verify { app, scenarios } => commands::apps::verify(&app, &scenarios),
         Command::Diagnose(args) => commands::diagnose::run(&diagnose_run(*args)?),
@@ -708,7 +708,6 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
     };
 
     config.validate()?;
-    crate::load::request::Prepared::new(&config.requests, &config.target.authority)?;
     Ok(LoadRun {
         config,
         json: args.json,
@@ -748,7 +747,7 @@ fn probe_run(args: ProbeArgs) -> anyhow::Result<ProbeRun> {
         }
     };
     let out = args.out.unwrap_or_else(|| {
-        PathBuf::from("results").join(format!("probe-{}", commands::timestamp()))
+        PathBuf::from("results").join(format!("probe-{}", crate::run_dir::timestamp()))
     });
     Ok(ProbeRun {
         target,

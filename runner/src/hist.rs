@@ -49,16 +49,6 @@ pub fn percentile(slots: &[u64], q: f64) -> f64 {
     slot_high(last) as f64
 }
 
-/// Rounds to one decimal, for reports.
-pub fn round1(value: f64) -> f64 {
-    (value * 10.0).round() / 10.0
-}
-
-/// Rounds to two decimals, for reports.
-pub fn round2(value: f64) -> f64 {
-    (value * 100.0).round() / 100.0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,10 @@
 //! runner: drives HTTP load at web-framework apps while eBPF probes and procfs sample them,
 //! and writes flamegraphs, syscall and run-queue figures beside the results.
+//!
+//! The rooms (see ARCHITECTURE.md): `cli` parses, `commands` compose stages; `apps` and
+//! `launch` bring targets up; `load` drives load; `probe`, `record`, `sampler`, `stacks` and
+//! `cpython` record; `diagnose` analyses; `results` holds finished data; `run_dir` writes it;
+//! `report` presents it.
 
 pub mod apps;
 pub mod cgroup;
@@ -8,14 +13,17 @@ pub mod commands;
 pub mod cpython;
 pub mod diagnose;
 pub mod doctor;
-pub mod flamegraph;
-pub mod folded;
 pub mod hist;
+pub mod host;
 pub mod launch;
 pub mod load;
+pub mod num;
 pub mod privilege;
 pub mod probe;
-pub mod recording;
+pub mod record;
 pub mod report;
+pub mod results;
+pub mod run_dir;
 pub mod sampler;
-pub mod symbolize;
+pub mod signals;
+pub mod stacks;

@@ -9,7 +9,7 @@ use std::{
 use procfs::process::Process;
 use serde::Serialize;
 
-use crate::hist::round1;
+use crate::num::round1;
 
 /// Sampling interval of the resource sampler (10 Hz).
 pub const INTERVAL: Duration = Duration::from_millis(100);

@@ -296,13 +296,26 @@ fn ctrl_c_stops_cleanly_and_still_writes_the_files() {
     let output = run.wait_with_output().unwrap();
     let _ = drain.join();
     assert_eq!(output.status.code(), Some(130));
-    for file in runner::commands::probe::FILES
-        .iter()
-        .filter(|f| !f.ends_with(".log"))
-    {
-        assert!(out.join(file).exists(), "{file} written");
-    }
     let probe = json(&out, "probe.json");
+    let listed: Vec<&str> = probe["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    for file in [
+        "oncpu.folded",
+        "oncpu.svg",
+        "offcpu.folded",
+        "offcpu.svg",
+        "syscalls.json",
+        "runqlat.json",
+        "resources.csv",
+        "probe.json",
+    ] {
+        assert!(out.join(file).exists(), "{file} written");
+        assert!(listed.contains(&file), "{file} listed in probe.json");
+    }
     assert_eq!(probe["interrupted"], true);
     assert!(probe["oncpu_samples"].as_u64().unwrap() > 50);
     let after = bpf_programs();

@@ -1,31 +1,22 @@
 """Django REST framework APIViews; request bodies validated and items rendered by
 serializers; PostgreSQL through django.db.connection with raw SQL (the tables already
-exist, there are no models or migrations)."""
+exist, there are no models or migrations). What is not Django's or REST framework's own (SQL,
+SQLite bootstrap, parsing, bodies) comes from the shared kit, apps/shared/python/appkit."""
 
-import hashlib
-import os
-import re
-import tempfile
 import time
-import uuid
-from datetime import datetime, timezone
 
+from appkit.contract import MODES, SLEEP_S, STREAM_BYTES, UploadDigest, hello_json, page
+from appkit.contract import parse_counter_id, parse_int, sleep_json, sum_of_squares
+from appkit.contract import temp_file_roundtrip, zero_chunks
+from appkit.pg import fetch, fetchrow, io_log
+from appkit.sql import ITEM_FIELDS, ITEM_GET, ITEM_INSERT, ITEM_INSERT_ID, ITEM_LIST, ITEM_UPDATE
+from appkit.sql import ITEM_UPSERT
+from appkit.sqlite import increment_counter, process_sqlite, read_counter
 from django.db import IntegrityError, connection, transaction
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
-
-from benchapp import sqlite_store
-
-STREAM_CHUNK = bytes(65536)
-STREAM_CHUNKS = 160  # 160 * 65536 = 10485760
-IO_FILE_BYTES = 65536
-U64_MASK = (1 << 64) - 1
-INT_RE = re.compile(r"-?[0-9]+")
-ITEM_FIELDS = ("id", "name", "description", "price", "created_at")
-ITEM_COLUMNS = ", ".join(ITEM_FIELDS)
-MODES = ("async", "threadpool", "blocking")
 
 
 # --- serializers and helpers -----------------------------------------------------------
@@ -61,16 +52,9 @@ def error(message, code):
     return Response({"error": message}, status=code)
 
 
-def parse_int(text):
-    if text is None or not INT_RE.fullmatch(text):
-        return None
-    return int(text)
-
-
 def fetch_item(item_id):
     with connection.cursor() as cur:
-        cur.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = %s", (item_id,))
-        return cur.fetchone()
+        return fetchrow(cur, ITEM_GET, item_id)
 
 
 def not_found(request, exception=None):
@@ -80,6 +64,12 @@ def not_found(request, exception=None):
 
 def server_error(request):
     return JsonResponse({"error": "internal server error"}, status=500)
+
+
+def counter_response(counter):
+    if counter is None:
+        return error("not found", status.HTTP_404_NOT_FOUND)
+    return Response(counter)
 
 
 # --- core ------------------------------------------------------------------------------
@@ -92,8 +82,7 @@ class Ping(APIView):
 
 class Json(APIView):
     def get(self, request):
-        ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        return Response({"message": "hello", "ts": ts})
+        return Response(hello_json())
 
 
 class DbRead(APIView):
@@ -112,12 +101,7 @@ class DbWrite(APIView):
         fields = valid_item_input(request)
         try:
             with connection.cursor() as cur:
-                cur.execute(
-                    "INSERT INTO items (name, description, price) VALUES (%s, %s, %s) "
-                    "RETURNING id",
-                    (fields["name"], fields["description"], fields["price"]),
-                )
-                new_id = cur.fetchone()[0]
+                new_id = fetchrow(cur, ITEM_INSERT_ID, fields["name"], fields["description"], fields["price"])[0]
         except IntegrityError:
             return error("name already exists", status.HTTP_409_CONFLICT)
         return Response({"id": new_id}, status=status.HTTP_201_CREATED)
@@ -132,26 +116,13 @@ class Upload(APIView):
             stream = meta["wsgi.input"]
         else:
             stream = request.stream
-        digest = hashlib.sha256()
-        size = 0
-        while stream is not None:
-            chunk = stream.read(65536)
-            if not chunk:
-                break
-            digest.update(chunk)
-            size += len(chunk)
-        return Response({"sha256": digest.hexdigest(), "size": size})
-
-
-def zero_chunks():
-    for _ in range(STREAM_CHUNKS):
-        yield STREAM_CHUNK
+        return Response(UploadDigest().read_from(stream).json())
 
 
 class Stream(APIView):
     def get(self, request):
         resp = StreamingHttpResponse(zero_chunks(), content_type="application/octet-stream")
-        resp["Content-Length"] = str(STREAM_CHUNKS * len(STREAM_CHUNK))
+        resp["Content-Length"] = str(STREAM_BYTES)
         return resp
 
 
@@ -160,10 +131,7 @@ class Cpu(APIView):
         n = parse_int(request.query_params.get("n"))
         if n is None:
             return error("n must be an integer", status.HTTP_400_BAD_REQUEST)
-        total = 0
-        for i in range(n):
-            total += i * i
-        return Response({"n": n, "result": total & U64_MASK})
+        return Response({"n": n, "result": sum_of_squares(n)})
 
 
 # --- blocking: a sync framework serves all three variants with plain sync views ---------
@@ -173,30 +141,24 @@ class Sleep(APIView):
     def get(self, request, mode):
         if mode not in MODES:
             return error("not found", status.HTTP_404_NOT_FOUND)
-        time.sleep(0.05)
-        return Response({"slept_ms": 50, "mode": mode})
+        time.sleep(SLEEP_S)
+        return Response(sleep_json(mode))
 
 
 class SqliteRead(APIView):
     def get(self, request, mode, item_id):
-        item_id = parse_int(item_id)
-        if mode not in MODES or item_id is None:
+        counter_id = parse_counter_id(item_id)
+        if mode not in MODES or counter_id is None:
             return error("not found", status.HTTP_404_NOT_FOUND)
-        value = sqlite_store.read(item_id)
-        if value is None:
-            return error("not found", status.HTTP_404_NOT_FOUND)
-        return Response({"id": item_id, "value": value})
+        return counter_response(read_counter(process_sqlite(), counter_id))
 
 
 class SqliteWrite(APIView):
     def post(self, request, mode, item_id):
-        item_id = parse_int(item_id)
-        if mode not in MODES or item_id is None:
+        counter_id = parse_counter_id(item_id)
+        if mode not in MODES or counter_id is None:
             return error("not found", status.HTTP_404_NOT_FOUND)
-        value = sqlite_store.increment(item_id)
-        if value is None:
-            return error("not found", status.HTTP_404_NOT_FOUND)
-        return Response({"id": item_id, "value": value})
+        return counter_response(increment_counter(process_sqlite(), counter_id))
 
 
 # --- crud ------------------------------------------------------------------------------
@@ -209,33 +171,20 @@ class Health(APIView):
 
 class ItemList(APIView):
     def get(self, request):
-        limit_arg = request.query_params.get("limit")
-        offset_arg = request.query_params.get("offset")
-        limit = 10 if limit_arg is None else parse_int(limit_arg)
-        offset = 0 if offset_arg is None else parse_int(offset_arg)
-        if limit is None or offset is None or limit < 0 or offset < 0:
+        bounds = page(request.query_params.get("limit"), request.query_params.get("offset"))
+        if bounds is None:
             return error(
                 "limit and offset must be non-negative integers", status.HTTP_400_BAD_REQUEST
             )
-        limit = min(limit, 100)
         with connection.cursor() as cur:
-            cur.execute(
-                f"SELECT {ITEM_COLUMNS} FROM items ORDER BY id LIMIT %s OFFSET %s",
-                (limit, offset),
-            )
-            rows = cur.fetchall()
+            rows = fetch(cur, ITEM_LIST, *bounds)
         return Response(ItemSerializer([dict(zip(ITEM_FIELDS, r)) for r in rows], many=True).data)
 
     def post(self, request):
         fields = valid_item_input(request)
         try:
             with connection.cursor() as cur:
-                cur.execute(
-                    "INSERT INTO items (name, description, price) VALUES (%s, %s, %s) "
-                    f"RETURNING {ITEM_COLUMNS}",
-                    (fields["name"], fields["description"], fields["price"]),
-                )
-                row = cur.fetchone()
+                row = fetchrow(cur, ITEM_INSERT, fields["name"], fields["description"], fields["price"])
         except IntegrityError:
             return error("name already exists", status.HTTP_409_CONFLICT)
         return Response(item_data(row), status=status.HTTP_201_CREATED)
@@ -253,20 +202,12 @@ class ItemDetail(APIView):
         item_id = parse_int(item_id)
         if item_id is None:
             return error("not found", status.HTTP_404_NOT_FOUND)
-        fields = dict(valid_item_input(request, partial=True))
-        if not fields:
-            row = fetch_item(item_id)
-        else:
-            assignments = ", ".join(f"{column} = %s" for column in fields)
-            try:
-                with connection.cursor() as cur:
-                    cur.execute(
-                        f"UPDATE items SET {assignments} WHERE id = %s RETURNING {ITEM_COLUMNS}",
-                        (*fields.values(), item_id),
-                    )
-                    row = cur.fetchone()
-            except IntegrityError:
-                return error("name already exists", status.HTTP_409_CONFLICT)
+        fields = valid_item_input(request, partial=True)
+        try:
+            with connection.cursor() as cur:
+                row = fetchrow(cur, ITEM_UPDATE, item_id, fields.get("name"), fields.get("description"), fields.get("price"))
+        except IntegrityError:
+            return error("name already exists", status.HTTP_409_CONFLICT)
         if row is None:
             return error("not found", status.HTTP_404_NOT_FOUND)
         return Response(item_data(row))
@@ -276,13 +217,7 @@ class Upsert(APIView):
     def post(self, request):
         fields = valid_item_input(request)
         with connection.cursor() as cur:
-            cur.execute(
-                "INSERT INTO items (name, description, price) VALUES (%s, %s, %s) "
-                "ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description, "
-                f"price = EXCLUDED.price RETURNING {ITEM_COLUMNS}",
-                (fields["name"], fields["description"], fields["price"]),
-            )
-            row = cur.fetchone()
+            row = fetchrow(cur, ITEM_UPSERT, fields["name"], fields["description"], fields["price"])
         return Response(item_data(row))
 
 
@@ -291,33 +226,7 @@ class Upsert(APIView):
 
 class IoIntensive(APIView):
     def post(self, request):
-        data = os.urandom(IO_FILE_BYTES)
-        fd, path = tempfile.mkstemp(prefix="django-drf-io-", suffix=".bin")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            with open(path, "rb") as f:
-                read_back = f.read()
-        finally:
-            os.unlink(path)
-        if read_back != data:
-            raise RuntimeError("temp file read back differs")
-        file_bytes = len(read_back)
-
-        request_id = uuid.uuid4().hex
+        file_bytes = temp_file_roundtrip()  # plain blocking file calls in the sync worker
         with transaction.atomic(), connection.cursor() as cur:
-            cur.execute(
-                "INSERT INTO io_log (request_id, n, note) VALUES "
-                + ", ".join(["(%s, %s, 'inserted')"] * 10)
-                + " RETURNING id",
-                [v for n in range(10) for v in (request_id, n)],
-            )
-            ids = [r[0] for r in cur.fetchall()]
-            inserted = len(ids)
-            cur.execute("UPDATE io_log SET note = 'updated' WHERE id = ANY(%s)", (ids[:5],))
-            updated = cur.rowcount
-            cur.execute("DELETE FROM io_log WHERE id = ANY(%s)", (ids,))
-            deleted = cur.rowcount
-        return Response(
-            {"file_bytes": file_bytes, "inserted": inserted, "updated": updated, "deleted": deleted}
-        )
+            counts = io_log(cur)
+        return Response({"file_bytes": file_bytes, **counts})

@@ -1,29 +1,18 @@
 """Plain Django function views; PostgreSQL through django.db.connection with raw SQL
-(the tables already exist, there are no models or migrations)."""
+(the tables already exist, there are no models or migrations). What is not Django's own
+(SQL, SQLite bootstrap, parsing, bodies) comes from the shared kit, apps/shared/python/appkit."""
 
-import hashlib
-import json
-import os
-import re
-import tempfile
 import time
-import uuid
-from datetime import datetime, timezone
 from functools import wraps
 
+from appkit.contract import MODES, SLEEP_S, STREAM_BYTES, UploadDigest, hello_json, item_fields_json
+from appkit.contract import item_json, page, parse_counter_id, parse_int, sleep_json, sum_of_squares
+from appkit.contract import temp_file_roundtrip, zero_chunks
+from appkit.pg import fetch, fetchrow, io_log
+from appkit.sql import ITEM_GET, ITEM_INSERT, ITEM_INSERT_ID, ITEM_LIST, ITEM_UPDATE, ITEM_UPSERT
+from appkit.sqlite import increment_counter, process_sqlite, read_counter
 from django.db import IntegrityError, connection, transaction
 from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
-
-from benchapp import sqlite_store
-
-STREAM_CHUNK = bytes(65536)
-STREAM_CHUNKS = 160  # 160 * 65536 = 10485760
-IO_FILE_BYTES = 65536
-U64_MASK = (1 << 64) - 1
-INT_RE = re.compile(r"-?[0-9]+")
-ITEM_COLUMNS = "id, name, description, price, created_at"
-MODES = ("async", "threadpool", "blocking")
-
 
 # --- helpers ---------------------------------------------------------------------------
 
@@ -49,64 +38,23 @@ def methods(*allowed):
     return decorator
 
 
-def iso(dt):
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def item_json(row):
-    return {
-        "id": row[0],
-        "name": row[1],
-        "description": row[2],
-        "price": float(row[3]),
-        "created_at": iso(row[4]),
-    }
-
-
-def parse_int(text):
-    if text is None or not INT_RE.fullmatch(text):
-        return None
-    return int(text)
-
-
-def is_number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def item_fields(request, require_all):
-    """The {name, description, price} fields of the JSON body, or an error string."""
+def item_body(request, partial=False):
+    """The {name, description, price} fields of the JSON body: (fields, None) or (None, error)."""
     try:
-        body = json.loads(request.body)
-    except ValueError:  # includes JSONDecodeError and UnicodeDecodeError
-        return None, "body must be JSON"
-    if not isinstance(body, dict):
-        return None, "body must be a JSON object"
-    fields = {}
-    if "name" in body:
-        if not isinstance(body["name"], str) or not body["name"]:
-            return None, "name must be a non-empty string"
-        fields["name"] = body["name"]
-    elif require_all:
-        return None, "name is required"
-    if "description" in body:
-        if not isinstance(body["description"], str):
-            return None, "description must be a string"
-        fields["description"] = body["description"]
-    elif require_all:
-        fields["description"] = ""
-    if "price" in body:
-        if not is_number(body["price"]):
-            return None, "price must be a number"
-        fields["price"] = float(body["price"])
-    elif require_all:
-        return None, "price is required"
-    return fields, None
+        return item_fields_json(request.body, partial), None
+    except ValueError as e:
+        return None, str(e)
 
 
 def fetch_item(item_id):
     with connection.cursor() as cur:
-        cur.execute(f"SELECT {ITEM_COLUMNS} FROM items WHERE id = %s", (item_id,))
-        return cur.fetchone()
+        return fetchrow(cur, ITEM_GET, item_id)
+
+
+def counter_response(counter):
+    if counter is None:
+        return error("not found", 404)
+    return JsonResponse(counter)
 
 
 def not_found(request, exception=None):
@@ -127,8 +75,7 @@ def ping(request):
 
 @methods("GET")
 def json_view(request):
-    ts = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return JsonResponse({"message": "hello", "ts": ts})
+    return JsonResponse(hello_json())
 
 
 @methods("GET")
@@ -139,21 +86,17 @@ def db_read(request):
     row = fetch_item(item_id)
     if row is None:
         return error("not found", 404)
-    return JsonResponse(item_json(row))
+    return JsonResponse(item_json(row, zulu=True))
 
 
 @methods("POST")
 def db_write(request):
-    fields, err = item_fields(request, require_all=True)
+    fields, err = item_body(request)
     if err:
         return error(err, 400)
     try:
         with connection.cursor() as cur:
-            cur.execute(
-                "INSERT INTO items (name, description, price) VALUES (%s, %s, %s) RETURNING id",
-                (fields["name"], fields["description"], fields["price"]),
-            )
-            new_id = cur.fetchone()[0]
+            new_id = fetchrow(cur, ITEM_INSERT_ID, fields["name"], fields["description"], fields["price"])[0]
     except IntegrityError:
         return error("name already exists", 409)
     return JsonResponse({"id": new_id}, status=201)
@@ -166,26 +109,13 @@ def upload(request):
     stream = request
     if not request.META.get("CONTENT_LENGTH") and request.META.get("wsgi.input_terminated"):
         stream = request.META["wsgi.input"]
-    digest = hashlib.sha256()
-    size = 0
-    while True:
-        chunk = stream.read(65536)
-        if not chunk:
-            break
-        digest.update(chunk)
-        size += len(chunk)
-    return JsonResponse({"sha256": digest.hexdigest(), "size": size})
-
-
-def zero_chunks():
-    for _ in range(STREAM_CHUNKS):
-        yield STREAM_CHUNK
+    return JsonResponse(UploadDigest().read_from(stream).json())
 
 
 @methods("GET")
 def stream(request):
     resp = StreamingHttpResponse(zero_chunks(), content_type="application/octet-stream")
-    resp["Content-Length"] = str(STREAM_CHUNKS * len(STREAM_CHUNK))
+    resp["Content-Length"] = str(STREAM_BYTES)
     return resp
 
 
@@ -194,10 +124,7 @@ def cpu(request):
     n = parse_int(request.GET.get("n"))
     if n is None:
         return error("n must be an integer", 400)
-    total = 0
-    for i in range(n):
-        total += i * i
-    return JsonResponse({"n": n, "result": total & U64_MASK})
+    return JsonResponse({"n": n, "result": sum_of_squares(n)})
 
 
 # --- blocking: a sync framework serves all three variants with plain sync views ---------
@@ -207,30 +134,24 @@ def cpu(request):
 def sleep(request, mode):
     if mode not in MODES:
         return error("not found", 404)
-    time.sleep(0.05)
-    return JsonResponse({"slept_ms": 50, "mode": mode})
+    time.sleep(SLEEP_S)
+    return JsonResponse(sleep_json(mode))
 
 
 @methods("GET")
 def sqlite_read(request, mode, item_id):
-    item_id = parse_int(item_id)
-    if mode not in MODES or item_id is None:
+    counter_id = parse_counter_id(item_id)
+    if mode not in MODES or counter_id is None:
         return error("not found", 404)
-    value = sqlite_store.read(item_id)
-    if value is None:
-        return error("not found", 404)
-    return JsonResponse({"id": item_id, "value": value})
+    return counter_response(read_counter(process_sqlite(), counter_id))
 
 
 @methods("POST")
 def sqlite_write(request, mode, item_id):
-    item_id = parse_int(item_id)
-    if mode not in MODES or item_id is None:
+    counter_id = parse_counter_id(item_id)
+    if mode not in MODES or counter_id is None:
         return error("not found", 404)
-    value = sqlite_store.increment(item_id)
-    if value is None:
-        return error("not found", 404)
-    return JsonResponse({"id": item_id, "value": value})
+    return counter_response(increment_counter(process_sqlite(), counter_id))
 
 
 # --- crud ------------------------------------------------------------------------------
@@ -245,36 +166,24 @@ def health(request):
 def items(request):
     if request.method == "POST":
         return create_item(request)
-    limit_arg = request.GET.get("limit")
-    offset_arg = request.GET.get("offset")
-    limit = 10 if limit_arg is None else parse_int(limit_arg)
-    offset = 0 if offset_arg is None else parse_int(offset_arg)
-    if limit is None or offset is None or limit < 0 or offset < 0:
+    bounds = page(request.GET.get("limit"), request.GET.get("offset"))
+    if bounds is None:
         return error("limit and offset must be non-negative integers", 400)
-    limit = min(limit, 100)
     with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT {ITEM_COLUMNS} FROM items ORDER BY id LIMIT %s OFFSET %s", (limit, offset)
-        )
-        rows = cur.fetchall()
-    return JsonResponse([item_json(r) for r in rows], safe=False)
+        rows = fetch(cur, ITEM_LIST, *bounds)
+    return JsonResponse([item_json(r, zulu=True) for r in rows], safe=False)
 
 
 def create_item(request):
-    fields, err = item_fields(request, require_all=True)
+    fields, err = item_body(request)
     if err:
         return error(err, 400)
     try:
         with connection.cursor() as cur:
-            cur.execute(
-                "INSERT INTO items (name, description, price) VALUES (%s, %s, %s) "
-                f"RETURNING {ITEM_COLUMNS}",
-                (fields["name"], fields["description"], fields["price"]),
-            )
-            row = cur.fetchone()
+            row = fetchrow(cur, ITEM_INSERT, fields["name"], fields["description"], fields["price"])
     except IntegrityError:
         return error("name already exists", 409)
-    return JsonResponse(item_json(row), status=201)
+    return JsonResponse(item_json(row, zulu=True), status=201)
 
 
 @methods("GET", "PUT")
@@ -285,41 +194,27 @@ def item(request, item_id):
     if request.method == "GET":
         row = fetch_item(item_id)
     else:
-        fields, err = item_fields(request, require_all=False)
+        fields, err = item_body(request, partial=True)
         if err:
             return error(err, 400)
-        if not fields:
-            row = fetch_item(item_id)
-        else:
-            assignments = ", ".join(f"{column} = %s" for column in fields)
-            try:
-                with connection.cursor() as cur:
-                    cur.execute(
-                        f"UPDATE items SET {assignments} WHERE id = %s RETURNING {ITEM_COLUMNS}",
-                        (*fields.values(), item_id),
-                    )
-                    row = cur.fetchone()
-            except IntegrityError:
-                return error("name already exists", 409)
+        try:
+            with connection.cursor() as cur:
+                row = fetchrow(cur, ITEM_UPDATE, item_id, fields.get("name"), fields.get("description"), fields.get("price"))
+        except IntegrityError:
+            return error("name already exists", 409)
     if row is None:
         return error("not found", 404)
-    return JsonResponse(item_json(row))
+    return JsonResponse(item_json(row, zulu=True))
 
 
 @methods("POST")
 def upsert(request):
-    fields, err = item_fields(request, require_all=True)
+    fields, err = item_body(request)
     if err:
         return error(err, 400)
     with connection.cursor() as cur:
-        cur.execute(
-            "INSERT INTO items (name, description, price) VALUES (%s, %s, %s) "
-            "ON CONFLICT (name) DO UPDATE SET description = EXCLUDED.description, "
-            f"price = EXCLUDED.price RETURNING {ITEM_COLUMNS}",
-            (fields["name"], fields["description"], fields["price"]),
-        )
-        row = cur.fetchone()
-    return JsonResponse(item_json(row))
+        row = fetchrow(cur, ITEM_UPSERT, fields["name"], fields["description"], fields["price"])
+    return JsonResponse(item_json(row, zulu=True))
 
 
 # --- mixed -----------------------------------------------------------------------------
@@ -327,33 +222,7 @@ def upsert(request):
 
 @methods("POST")
 def io_intensive(request):
-    data = os.urandom(IO_FILE_BYTES)
-    fd, path = tempfile.mkstemp(prefix="django-io-", suffix=".bin")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        with open(path, "rb") as f:
-            read_back = f.read()
-    finally:
-        os.unlink(path)
-    if read_back != data:
-        raise RuntimeError("temp file read back differs")
-    file_bytes = len(read_back)
-
-    request_id = uuid.uuid4().hex
+    file_bytes = temp_file_roundtrip()  # plain blocking file calls in the sync worker
     with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(
-            "INSERT INTO io_log (request_id, n, note) VALUES "
-            + ", ".join(["(%s, %s, 'inserted')"] * 10)
-            + " RETURNING id",
-            [v for n in range(10) for v in (request_id, n)],
-        )
-        ids = [r[0] for r in cur.fetchall()]
-        inserted = len(ids)
-        cur.execute("UPDATE io_log SET note = 'updated' WHERE id = ANY(%s)", (ids[:5],))
-        updated = cur.rowcount
-        cur.execute("DELETE FROM io_log WHERE id = ANY(%s)", (ids,))
-        deleted = cur.rowcount
-    return JsonResponse(
-        {"file_bytes": file_bytes, "inserted": inserted, "updated": updated, "deleted": deleted}
-    )
+        counts = io_log(cur)
+    return JsonResponse({"file_bytes": file_bytes, **counts})

@@ -5,10 +5,9 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchapp.settings")
 
+from appkit.sqlite import process_sqlite  # noqa: E402
 from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 application = get_wsgi_application()
 
-from benchapp import sqlite_store  # noqa: E402
-
-sqlite_store.connection()
+process_sqlite()

@@ -12,9 +12,9 @@ use super::{
     manifest::{Language, Manifest},
     postgres::{free_port, Postgres},
     process::{AppProcess, LaunchOptions},
-    python,
     scenarios::Scenario,
     user::RunAs,
+    venv,
 };
 
 /// How long an app may take to answer its health route after launch.
@@ -86,23 +86,6 @@ impl Drop for ShortTmp {
     }
 }
 
-/// Online CPUs of this machine.
-pub fn online_cpus() -> Vec<usize> {
-    aya::util::online_cpus()
-        .map(|c| c.into_iter().map(|c| c as usize).collect())
-        .unwrap_or_else(|_| vec![0])
-}
-
-/// The default split: the app gets the upper half of the CPUs, the client the rest.
-pub fn default_cpus() -> (Vec<usize>, Vec<usize>) {
-    let cpus = online_cpus();
-    if cpus.len() < 2 {
-        return (cpus.clone(), cpus);
-    }
-    let half = cpus.len() / 2;
-    (cpus[half..].to_vec(), cpus[..half].to_vec())
-}
-
 fn build_rust(app: &Manifest, progress: &mut dyn FnMut(&str)) -> anyhow::Result<PathBuf> {
     let workspace = app
         .dir
@@ -172,7 +155,7 @@ impl Session {
         };
         let (python, binary) = match app.language {
             Language::Python => {
-                let env = python::provision(app, &python::cache_dir(), &user, progress)?;
+                let env = venv::provision(app, &venv::cache_dir(), &user, progress)?;
                 facts.python = Some(env.version.clone());
                 facts.python_path = Some(env.python.display().to_string());
                 (Some(env.python), None)
@@ -223,6 +206,14 @@ impl Session {
                 sqlite_dir.join("app.db").display().to_string(),
             ),
             ("TMPDIR".to_string(), tmp.0.display().to_string()),
+            // The framework-neutral kit every bundled Python app imports (apps/shared/python).
+            (
+                "PYTHONPATH".to_string(),
+                std::path::absolute(apps_dir)?
+                    .join("shared/python")
+                    .display()
+                    .to_string(),
+            ),
         ];
         if let Some(url) = &database_url {
             env.push(("DATABASE_URL".into(), url.clone()));

@@ -4,24 +4,16 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::apps::{
-    manifest::{self, apps_dir, bundled_names, Manifest},
-    scenarios::{Scenario, Scenarios},
-    session::{default_cpus, Session, SessionOptions},
-    verify,
+use crate::{
+    apps::{
+        choose_scenarios, load_all,
+        manifest::{self, apps_dir},
+        scenarios::Scenarios,
+        session::{Session, SessionOptions},
+        verify,
+    },
+    host::default_cpus,
 };
-
-/// The contract and the bundled apps.
-pub fn load_all() -> anyhow::Result<(std::path::PathBuf, Scenarios, Vec<Manifest>)> {
-    let dir = apps_dir();
-    let scenarios = Scenarios::read(&dir)?;
-    let names = scenarios.names();
-    let apps = bundled_names(&dir)
-        .iter()
-        .map(|n| manifest::find(n, &dir, &names))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok((dir, scenarios, apps))
-}
 
 /// `runner list [--json]`: the apps x scenarios matrix.
 pub fn list(json: bool) -> anyhow::Result<ExitCode> {
@@ -87,35 +79,19 @@ pub fn verify(app: &str, only: &[String]) -> anyhow::Result<ExitCode> {
     let dir = apps_dir();
     let scenarios = Scenarios::read(&dir)?;
     let manifest = manifest::find(app, &dir, &scenarios.names())?;
-    let chosen: Vec<&Scenario> = if only.is_empty() {
-        scenarios
-            .all
-            .iter()
-            .filter(|s| manifest.unsupported_reason(&s.name).is_none())
-            .collect()
-    } else {
-        let mut chosen = Vec::new();
-        for name in only {
-            let s = scenarios.get(name)?;
-            if let Some(reason) = manifest.unsupported_reason(name) {
-                anyhow::bail!("{} does not support {name}: {reason}", manifest.name);
-            }
-            chosen.push(s);
-        }
-        chosen
-    };
+    let chosen = choose_scenarios(&manifest, &scenarios, only)?;
     let (app_cpus, client_cpus) = default_cpus();
-    let run_dir = std::env::temp_dir().join(format!(
+    let scratch = Scratch(std::env::temp_dir().join(format!(
         "runner-verify-{}-{}",
         manifest.name,
         std::process::id()
-    ));
+    )));
     let opts = SessionOptions {
         workers: None,
         app_cpus,
         client_cpus,
         memory: Some(2 << 30),
-        run_dir: run_dir.clone(),
+        run_dir: scratch.0.clone(),
     };
     let session = Session::start(&manifest, &chosen, &dir, &opts, &mut |m| {
         eprintln!("runner: {m}")
@@ -134,11 +110,20 @@ pub fn verify(app: &str, only: &[String]) -> anyhow::Result<ExitCode> {
     }
     checks.push(verify::date_header(session.app.addr, manifest.health()));
     drop(session);
-    let _ = std::fs::remove_dir_all(&run_dir);
-    print!("{}", verify::table(&manifest.name, &checks));
+    drop(scratch);
+    print!("{}", crate::report::verify::table(&manifest.name, &checks));
     Ok(if checks.iter().all(|c| c.ok) {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// A scratch folder, removed however the command ends.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

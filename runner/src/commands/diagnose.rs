@@ -1,31 +1,37 @@
-//! `runner diagnose`: drives load at each scenario of an app (or at URLs of a running process
-//! or a launched command) while the evloop probe follows its event loops, then prints a
-//! verdict per scenario and writes diagnosis.json, diagnosis.md and the stall flamegraphs.
+//! `runner diagnose`: start the target (an app, running processes, or a command), then load
+//! each scenario or URL in turn while the evloop probe follows its event loops, one window
+//! each; analyse every window, write diagnosis.json, diagnosis.md and the stall flamegraphs,
+//! and print the verdicts.
 
 use std::{
     path::PathBuf,
     process::ExitCode,
-    sync::{atomic::Ordering, Arc},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
 
-use super::profile::{give_to_invoker, load_config, LoadShape};
 use crate::{
     apps::{
+        self, choose_scenarios,
         manifest::{self, apps_dir},
-        scenarios::{Scenario, Scenarios},
-        session::{default_cpus, Session, SessionOptions},
+        scenarios::Scenarios,
+        session::{Session, SessionOptions},
     },
-    diagnose::{self, Diagnosis},
-    flamegraph,
+    diagnose::{self, Diagnosis, LoadFigures},
+    host,
     launch::{self, Child},
-    load::{self, request::RequestSpec, schedule::Schedule, LoadConfig},
+    load::{self, request::RequestSpec, schedule::Schedule, LoadConfig, LoadShape},
     privilege::{Privileges, NEEDS_ROOT},
     probe::{ProbeConfig, Target},
-    recording::{write, Recorder},
-    sampler::INTERVAL,
+    record::Recorder,
+    report,
+    run_dir::{timestamp, RunDir},
+    signals,
 };
 
 /// What to diagnose.
@@ -64,94 +70,189 @@ struct Job {
 /// How long a launched command gets to answer on its first URL.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A target brought up and watched by the probes.
+struct Started {
+    name: String,
+    jobs: Vec<Job>,
+    recorder: Recorder,
+    /// Keeps a started app (and its database) alive until the end.
+    session: Option<Session>,
+    /// A launched command, stopped at the end.
+    child: Option<Child>,
+    dir: RunDir,
+}
+
 pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     if !Privileges::current().can_probe() {
         bail!("runner diagnose: {NEEDS_ROOT}");
     }
-    let stop = super::stop_flag()?;
-    let (client_cpus_default, app_cpus) = {
-        let (app, client) = default_cpus();
-        (client, app)
-    };
-    let shape = |cpus: Vec<usize>| LoadShape {
+    let stop = signals::stop_flag()?;
+    let mut t = start(d, &stop)?;
+
+    let mut figures = Vec::new();
+    for (i, job) in t.jobs.iter().enumerate() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        eprintln!(
+            "runner: [{}/{}] {} for {}",
+            i + 1,
+            t.jobs.len(),
+            job.label,
+            humantime::format_duration(d.duration)
+        );
+        if !d.warmup.is_zero() {
+            let warm = LoadConfig {
+                schedule: Schedule::closed(d.connections, Some(d.warmup)),
+                ..job.config.clone()
+            };
+            load::run(&warm, stop.clone(), &mut |_| {})?;
+        }
+        t.recorder.window_start(&job.label)?;
+        let outcome = t
+            .recorder
+            .record_while(|| load::run(&job.config, stop.clone(), &mut |_| {}), || {})?;
+        t.recorder.window_end()?;
+        let total = &outcome.report.total;
+        figures.push(LoadFigures {
+            rps: total.rps,
+            errors: total.error_total,
+        });
+        if let Some(s) = t.session.as_mut() {
+            if let Some(status) = s.app.exited() {
+                bail!("the app exited during {}: {status}", job.label);
+            }
+        }
+    }
+    let interrupted = stop.load(Ordering::Relaxed);
+    if interrupted {
+        eprintln!("runner: interrupted; writing what was measured");
+    }
+    eprintln!("runner: symbolizing");
+    let recording = t.recorder.finish("recording")?;
+    if let Some(mut c) = t.child.take() {
+        c.stop(Duration::from_secs(5));
+    }
+    if let Some(session) = t.session.take() {
+        drop(session);
+        for scratch in ["sqlite", "postgres", "home"] {
+            let _ = std::fs::remove_dir_all(t.dir.path().join(scratch));
+        }
+        t.dir.note("app.log");
+    }
+    let data = recording
+        .evloop
+        .as_ref()
+        .context("the evloop probe recorded nothing")?;
+    let mut diagnosis = Diagnosis::new(&t.name, d.probe.stall_threshold);
+    diagnosis.interrupted = interrupted;
+    for (i, window) in data.windows.iter().enumerate() {
+        let load = figures.get(i).copied().unwrap_or_default();
+        diagnosis
+            .entries
+            .push(diagnose::analyse(data, window, load));
+        let stalls = diagnose::stall_folded(data, window);
+        if !stalls.is_empty() {
+            let title = format!("Stall time of {} (microseconds)", window.label);
+            t.dir
+                .write(&format!("stalls-{}.folded", i + 1), stalls.to_bytes())?;
+            t.dir.write(
+                &format!("stalls-{}.svg", i + 1),
+                report::flamegraph::render(&stalls, &title, "us")?,
+            )?;
+        }
+    }
+    t.dir
+        .write("diagnosis.json", serde_json::to_vec_pretty(&diagnosis)?)?;
+    t.dir
+        .write("diagnosis.md", report::diagnosis::markdown(&diagnosis))?;
+    let dir = t.dir.finish()?;
+    print!("{}", report::diagnosis::table(&diagnosis));
+    println!("wrote {}", dir.display());
+    Ok(if interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The shape of each window's load: closed loop, one thread.
+fn shape(d: &DiagnoseRun, cpus: Vec<usize>) -> LoadShape {
+    LoadShape {
         threads: 1,
         cpus,
         schedule: Schedule::closed(d.connections, Some(d.duration)),
         max_requests: None,
         timeout: Duration::from_secs(10),
         think: None,
-    };
-    std::fs::create_dir_all(&d.out).with_context(|| format!("creating {}", d.out.display()))?;
-    let out = std::path::absolute(&d.out)?;
+    }
+}
 
-    // Keep whatever runs the target alive until the end.
-    let mut session: Option<Session> = None;
-    let mut child: Option<Child> = None;
-    let (name, target, jobs, mut recorder) = match &d.target {
+/// Brings the target up and attaches the probes to it.
+fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
+    let folder = |name: &str| RunDir::create(&d.out, &format!("{}-diagnose-{name}", timestamp()));
+    match &d.target {
         DiagnoseTarget::App { app, scenarios } => {
-            let dir = apps_dir();
-            let all = Scenarios::read(&dir)?;
-            let app = manifest::find(app, &dir, &all.names())?;
-            let chosen: Vec<&Scenario> = if scenarios.is_empty() {
-                all.names()
-                    .iter()
-                    .filter(|n| app.unsupported_reason(n).is_none())
-                    .map(|n| all.get(n))
-                    .collect::<Result<_, _>>()?
-            } else {
-                let mut chosen = Vec::new();
-                for n in scenarios {
-                    if let Some(reason) = app.unsupported_reason(n) {
-                        bail!("{} does not support {n}: {reason}", app.name);
-                    }
-                    chosen.push(all.get(n)?);
-                }
-                chosen
-            };
+            let apps_dir = apps_dir();
+            let all = Scenarios::read(&apps_dir)?;
+            let app = manifest::find(app, &apps_dir, &all.names())?;
+            let chosen = choose_scenarios(&app, &all, scenarios)?;
             eprintln!(
                 "runner: starting {} for {} scenario(s)",
                 app.name,
                 chosen.len()
             );
-            let run_dir = out.join(format!(".{}-diagnose-{}.app", super::timestamp(), app.name));
-            std::fs::create_dir_all(&run_dir)?;
+            let dir = folder(&app.name)?;
+            let (app_cpus, client_cpus) = host::default_cpus();
             let opts = SessionOptions {
                 workers: d.workers,
-                app_cpus: app_cpus.clone(),
-                client_cpus: client_cpus_default.clone(),
+                app_cpus,
+                client_cpus: client_cpus.clone(),
                 memory: Some(2 << 30),
-                run_dir,
+                run_dir: dir.path().to_path_buf(),
             };
-            let s = Session::start(&app, &chosen, &dir, &opts, &mut |m| {
+            let session = match Session::start(&app, &chosen, &apps_dir, &opts, &mut |m| {
                 eprintln!("runner:   {m}")
-            })
-            .with_context(|| format!("starting {}", app.name))?;
-            let addr = s.app.addr;
-            let mut jobs = Vec::new();
-            for sc in &chosen {
-                jobs.push(Job {
-                    label: format!("{} {}", sc.name, sc.path()),
-                    config: load_config(
-                        addr,
-                        sc.requests(),
-                        Some(sc),
-                        shape(client_cpus_default.clone()),
-                    )?,
-                });
-            }
-            let cgroup = s.app.groups.target();
+            }) {
+                Ok(s) => s,
+                Err(e) => {
+                    dir.discard();
+                    return Err(e.context(format!("starting {}", app.name)));
+                }
+            };
+            let jobs = chosen
+                .iter()
+                .map(|sc| {
+                    Ok(Job {
+                        label: format!("{} {}", sc.name, sc.path()),
+                        config: apps::load_config(
+                            session.app.addr,
+                            sc.requests(),
+                            Some(sc),
+                            shape(d, client_cpus.clone()),
+                        )?,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let cgroup = session.app.groups.target();
             let target = Target {
                 tgids: if cgroup.is_some() {
                     Vec::new()
                 } else {
-                    s.app.pids()
+                    session.app.pids()
                 },
                 cgroups: cgroup.into_iter().collect(),
             };
             let recorder =
                 Recorder::start(&d.probe, &target, true).context("attaching the probes")?;
-            session = Some(s);
-            (app.name.clone(), target, jobs, recorder)
+            Ok(Started {
+                name: app.name.clone(),
+                jobs,
+                recorder,
+                session: Some(session),
+                child: None,
+                dir,
+            })
         }
         DiagnoseTarget::Pids { pids, urls } => {
             for pid in pids {
@@ -159,6 +260,7 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
                     bail!("no process {pid}");
                 }
             }
+            let jobs = url_jobs(urls, &shape(d, Vec::new()))?;
             let target = Target {
                 tgids: pids.clone(),
                 cgroups: Vec::new(),
@@ -172,10 +274,17 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
                     .collect::<Vec<_>>()
                     .join("-")
             );
-            (name, target, url_jobs(urls, &shape(Vec::new()))?, recorder)
+            Ok(Started {
+                dir: folder(&name)?,
+                name,
+                jobs,
+                recorder,
+                session: None,
+                child: None,
+            })
         }
         DiagnoseTarget::Command { argv, urls } => {
-            let jobs = url_jobs(urls, &shape(Vec::new()))?;
+            let jobs = url_jobs(urls, &shape(d, Vec::new()))?;
             let gated = launch::spawn_gated(argv)?;
             let target = Target {
                 tgids: vec![gated.pid()],
@@ -188,99 +297,24 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
                     return Err(anyhow::Error::new(e).context("attaching the probes"));
                 }
             };
-            child = Some(gated.release()?);
+            let mut child = gated.release()?;
             let first = &jobs[0].config.target;
             eprintln!("runner: waiting for {} to answer", first.authority);
-            wait_ready(first.addr, child.as_mut(), &stop)?;
+            wait_ready(first.addr, &mut child, stop)?;
             let name = std::path::Path::new(&argv[0])
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "command".into());
-            (name, target, jobs, recorder)
-        }
-    };
-    let _ = &target;
-
-    let mut results = Vec::new();
-    for (i, job) in jobs.iter().enumerate() {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        eprintln!(
-            "runner: [{}/{}] {} for {}",
-            i + 1,
-            jobs.len(),
-            job.label,
-            humantime::format_duration(d.duration)
-        );
-        if !d.warmup.is_zero() {
-            let warm = LoadConfig {
-                schedule: Schedule::closed(d.connections, Some(d.warmup)),
-                ..job.config.clone()
-            };
-            load::run(&warm, stop.clone(), &mut |_| {})?;
-        }
-        recorder.window_start(&job.label)?;
-        let outcome = run_load(&job.config, &stop, &mut recorder)?;
-        recorder.window_end()?;
-        results.push(outcome);
-        if let Some(s) = session.as_mut() {
-            if let Some(status) = s.app.exited() {
-                bail!("the app exited during {}: {status}", job.label);
-            }
+            Ok(Started {
+                dir: folder(&name)?,
+                name,
+                jobs,
+                recorder,
+                session: None,
+                child: Some(child),
+            })
         }
     }
-    let interrupted = stop.load(Ordering::Relaxed);
-    if interrupted {
-        eprintln!("runner: interrupted; writing what was measured");
-    }
-    eprintln!("runner: symbolizing");
-    let recording = recorder.finish()?;
-    if let Some(mut c) = child.take() {
-        c.stop(Duration::from_secs(5));
-    }
-    drop(session);
-    let data = recording
-        .evloop
-        .as_ref()
-        .context("the evloop probe recorded nothing")?;
-    let mut diagnosis = Diagnosis::new(&name, d.probe.stall_threshold);
-    diagnosis.interrupted = interrupted;
-    let dir = out.join(format!("{}-diagnose-{name}", super::timestamp()));
-    std::fs::create_dir_all(&dir)?;
-    for (i, window) in data.windows.iter().enumerate() {
-        let mut entry = diagnose::analyse(data, window);
-        if let Some((rps, errors)) = results.get(i) {
-            entry.rps = *rps;
-            entry.errors = *errors;
-        }
-        let stalls = diagnose::stall_folded(data, window);
-        if !stalls.is_empty() {
-            let base = format!("stalls-{}", i + 1);
-            write(&dir, &format!("{base}.folded"), stalls.to_bytes())?;
-            let title = format!("Stall time of {} (microseconds)", window.label);
-            write(
-                &dir,
-                &format!("{base}.svg"),
-                flamegraph::render(&stalls, &title, "us")?,
-            )?;
-        }
-        diagnosis.entries.push(entry);
-    }
-    write(
-        &dir,
-        "diagnosis.json",
-        serde_json::to_vec_pretty(&diagnosis)?,
-    )?;
-    write(&dir, "diagnosis.md", diagnosis.to_markdown().into_bytes())?;
-    give_to_invoker(&dir);
-    print!("{}", diagnosis.table());
-    println!("wrote {}", dir.display());
-    Ok(if interrupted {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
 }
 
 /// Jobs for `--url`s: a plain GET of each.
@@ -288,57 +322,27 @@ fn url_jobs(urls: &[String], shape: &LoadShape) -> anyhow::Result<Vec<Job>> {
     urls.iter()
         .map(|url| {
             let target = load::parse_url(url)?;
-            let config = LoadConfig {
-                requests: vec![RequestSpec::get(&target.path)],
-                target,
-                threads: shape.threads,
-                cpus: shape.cpus.clone(),
-                schedule: shape.schedule.clone(),
-                max_requests: None,
-                timeout: shape.timeout,
-                think: None,
-                ws_message: "runner-echo".into(),
-            };
-            config.validate()?;
+            let requests = vec![RequestSpec::get(&target.path)];
             Ok(Job {
                 label: url.clone(),
-                config,
+                config: LoadConfig::new(target, requests, shape.clone()),
             })
         })
         .collect()
 }
 
-/// Runs one window of load, ticking the recorder; returns (ok/s, errors).
-fn run_load(
-    config: &LoadConfig,
-    stop: &Arc<std::sync::atomic::AtomicBool>,
-    recorder: &mut Recorder,
-) -> anyhow::Result<(f64, u64)> {
-    let config = config.clone();
-    let load_stop = stop.clone();
-    let load = std::thread::spawn(move || load::run(&config, load_stop, &mut |_| {}));
-    while !load.is_finished() {
-        std::thread::sleep(INTERVAL);
-        recorder.tick();
-    }
-    let outcome = load.join().expect("the load thread panicked")?;
-    let r = &outcome.report.total;
-    Ok((r.rps, r.error_total))
-}
-
 /// Waits until `addr` accepts a connection, or the command exits.
 fn wait_ready(
     addr: std::net::SocketAddr,
-    child: Option<&mut Child>,
-    stop: &Arc<std::sync::atomic::AtomicBool>,
+    child: &mut Child,
+    stop: &Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let mut child = child;
     loop {
         if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
             return Ok(());
         }
-        if let Some(status) = child.as_deref_mut().and_then(Child::try_status) {
+        if let Some(status) = child.try_status() {
             bail!("the command exited with status {status} before answering on {addr}");
         }
         if stop.load(Ordering::Relaxed) {

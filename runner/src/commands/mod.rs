@@ -1,4 +1,6 @@
-//! The commands behind the CLI.
+//! The commands behind the CLI. Each composes stages from the library's rooms (target,
+//! record, analyse, write, print); none imports another, except that bench runs profile's
+//! pipeline once per cell.
 
 pub mod apps;
 pub mod bench;
@@ -6,6 +8,7 @@ pub mod diagnose;
 pub mod load;
 pub mod probe;
 pub mod profile;
+pub mod report;
 
 use std::process::ExitCode;
 
@@ -25,28 +28,4 @@ pub fn doctor() -> anyhow::Result<ExitCode> {
     }
     println!("this machine can run the probes");
     Ok(ExitCode::SUCCESS)
-}
-
-/// A flag set by SIGINT or SIGTERM, for commands that stop cleanly and write what they have.
-pub fn stop_flag() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop))
-            .map_err(|e| anyhow::anyhow!("installing signal handlers: {e}"))?;
-    }
-    Ok(stop)
-}
-
-/// The current UTC time as `YYYYmmddTHHMMSSZ`, for directory names.
-pub fn timestamp() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
-        .to_string()
-        .replace(['-', ':'], "")
-}
-
-/// The kernel release, e.g. `6.18.44`.
-pub fn kernel_release() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
 }

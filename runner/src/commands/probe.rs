@@ -3,24 +3,27 @@
 
 use std::{
     collections::BTreeMap,
-    fs,
     path::PathBuf,
     sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use serde::Serialize;
 
 use crate::{
     cgroup::CgroupTarget,
+    host,
     launch::{self, Child},
     privilege::{Privileges, NEEDS_ROOT},
     probe::python::PythonReport,
     probe::{offcpu::OffcpuTotals, AttachedProgram, ProbeConfig, Target},
-    recording::{write, Recorder},
-    sampler::{ResourceSummary, INTERVAL},
-    symbolize::SymbolStats,
+    record::Recorder,
+    report,
+    run_dir::RunDir,
+    sampler::ResourceSummary,
+    signals,
+    stacks::symbolize::SymbolStats,
 };
 
 /// What to record.
@@ -51,24 +54,8 @@ pub struct ProbeOutcome {
     pub interrupted: bool,
 }
 
-/// How long after start new processes are looked for every [`EARLY_POLL`].
-const EARLY: Duration = Duration::from_secs(1);
-const EARLY_POLL: Duration = Duration::from_millis(5);
-
 /// Grace period between SIGTERM and SIGKILL for a launched command.
 const STOP_GRACE: Duration = Duration::from_secs(2);
-
-/// The files `runner probe` writes.
-pub const FILES: [&str; 8] = [
-    "oncpu.folded",
-    "oncpu.svg",
-    "offcpu.folded",
-    "offcpu.svg",
-    "syscalls.json",
-    "runqlat.json",
-    "resources.csv",
-    "probe.json",
-];
 
 #[derive(Serialize)]
 struct ProbeJson<'a> {
@@ -89,7 +76,7 @@ struct ProbeJson<'a> {
     resources: ResourceSummary,
     symbolization: SymbolStats,
     python: PythonReport,
-    files: Vec<&'static str>,
+    files: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -106,9 +93,7 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
     if !Privileges::current().can_probe() {
         bail!("runner probe: {NEEDS_ROOT}");
     }
-    let stop = super::stop_flag()?;
-    fs::create_dir_all(&run.out).with_context(|| format!("creating {}", run.out.display()))?;
-
+    let stop = signals::stop_flag()?;
     let (gated, target, cgroups) = match &run.target {
         TargetSpec::Command(argv) => {
             let gated = launch::spawn_gated(argv)?;
@@ -147,45 +132,34 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
 
     let started = Instant::now();
     let mut command_exit_status = None;
-    let interrupted = loop {
+    let mut interrupted = false;
+    recorder.record_until(true, || {
         if stop.load(Ordering::Relaxed) {
-            break true;
+            interrupted = true;
+            return true;
         }
         if let Some(status) = child.as_mut().and_then(Child::try_status) {
             command_exit_status = Some(status);
-            break false;
+            return true;
         }
-        let elapsed = started.elapsed();
-        if elapsed >= run.duration {
-            break false;
-        }
-        let nap = INTERVAL.min(run.duration - elapsed);
-        if elapsed < EARLY {
-            // A launched interpreter starts running Python within milliseconds: look for it
-            // often at first, so its first frames are walked too.
-            let until = Instant::now() + nap;
-            while Instant::now() < until {
-                std::thread::sleep(EARLY_POLL);
-                recorder.discover();
-            }
-        } else {
-            std::thread::sleep(nap);
-        }
-        recorder.tick();
-    };
+        started.elapsed() >= run.duration
+    });
     if interrupted {
         eprintln!("runner: interrupted; writing what was recorded");
     }
     eprintln!("runner: symbolizing");
-    let recording = recorder.finish()?;
+    let recording = recorder.finish("recording")?;
     if let Some(child) = child.as_mut() {
         if command_exit_status.is_none() {
             command_exit_status = child.stop(STOP_GRACE);
         }
     }
     let out = &run.out;
-    let mut files = recording.write_artifacts(out)?;
-    files.push("probe.json");
+    let mut dir = RunDir::at(out)?;
+    for (name, bytes) in report::recording::files(&recording)? {
+        dir.write(name, bytes)?;
+    }
+    let files = dir.artifacts(&["probe.json"]).into_keys().collect();
     let counters = recording.counters.as_ref().expect("recorded with probes");
     let (command, pids) = match &run.target {
         TargetSpec::Command(argv) => (Some(argv.as_slice()), Vec::new()),
@@ -194,7 +168,7 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
     let probe_json = ProbeJson {
         schema: "runner.probe/v1",
         runner_version: env!("CARGO_PKG_VERSION"),
-        kernel_release: super::kernel_release(),
+        kernel_release: host::kernel_release(),
         started_at: recording.started_at.clone(),
         duration_s: (recording.duration.as_secs_f64() * 100.0).round() / 100.0,
         interrupted,
@@ -217,7 +191,8 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
         python: recording.python.clone(),
         files,
     };
-    write(out, "probe.json", serde_json::to_vec_pretty(&probe_json)?)?;
+    dir.write("probe.json", serde_json::to_vec_pretty(&probe_json)?)?;
+    dir.finish()?;
 
     println!(
         "recorded {:.1}s over {} process(es){}",
@@ -228,7 +203,7 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
     if let Some(status) = command_exit_status {
         println!("command exit status: {status}");
     }
-    print!("{}", recording.summary_lines());
+    print!("{}", report::recording::lines(&recording));
     println!("wrote {}", out.display());
     Ok(ProbeOutcome {
         out: out.clone(),

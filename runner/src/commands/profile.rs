@@ -1,34 +1,41 @@
-//! `runner profile APP SCENARIO`: provision, start the database and the app, verify, warm
-//! up, record (probes + sampler) while the load runs, stop everything, then write
-//! results/<run-id>/ and print a summary.
+//! `runner profile APP SCENARIO`, a pipeline read top to bottom: provision and start the app
+//! (and its database), verify, warm up, record (probes + sampler) while the load runs, stop
+//! everything, analyse, write results/<run-id>/, print a summary.
 
 use std::{
-    collections::BTreeMap,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::ExitCode,
-    sync::{atomic::Ordering, Arc},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context};
-use serde::Serialize;
 
 use crate::{
     apps::{
-        manifest::{self, apps_dir},
-        scenarios::Scenarios,
-        session::{default_cpus, online_cpus, Session, SessionFacts, SessionOptions},
-        verify,
+        self,
+        manifest::{self, apps_dir, Manifest},
+        scenarios::{Scenario, Scenarios},
+        session::{Session, SessionFacts, SessionOptions},
+        venv, verify,
     },
-    load::{self, report as load_report, request::RequestSpec, schedule::Schedule, LoadConfig},
+    diagnose::{self, LoadFigures},
+    host,
+    load::{self, request::RequestSpec, schedule::Schedule, LoadConfig, LoadOutcome, LoadShape},
     privilege::{Privileges, NEEDS_ROOT},
     probe::{ProbeConfig, Target},
-    recording::Recorder,
-    report::{
-        self,
-        summary::{LoadSummary, ProbeSummary, Resources, Summary, SCHEMA},
+    record::{Recorder, Recording},
+    report,
+    results::{
+        run::{ClientUsage, LoadSettings, RunInfo, SCHEMA as RUN_SCHEMA},
+        summary::{LoadSummary, ProbeSummary, Resources, RunStatus, Summary, SCHEMA},
     },
-    sampler::{INTERVAL, TOTAL_PID},
+    run_dir::{timestamp, RunDir},
+    sampler::TOTAL_PID,
+    signals,
 };
 
 /// A validated `runner profile` invocation.
@@ -56,86 +63,447 @@ pub struct ProfileRun {
     pub out: PathBuf,
 }
 
-#[derive(Serialize)]
-struct RunJson<'a> {
-    schema: &'static str,
-    run_id: &'a str,
-    status: &'a str,
-    runner_version: &'static str,
-    git_commit: Option<String>,
-    kernel_release: String,
-    cpu_model: Option<String>,
-    online_cpus: usize,
-    app: &'a SessionFacts,
-    framework_version: Option<String>,
-    scenario: &'a str,
-    client_cpus: &'a [usize],
-    load: LoadJson<'a>,
-    probes: Option<&'a ProbeConfig>,
-    client: ClientUsage,
+/// A finished profile.
+pub struct Profiled {
+    pub dir: PathBuf,
+    pub summary: Summary,
+    /// 130 when interrupted, 1 when the app died, else 0.
+    pub exit: ExitCode,
 }
 
-#[derive(Serialize)]
-struct LoadJson<'a> {
-    threads: usize,
-    schedule: &'a Schedule,
-    max_requests: Option<u64>,
-    timeout_s: f64,
-    warmup_s: f64,
-    requests: &'a [RequestSpec],
+/// Runs `runner profile`.
+pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
+    Ok(profile(p)?.exit)
 }
 
-/// runner's own cost during the load.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct ClientUsage {
-    pub cpu_user_s: f64,
-    pub cpu_sys_s: f64,
-    pub max_rss_mb: f64,
-}
+/// The profile pipeline; prints progress and the summary, and returns the results.
+pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
+    if !p.no_probes && !Privileges::current().can_probe() {
+        bail!(
+            "runner profile: {NEEDS_ROOT} (or pass --no-probes for load and procfs figures only)"
+        );
+    }
+    let stop = signals::stop_flag()?;
+    let plan = Plan::of(p)?;
+    let mut dir = RunDir::create(&p.out, &plan.run_id())?;
 
-fn usage() -> (f64, f64, f64) {
-    // SAFETY: getrusage fills the struct it is given.
-    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
-    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    (tv(u.ru_utime), tv(u.ru_stime), u.ru_maxrss as f64 / 1024.0)
-}
+    phase(1, &format!("provisioning and starting {}", plan.app.name));
+    let session = match start(&plan, p, &dir) {
+        Ok(session) => session,
+        Err(e) => {
+            dir.discard();
+            return Err(e.context(format!("starting {}", plan.app.name)));
+        }
+    };
+    if let Err(e) = check(&plan, &session) {
+        drop(session);
+        dir.discard();
+        return Err(e);
+    }
+    let config = apps::load_config(
+        session.app.addr,
+        plan.requests.clone(),
+        plan.scenario.as_ref(),
+        plan.shape(p),
+    )?;
+    warm_up(&config, p, &stop)?;
 
-fn git_commit(dir: &Path) -> Option<String> {
-    let out = std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .current_dir(dir)
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
+    phase(4, &recording_what(p));
+    let (session, measured) = record(&config, session, p, &plan.scenario_name, &stop)?;
 
-fn cpu_model() -> Option<String> {
-    use procfs::Current;
-    procfs::CpuInfo::current()
-        .ok()?
-        .model_name(0)
-        .map(str::to_string)
-}
+    phase(5, "detaching and stopping the app and database");
+    let stopped = stop_app(session, p, &stop, &dir);
 
-fn framework_version(python: Option<&str>, package: &str) -> Option<String> {
-    let python = python?;
-    let out = std::process::Command::new(python)
-        .args([
-            "-c",
-            &format!("import importlib.metadata as m; print(m.version({package:?}))"),
-        ])
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    phase(6, "writing results");
+    let diagnosis = measured.recording.evloop.as_ref().and_then(|data| {
+        let window = data.windows.first()?;
+        let load = &measured.load.report.total;
+        Some(diagnose::analyse(
+            data,
+            window,
+            LoadFigures {
+                rps: load.rps,
+                errors: load.error_total,
+            },
+        ))
+    });
+    write_measurements(&mut dir, &measured.recording, &measured.load)?;
+    let summary = summarise(&plan, &dir, &measured, &stopped, diagnosis);
+    write_reports(&mut dir, &summary, &plan, p, &stopped, &measured.client)?;
+    let final_dir = dir.finish()?;
+
+    println!(
+        "{}",
+        report::terminal::profile(
+            &summary,
+            &report::recording::lines(&measured.recording),
+            measured.elapsed,
+            &measured.client
+        )
+    );
+    print!(
+        "{}",
+        report::terminal::results_list(&final_dir, &summary.artifacts)
+    );
+    let exit = match summary.status {
+        RunStatus::Failed => {
+            if let Some(failure) = &summary.failure {
+                eprintln!("runner: {failure}");
+            }
+            ExitCode::FAILURE
+        }
+        RunStatus::Interrupted => ExitCode::from(130),
+        RunStatus::Ok => ExitCode::SUCCESS,
+    };
+    Ok(Profiled {
+        dir: final_dir,
+        summary,
+        exit,
+    })
 }
 
 fn phase(n: usize, text: &str) {
     eprintln!("runner: [{n}/7] {text}");
+}
+
+/// What a profile runs: the app, and the scenario or the user's own request.
+struct Plan {
+    apps_dir: PathBuf,
+    app: Manifest,
+    /// The scenario's name, or `url-PATH` for a request of the user's own.
+    scenario_name: String,
+    scenario: Option<Scenario>,
+    requests: Vec<RequestSpec>,
+}
+
+impl Plan {
+    fn of(p: &ProfileRun) -> anyhow::Result<Self> {
+        let apps_dir = apps_dir();
+        let scenarios = Scenarios::read(&apps_dir)?;
+        let app = manifest::find(&p.app, &apps_dir, &scenarios.names())?;
+        let (scenario_name, requests, scenario) = match (&p.scenario, &p.url) {
+            (_, Some(spec)) => (
+                format!(
+                    "url{}",
+                    spec.path.replace(['/', '?', '&', '=', '{', '}'], "-")
+                ),
+                vec![spec.clone()],
+                None,
+            ),
+            (Some(name), None) => {
+                let s = scenarios.get(name)?;
+                if let Some(reason) = app.unsupported_reason(name) {
+                    bail!("{} does not support {name}: {reason}", app.name);
+                }
+                (name.clone(), s.requests(), Some(s.clone()))
+            }
+            (None, None) => bail!(
+                "name a scenario ({}) or --url PATH",
+                scenarios.names().join(", ")
+            ),
+        };
+        Ok(Self {
+            apps_dir,
+            app,
+            scenario_name,
+            scenario,
+            requests,
+        })
+    }
+
+    fn run_id(&self) -> String {
+        format!(
+            "{}-{}-{}",
+            timestamp(),
+            self.app.name,
+            self.scenario_name.trim_matches('-')
+        )
+    }
+
+    /// The CPUs of the app and of the client (and database).
+    fn cpus(p: &ProfileRun) -> (Vec<usize>, Vec<usize>) {
+        let (app, client) = host::default_cpus();
+        (
+            p.app_cpus.clone().unwrap_or(app),
+            p.client_cpus.clone().unwrap_or(client),
+        )
+    }
+
+    fn shape(&self, p: &ProfileRun) -> LoadShape {
+        LoadShape {
+            threads: p.threads,
+            cpus: Self::cpus(p).1,
+            schedule: p.schedule.clone(),
+            max_requests: p.max_requests,
+            timeout: p.timeout,
+            think: p.think,
+        }
+    }
+}
+
+/// Provisions and starts the app (and its database), its files in the run folder.
+fn start(plan: &Plan, p: &ProfileRun, dir: &RunDir) -> anyhow::Result<Session> {
+    let (app_cpus, client_cpus) = Plan::cpus(p);
+    let opts = SessionOptions {
+        workers: p.workers,
+        app_cpus,
+        client_cpus,
+        memory: p.memory,
+        run_dir: dir.path().to_path_buf(),
+    };
+    let session = Session::start(
+        &plan.app,
+        &plan.scenario.iter().collect::<Vec<_>>(),
+        &plan.apps_dir,
+        &opts,
+        &mut |m| eprintln!("runner:       {m}"),
+    )?;
+    for w in &session.facts.warnings {
+        eprintln!("runner: warning: {w}");
+    }
+    Ok(session)
+}
+
+/// Verifies the scenario against the contract (a request of the user's own is not checked).
+fn check(plan: &Plan, session: &Session) -> anyhow::Result<()> {
+    let Some(s) = &plan.scenario else {
+        phase(2, "custom --url: skipping contract verification");
+        return Ok(());
+    };
+    phase(2, &format!("verifying {}", plan.scenario_name));
+    let checks = verify::check(session.app.addr, s, session.database_url.as_deref());
+    if checks.iter().any(|c| !c.ok) {
+        print!("{}", report::verify::table(&plan.app.name, &checks));
+        bail!(
+            "{} fails verification of {}; nothing was measured",
+            plan.app.name,
+            plan.scenario_name
+        );
+    }
+    Ok(())
+}
+
+/// Closed-loop load for the warm-up time, not measured.
+fn warm_up(config: &LoadConfig, p: &ProfileRun, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    if p.warmup.is_zero() || stop.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    phase(
+        3,
+        &format!("warming up for {}", humantime::format_duration(p.warmup)),
+    );
+    let warm = LoadConfig {
+        schedule: Schedule::closed(p.schedule.max_connections(), Some(p.warmup)),
+        max_requests: None,
+        ..config.clone()
+    };
+    load::run(&warm, stop.clone(), &mut |_| {})?;
+    Ok(())
+}
+
+fn recording_what(p: &ProfileRun) -> String {
+    format!(
+        "recording {}{}",
+        if p.no_probes {
+            "load and procfs"
+        } else {
+            "load, probes and procfs"
+        },
+        match p.schedule.duration() {
+            Some(d) => format!(" for {}", humantime::format_duration(d)),
+            None => String::new(),
+        }
+    )
+}
+
+/// What the recording stage measured.
+struct Measured {
+    recording: Recording,
+    load: LoadOutcome,
+    /// The app's exit status, when it died during the load.
+    app_died: Option<String>,
+    elapsed: Duration,
+    client: ClientUsage,
+}
+
+/// Attaches the probes and the sampler to the app, runs the load, and detaches.
+fn record(
+    config: &LoadConfig,
+    mut session: Session,
+    p: &ProfileRun,
+    label: &str,
+    stop: &Arc<AtomicBool>,
+) -> anyhow::Result<(Session, Measured)> {
+    let cgroup = session.app.groups.target();
+    let target = Target {
+        tgids: if cgroup.is_some() {
+            Vec::new()
+        } else {
+            session.app.pids()
+        },
+        cgroups: cgroup.into_iter().collect(),
+    };
+    let mut recorder =
+        Recorder::start(&p.probe, &target, !p.no_probes).context("attaching the probes")?;
+    let (user0, sys0, _) = host::self_usage();
+    let bar = report::progress::bar(p.schedule.duration());
+    let mut app_died = None;
+    let started = Instant::now();
+    let load = recorder.record_while(
+        || {
+            load::run(config, stop.clone(), &mut |pr| {
+                report::progress::show(&bar, pr)
+            })
+        },
+        || {
+            if app_died.is_none() {
+                if let Some(status) = session.app.exited() {
+                    app_died = Some(status);
+                    stop.store(true, Ordering::Relaxed);
+                }
+            }
+        },
+    );
+    let elapsed = started.elapsed();
+    report::progress::finish(bar);
+    let load = load?;
+    let (user1, sys1, max_rss_mb) = host::self_usage();
+    let recording = recorder.finish(label)?;
+    let measured = Measured {
+        recording,
+        load,
+        app_died,
+        elapsed,
+        client: ClientUsage {
+            cpu_user_s: user1 - user0,
+            cpu_sys_s: sys1 - sys0,
+            max_rss_mb,
+        },
+    };
+    Ok((session, measured))
+}
+
+/// What is known of the app once it is stopped.
+struct Stopped {
+    facts: SessionFacts,
+    log_tail: String,
+    framework_version: Option<String>,
+}
+
+/// Stops the app and its database (after Ctrl-C with --keep-running), and removes their
+/// scratch files from the run folder; the log stays.
+fn stop_app(session: Session, p: &ProfileRun, stop: &Arc<AtomicBool>, dir: &RunDir) -> Stopped {
+    let stopped = Stopped {
+        log_tail: session.app.log_tail(20),
+        framework_version: venv::package_version(
+            session.facts.python_path.as_deref(),
+            &session.facts.framework,
+        ),
+        facts: session.facts.clone(),
+    };
+    if p.keep_running {
+        eprintln!(
+            "runner: {} keeps running at http://{} (Ctrl-C stops it)",
+            session.app.name, session.app.addr
+        );
+        stop.store(false, Ordering::Relaxed);
+        while !stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    drop(session);
+    for scratch in ["sqlite", "postgres", "home"] {
+        let _ = std::fs::remove_dir_all(dir.path().join(scratch));
+    }
+    stopped
+}
+
+/// Writes what the recording and the load measured.
+fn write_measurements(
+    dir: &mut RunDir,
+    recording: &Recording,
+    load: &LoadOutcome,
+) -> anyhow::Result<()> {
+    for (name, bytes) in report::recording::files(recording)? {
+        dir.write(name, bytes)?;
+    }
+    if let Some((data, window)) = recording
+        .evloop
+        .as_ref()
+        .and_then(|d| Some((d, d.windows.first()?)))
+    {
+        let stalls = diagnose::stall_folded(data, window);
+        dir.write("stalls.folded", stalls.to_bytes())?;
+        if !stalls.is_empty() {
+            let title = format!(
+                "Event-loop stalls over {} ms (microseconds)",
+                data.threshold.as_millis()
+            );
+            dir.write(
+                "stalls.svg",
+                report::flamegraph::render(&stalls, &title, "us")?,
+            )?;
+        }
+    }
+    dir.write("latency.hgrm", report::load::to_hgrm(&load.histogram))?;
+    dir.write(
+        "timeseries.csv",
+        report::load::to_csv(&load.report.timeseries),
+    )?;
+    dir.write("load.json", report::load::to_json(&load.report))?;
+    dir.note("app.log");
+    Ok(())
+}
+
+/// The files written last, which the summary lists too.
+const REPORTS: [&str; 4] = ["summary.json", "run.json", "report.md", "report.html"];
+
+/// summary.json's figures.
+fn summarise(
+    plan: &Plan,
+    dir: &RunDir,
+    m: &Measured,
+    stopped: &Stopped,
+    diagnosis: Option<diagnose::Entry>,
+) -> Summary {
+    let interrupted = m.load.report.interrupted && m.app_died.is_none();
+    let status = if m.app_died.is_some() {
+        RunStatus::Failed
+    } else if interrupted {
+        RunStatus::Interrupted
+    } else {
+        RunStatus::Ok
+    };
+    Summary {
+        schema: SCHEMA.into(),
+        run_id: dir.id().to_string(),
+        app: plan.app.name.clone(),
+        scenario: plan.scenario_name.clone(),
+        status,
+        failure: m.app_died.as_ref().map(|s| {
+            format!(
+                "the app died during the load ({s}); log tail:\n{}",
+                stopped.log_tail
+            )
+        }),
+        started_at: m.recording.started_at.clone(),
+        load: LoadSummary::new(&m.load.report, spectrum(&m.load.histogram)),
+        resources: Resources {
+            summary: m.recording.sampler.summary(),
+            cpu_series: m
+                .recording
+                .sampler
+                .rows()
+                .iter()
+                .filter(|r| r.pid == TOTAL_PID)
+                .skip(1)
+                .map(|r| ((r.t_s * 10.0).round() / 10.0, r.cpu_pct))
+                .collect(),
+        },
+        probes: ProbeSummary::of(&m.recording),
+        diagnosis,
+        artifacts: dir.artifacts(&REPORTS),
+    }
 }
 
 /// Quantile points of a latency histogram for the spectrum chart.
@@ -151,461 +519,43 @@ pub fn spectrum(h: &hdrhistogram::Histogram<u64>) -> Vec<(f64, u64)> {
     .collect()
 }
 
-/// A unique results folder name under `root`.
-fn run_dir(root: &Path, run_id: &str) -> PathBuf {
-    let mut dir = root.join(run_id);
-    let mut n = 2;
-    while dir.exists() {
-        dir = root.join(format!("{run_id}-{n}"));
-        n += 1;
-    }
-    dir
-}
-
-/// Under sudo, results belong to the invoking user.
-pub fn give_to_invoker(path: &Path) {
-    let id = |var: &str| std::env::var(var).ok().and_then(|v| v.parse::<u32>().ok());
-    let (Some(uid), Some(gid)) = (id("SUDO_UID"), id("SUDO_GID")) else {
-        return;
-    };
-    let _ = std::os::unix::fs::chown(path, Some(uid), Some(gid));
-    if let Ok(entries) = std::fs::read_dir(path) {
-        for e in entries.flatten() {
-            give_to_invoker(&e.path());
-        }
-    }
-}
-
-/// A finished profile.
-pub struct Profiled {
-    pub dir: PathBuf,
-    pub summary: Summary,
-    /// 130 when interrupted, 1 when the app died, else 0.
-    pub exit: ExitCode,
-}
-
-/// Runs `runner profile`.
-pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
-    Ok(profile(p)?.exit)
-}
-
-/// How load is shaped, apart from what it requests.
-pub struct LoadShape {
-    pub threads: usize,
-    pub cpus: Vec<usize>,
-    pub schedule: Schedule,
-    pub max_requests: Option<u64>,
-    pub timeout: Duration,
-    pub think: Option<Duration>,
-}
-
-/// The load of a scenario's requests (or a URL's) against the app at `addr`; WebSocket
-/// scenarios get a ws:// target.
-pub fn load_config(
-    addr: std::net::SocketAddr,
-    requests: Vec<RequestSpec>,
-    scenario: Option<&crate::apps::scenarios::Scenario>,
-    shape: LoadShape,
-) -> anyhow::Result<LoadConfig> {
-    let websocket = scenario.is_some_and(|s| s.websocket);
-    let path = requests
-        .first()
-        .map(|r| r.path.clone())
-        .or_else(|| scenario.map(|s| s.path().to_string()))
-        .unwrap_or_else(|| "/".into());
-    let scheme = if websocket { "ws" } else { "http" };
-    let target = load::parse_url(&format!(
-        "{scheme}://{addr}{}",
-        if websocket { path.as_str() } else { "/" }
-    ))?;
-    let config = LoadConfig {
-        target,
-        requests,
-        threads: shape.threads,
-        cpus: shape.cpus,
-        schedule: shape.schedule,
-        max_requests: shape.max_requests,
-        timeout: shape.timeout,
-        think: shape.think,
-        ws_message: "runner-echo".into(),
-    };
-    config.validate()?;
-    Ok(config)
-}
-
-/// The profile pipeline; prints progress and the summary, and returns the results.
-pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
-    if !p.no_probes && !Privileges::current().can_probe() {
-        bail!(
-            "runner profile: {NEEDS_ROOT} (or pass --no-probes for load and procfs figures only)"
-        );
-    }
-    let stop = super::stop_flag()?;
-    let dir = apps_dir();
-    let scenarios = Scenarios::read(&dir)?;
-    let app = manifest::find(&p.app, &dir, &scenarios.names())?;
-    let (scenario_name, requests, scenario) = match (&p.scenario, &p.url) {
-        (_, Some(spec)) => (
-            format!(
-                "url{}",
-                spec.path.replace(['/', '?', '&', '=', '{', '}'], "-")
-            ),
-            vec![spec.clone()],
-            None,
-        ),
-        (Some(name), None) => {
-            let s = scenarios.get(name)?;
-            if let Some(reason) = app.unsupported_reason(name) {
-                bail!("{} does not support {name}: {reason}", app.name);
-            }
-            (name.clone(), s.requests(), Some(s))
-        }
-        (None, None) => bail!(
-            "name a scenario ({}) or --url PATH",
-            scenarios.names().join(", ")
-        ),
-    };
-    let run_id = format!(
-        "{}-{}-{}",
-        super::timestamp(),
-        app.name,
-        scenario_name.trim_matches('-')
-    );
-    std::fs::create_dir_all(&p.out).with_context(|| format!("creating {}", p.out.display()))?;
-    // Absolute: the app gets paths inside it (SQLITE_PATH, HOME) and runs in its own folder.
-    let out =
-        std::path::absolute(&p.out).with_context(|| format!("resolving {}", p.out.display()))?;
-    let final_dir = run_dir(&out, &run_id);
-    let work = out.join(format!(".{run_id}.partial"));
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir_all(&work)?;
-    let (default_app, default_client) = default_cpus();
-    let app_cpus = p.app_cpus.clone().unwrap_or(default_app);
-    let client_cpus = p.client_cpus.clone().unwrap_or(default_client);
-
-    phase(1, &format!("provisioning and starting {}", app.name));
-    let needed: Vec<&crate::apps::scenarios::Scenario> = scenario.into_iter().collect();
-    let session_opts = SessionOptions {
-        workers: p.workers,
-        app_cpus: app_cpus.clone(),
-        client_cpus: client_cpus.clone(),
-        memory: p.memory,
-        run_dir: work.clone(),
-    };
-    let session = match Session::start(&app, &needed, &dir, &session_opts, &mut |m| {
-        eprintln!("runner:       {m}")
-    }) {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&work);
-            return Err(e.context(format!("starting {}", app.name)));
-        }
-    };
-    for w in &session.facts.warnings {
-        eprintln!("runner: warning: {w}");
-    }
-    let addr = session.app.addr;
-    if let Some(s) = scenario {
-        phase(2, &format!("verifying {scenario_name}"));
-        let checks = verify::check(addr, s, session.database_url.as_deref());
-        if checks.iter().any(|c| !c.ok) {
-            print!("{}", verify::table(&app.name, &checks));
-            drop(session);
-            let _ = std::fs::remove_dir_all(&work);
-            bail!(
-                "{} fails verification of {scenario_name}; nothing was measured",
-                app.name
-            );
-        }
-    } else {
-        phase(2, "custom --url: skipping contract verification");
-    }
-    let config = load_config(
-        addr,
-        requests.clone(),
-        scenario,
-        LoadShape {
-            threads: p.threads,
-            cpus: client_cpus.clone(),
-            schedule: p.schedule.clone(),
-            max_requests: p.max_requests,
-            timeout: p.timeout,
-            think: p.think,
-        },
-    )?;
-    config.validate()?;
-    if !p.warmup.is_zero() && !stop.load(Ordering::Relaxed) {
-        phase(
-            3,
-            &format!("warming up for {}", humantime::format_duration(p.warmup)),
-        );
-        let warm = LoadConfig {
-            schedule: Schedule::closed(p.schedule.max_connections(), Some(p.warmup)),
-            max_requests: None,
-            ..config.clone()
-        };
-        load::run(&warm, stop.clone(), &mut |_| {})?;
-    }
-
-    phase(
-        4,
-        &format!(
-            "recording {}{}",
-            if p.no_probes {
-                "load and procfs"
-            } else {
-                "load, probes and procfs"
-            },
-            match p.schedule.duration() {
-                Some(d) => format!(" for {}", humantime::format_duration(d)),
-                None => String::new(),
-            }
-        ),
-    );
-    let cgroup = session.app.groups.target();
-    let probe_target = Target {
-        tgids: if cgroup.is_some() {
-            Vec::new()
-        } else {
-            session.app.pids()
-        },
-        cgroups: cgroup.into_iter().collect(),
-    };
-    let mut recorder =
-        Recorder::start(&p.probe, &probe_target, !p.no_probes).context("attaching the probes")?;
-    let (cpu_user0, cpu_sys0, _) = usage();
-    let load_stop = stop.clone();
-    let bar = Arc::new(super::load::progress_bar(p.schedule.duration()));
-    let bar2 = bar.clone();
-    let load_thread = std::thread::spawn(move || {
-        load::run(&config, load_stop, &mut |progress| {
-            if let Some(bar) = bar2.as_ref() {
-                bar.set_position(progress.elapsed.as_secs());
-                bar.set_message(super::load::progress_message(progress));
-            }
-        })
-    });
-    let mut session = session;
-    let mut app_died = None;
-    let started = Instant::now();
-    while !load_thread.is_finished() {
-        std::thread::sleep(INTERVAL);
-        recorder.tick();
-        if app_died.is_none() {
-            if let Some(status) = session.app.exited() {
-                app_died = Some(status);
-                stop.store(true, Ordering::Relaxed);
-            }
-        }
-    }
-    let load_elapsed = started.elapsed();
-    if let Some(bar) = bar.as_ref() {
-        bar.finish_and_clear();
-    }
-    let outcome = load_thread.join().expect("the load thread panicked")?;
-    let (cpu_user1, cpu_sys1, max_rss) = usage();
-    let interrupted = outcome.report.interrupted && app_died.is_none();
-
-    phase(5, "detaching and stopping the app and database");
-    let recording = recorder.finish()?;
-    let log_tail = session.app.log_tail(20);
-    let facts = session.facts.clone();
-    let framework_version = framework_version(facts.python_path.as_deref(), &app.framework);
-    if p.keep_running {
-        eprintln!(
-            "runner: {} keeps running at http://{addr} (Ctrl-C stops it)",
-            app.name
-        );
-        stop.store(false, Ordering::Relaxed);
-        while !stop.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    drop(session);
-    let _ = std::fs::remove_dir_all(work.join("sqlite"));
-    let _ = std::fs::remove_dir_all(work.join("postgres"));
-    let _ = std::fs::remove_dir_all(work.join("home"));
-
-    phase(6, "writing results");
-    let mut artifacts: BTreeMap<String, String> = BTreeMap::new();
-    for name in recording.write_artifacts(&work)? {
-        artifacts.insert(name.into(), name.into());
-    }
-    let write = |name: &str, bytes: Vec<u8>| crate::recording::write(&work, name, bytes);
-    write("latency.hgrm", load_report::to_hgrm(&outcome.histogram))?;
-    write(
-        "timeseries.csv",
-        load_report::to_csv(&outcome.report.timeseries),
-    )?;
-    write("load.json", load_report::to_json(&outcome.report))?;
-    for name in [
-        "latency.hgrm",
-        "timeseries.csv",
-        "load.json",
-        "app.log",
-        "summary.json",
-        "run.json",
-        "report.md",
-        "report.html",
-    ] {
-        artifacts.insert(name.into(), name.into());
-    }
-    let status = if app_died.is_some() {
-        "failed"
-    } else if interrupted {
-        "interrupted"
-    } else {
-        "ok"
-    };
-    let resources = recording.sampler.summary();
-    let summary = Summary {
-        schema: SCHEMA.into(),
-        run_id: final_dir
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .into_owned(),
-        app: app.name.clone(),
-        scenario: scenario_name.clone(),
-        status: status.into(),
-        failure: app_died
-            .as_ref()
-            .map(|s| format!("the app died during the load ({s}); log tail:\n{log_tail}")),
-        started_at: recording.started_at.clone(),
-        load: LoadSummary::new(&outcome.report, spectrum(&outcome.histogram)),
-        resources: Resources {
-            summary: resources,
-            cpu_series: recording
-                .sampler
-                .rows()
-                .iter()
-                .filter(|r| r.pid == TOTAL_PID)
-                .skip(1)
-                .map(|r| ((r.t_s * 10.0).round() / 10.0, r.cpu_pct))
-                .collect(),
-        },
-        probes: ProbeSummary::of(&recording),
-        diagnosis: recording.diagnosis().map(|mut d| {
-            d.target = scenario_name.clone();
-            d.rps = outcome.report.total.rps;
-            d.errors = outcome.report.total.error_total;
-            d
-        }),
-        artifacts,
-    };
-    write("summary.json", serde_json::to_vec_pretty(&summary)?)?;
-    let client = ClientUsage {
-        cpu_user_s: cpu_user1 - cpu_user0,
-        cpu_sys_s: cpu_sys1 - cpu_sys0,
-        max_rss_mb: max_rss,
-    };
-    let run_json = RunJson {
-        schema: "runner.run/v1",
+/// Writes summary.json, run.json, report.md and report.html.
+fn write_reports(
+    dir: &mut RunDir,
+    summary: &Summary,
+    plan: &Plan,
+    p: &ProfileRun,
+    stopped: &Stopped,
+    client: &ClientUsage,
+) -> anyhow::Result<()> {
+    dir.write("summary.json", serde_json::to_vec_pretty(summary)?)?;
+    let client_cpus = Plan::cpus(p).1;
+    let run = RunInfo {
+        schema: RUN_SCHEMA,
         run_id: &summary.run_id,
-        status,
+        status: summary.status.name(),
         runner_version: env!("CARGO_PKG_VERSION"),
-        git_commit: git_commit(&dir),
-        kernel_release: super::kernel_release(),
-        cpu_model: cpu_model(),
-        online_cpus: online_cpus().len(),
-        app: &facts,
-        framework_version,
-        scenario: &scenario_name,
+        git_commit: host::git_commit(&plan.apps_dir),
+        kernel_release: host::kernel_release(),
+        cpu_model: host::cpu_model(),
+        online_cpus: host::online_cpus().len(),
+        app: &stopped.facts,
+        framework_version: stopped.framework_version.clone(),
+        scenario: &plan.scenario_name,
         client_cpus: &client_cpus,
-        load: LoadJson {
+        load: LoadSettings {
             threads: p.threads,
             schedule: &p.schedule,
             max_requests: p.max_requests,
             timeout_s: p.timeout.as_secs_f64(),
             warmup_s: p.warmup.as_secs_f64(),
-            requests: &requests,
+            requests: &plan.requests,
         },
         probes: (!p.no_probes).then_some(&p.probe),
         client: client.clone(),
     };
-    write("run.json", serde_json::to_vec_pretty(&run_json)?)?;
-    write("report.md", report::markdown(&summary).into_bytes())?;
-    write("report.html", report::html(&summary).into_bytes())?;
-    std::fs::rename(&work, &final_dir)
-        .with_context(|| format!("moving results to {}", final_dir.display()))?;
-    give_to_invoker(&final_dir);
-
-    println!(
-        "{}",
-        terminal_summary(&summary, &recording.summary_lines(), load_elapsed, &client)
-    );
-    println!("results: {}", final_dir.display());
-    for name in [
-        "report.html",
-        "report.md",
-        "oncpu.svg",
-        "offcpu.svg",
-        "stalls.svg",
-        "summary.json",
-    ] {
-        if summary.artifacts.contains_key(name) {
-            println!("  {}", final_dir.join(name).display());
-        }
-    }
-    let exit = if let Some(failure) = &summary.failure {
-        eprintln!("runner: {failure}");
-        ExitCode::FAILURE
-    } else if interrupted {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    };
-    Ok(Profiled {
-        dir: final_dir,
-        summary,
-        exit,
-    })
-}
-
-fn terminal_summary(s: &Summary, probes: &str, elapsed: Duration, client: &ClientUsage) -> String {
-    let l = &s.load;
-    let ms = |us: u64| us as f64 / 1000.0;
-    let mut out = format!(
-        "{} · {} · {} · {:.1}s of load\n",
-        s.app,
-        s.scenario,
-        s.status,
-        elapsed.as_secs_f64()
-    );
-    out.push_str(&format!(
-        "load       ok/s {:.1} · p50 {:.2} ms · p95 {:.2} ms · p99 {:.2} ms · errors {}\n",
-        l.rps,
-        ms(l.latency_us.p50),
-        ms(l.latency_us.p95),
-        ms(l.latency_us.p99),
-        l.error_total
-    ));
-    out.push_str(probes);
-    if let Some(d) = &s.diagnosis {
-        let verdict = match (d.event_loop, d.flagged) {
-            (false, _) => "no event loop".to_string(),
-            (true, false) => format!(
-                "{} loop(s), no blocking found ({:.1} stalls/s)",
-                d.loop_threads.len(),
-                d.stalls_per_s
-            ),
-            (true, true) => format!(
-                "BLOCKED {:.1}% · cpu-bound {:.1}% · {:.1} stalls/s · worst: {}",
-                d.blocked_pct,
-                d.cpu_bound_pct,
-                d.stalls_per_s,
-                d.culprits
-                    .first()
-                    .map(crate::diagnose::Culprit::describe)
-                    .unwrap_or_default()
-            ),
-        };
-        out.push_str(&format!("event loop {verdict}\n"));
-    }
-    out.push_str(&format!(
-        "client     runner used {:.2} s CPU, max RSS {:.1} MB\n",
-        client.cpu_user_s + client.cpu_sys_s,
-        client.max_rss_mb
-    ));
-    out
+    dir.write("run.json", serde_json::to_vec_pretty(&run)?)?;
+    dir.write("report.md", report::run::markdown(summary))?;
+    dir.write("report.html", report::run::html(summary))?;
+    Ok(())
 }

@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{record::SecondBucket, report::SecondRow, Progress};
+use super::{figures::SecondRow, tally::SecondBucket, Progress};
 
 /// Merges the buckets of every worker, second by second.
 pub struct Collector<'a> {

@@ -28,10 +28,10 @@ use tokio::{net::TcpStream, time::timeout};
 use tokio_tungstenite::tungstenite::Message;
 
 use super::{
-    record::{ErrorClass, Outcome, Recorder, SecondBucket, Timing},
     request::{status_ok, BodyChecker, Prepared, RenderContext},
     schedule::{Schedule, Step, StepLoad},
     socket::Socket,
+    tally::{ErrorClass, Outcome, SecondBucket, Tally, Timing},
 };
 
 /// Pause after a failed connect before the next attempt, so a dead server is not spun on.
@@ -150,7 +150,7 @@ struct Worker {
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     start: Instant,
-    recorder: RefCell<Recorder>,
+    tally: RefCell<Tally>,
     rng: RefCell<fastrand::Rng>,
     counter: Cell<u64>,
     /// (step, next local index) of the open-loop step being served.
@@ -238,7 +238,7 @@ impl Worker {
             sent,
             done,
         };
-        self.recorder
+        self.tally
             .borrow_mut()
             .record(step, entry, timing, outcome, open);
         done
@@ -548,14 +548,14 @@ async fn ws_connection(worker: Rc<Worker>, k: usize, url: String, message: Strin
 }
 
 /// Runs worker `id` on the current thread and returns what it recorded. `tick` is called
-/// every [`STOP_POLL`] with nothing, and with the recorder's bucket as each second closes.
+/// every [`STOP_POLL`] with nothing, and with the tally's bucket as each second closes.
 pub fn run_worker(
     id: usize,
     plan: Arc<Plan>,
     shared: Arc<Shared>,
     barrier: Arc<Barrier>,
     tick: &mut dyn FnMut(Option<SecondBucket>),
-) -> Recorder {
+) -> Tally {
     // The worker may be the caller's own thread: its CPUs are given back at the end.
     let this_thread = nix::unistd::Pid::from_raw(0);
     let previous_cpus = nix::sched::sched_getaffinity(this_thread).ok();
@@ -582,7 +582,7 @@ pub fn run_worker(
         plan: plan.clone(),
         shared,
         start,
-        recorder: RefCell::new(Recorder::new(steps, entries)),
+        tally: RefCell::new(Tally::new(steps, entries)),
         rng: RefCell::new(fastrand::Rng::new()),
         counter: Cell::new(0),
         open: Cell::new((usize::MAX, 0)),
@@ -617,7 +617,7 @@ pub fn run_worker(
                 _ = tokio::time::sleep_until(wake.into()) => {
                     if Instant::now() >= close {
                         second += 1;
-                        tick(Some(worker.recorder.borrow_mut().roll(second)));
+                        tick(Some(worker.tally.borrow_mut().roll(second)));
                     } else {
                         tick(None);
                     }
@@ -628,7 +628,7 @@ pub fn run_worker(
     if let Some(cpus) = previous_cpus {
         let _ = nix::sched::sched_setaffinity(this_thread, &cpus);
     }
-    let second = worker.recorder.borrow().second.second;
-    tick(Some(worker.recorder.borrow_mut().roll(second + 1)));
-    worker.recorder.replace(Recorder::new(0, 0))
+    let second = worker.tally.borrow().second.second;
+    tick(Some(worker.tally.borrow_mut().roll(second + 1)));
+    worker.tally.replace(Tally::new(0, 0))
 }

@@ -4,11 +4,11 @@
 
 mod collect;
 pub mod engine;
-pub mod record;
-pub mod report;
+pub mod figures;
 pub mod request;
 pub mod schedule;
 mod socket;
+pub mod tally;
 
 use std::{
     net::{SocketAddr, ToSocketAddrs},
@@ -24,10 +24,10 @@ use hyper::Uri;
 
 use collect::Collector;
 use engine::{Plan, Protocol, Shared};
-use record::{SecondBucket, StepStats};
-use report::{Figures, LoadReport, MixReport, SecondRow, StepReport};
+use figures::{Figures, LoadReport, MixReport, SecondRow, StepReport};
 use request::{Prepared, RequestError, RequestSpec};
 use schedule::Schedule;
+use tally::{SecondBucket, StepStats};
 
 /// Errors from setting up a load run.
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +127,33 @@ pub struct LoadConfig {
     pub ws_message: String,
 }
 
+/// How load is shaped, apart from what it requests and where it goes.
+#[derive(Clone, Debug)]
+pub struct LoadShape {
+    pub threads: usize,
+    pub cpus: Vec<usize>,
+    pub schedule: Schedule,
+    pub max_requests: Option<u64>,
+    pub timeout: Duration,
+    pub think: Option<Duration>,
+}
+
 impl LoadConfig {
+    /// Load of `requests` at `target`, shaped by `shape` (validated by [`run`]).
+    pub fn new(target: Target, requests: Vec<RequestSpec>, shape: LoadShape) -> Self {
+        Self {
+            target,
+            requests,
+            threads: shape.threads,
+            cpus: shape.cpus,
+            schedule: shape.schedule,
+            max_requests: shape.max_requests,
+            timeout: shape.timeout,
+            think: shape.think,
+            ws_message: "runner-echo".into(),
+        }
+    }
+
     /// Checks the combination of settings.
     pub fn validate(&self) -> Result<(), LoadError> {
         let invalid = |m: String| Err(LoadError::Invalid(m));
@@ -232,7 +258,7 @@ pub fn run(
         engine_stop,
         progress,
     );
-    let recorders = if config.threads == 1 {
+    let tallies = if config.threads == 1 {
         // The one worker runs on this thread. A process with a single thread skips the
         // kernel's file reference counting on every socket call: 3% more requests per second
         // at -t1 against nginx (paired with wrk, `cargo xtask bench load`).
@@ -257,7 +283,7 @@ pub fn run(
     let mut steps: Vec<StepStats> = (0..config.schedule.steps.len())
         .map(|_| StepStats::new(names.len()))
         .collect();
-    for r in &recorders {
+    for r in &tallies {
         for (sum, s) in steps.iter_mut().zip(&r.steps) {
             sum.merge(s);
         }
@@ -281,7 +307,7 @@ pub fn run(
                     .map(|d| d.as_secs_f64())
                     .unwrap_or(ran)
                     .min(ran),
-                report::step_rate(step),
+                figures::step_rate(step),
             ),
         })
         .collect();
@@ -289,14 +315,14 @@ pub fn run(
         .schedule
         .steps
         .iter()
-        .all(|s| report::step_rate(s).is_some());
+        .all(|s| figures::step_rate(s).is_some());
     let total_rate = open.then(|| {
         let sent: f64 = config
             .schedule
             .steps
             .iter()
             .map(|s| {
-                report::step_rate(s).unwrap() * s.duration.map(|d| d.as_secs_f64()).unwrap_or(ran)
+                figures::step_rate(s).unwrap() * s.duration.map(|d| d.as_secs_f64()).unwrap_or(ran)
             })
             .sum();
         sent / config
@@ -339,7 +365,7 @@ fn run_threads(
     plan: &Arc<Plan>,
     shared: &Arc<Shared>,
     collector: &mut Collector<'_>,
-) -> Result<Vec<record::Recorder>, LoadError> {
+) -> Result<Vec<tally::Tally>, LoadError> {
     let barrier = Arc::new(Barrier::new(threads + 1));
     let (tx, rx) = mpsc::channel::<SecondBucket>();
     let mut handles = Vec::new();

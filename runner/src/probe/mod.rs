@@ -481,6 +481,15 @@ pub(crate) fn read_hash<K: aya::Pod, V: aya::Pod>(
         .map_err(|source| ProbeError::Map { map: name, source })
 }
 
+/// A kernel comm as a string, up to its NUL.
+pub fn comm_str(comm: &[u8; probes_common::COMM_LEN]) -> String {
+    let end = comm
+        .iter()
+        .position(|&b| b == 0)
+        .unwrap_or(probes_common::COMM_LEN);
+    String::from_utf8_lossy(&comm[..end]).into_owned()
+}
+
 /// Stacks by id, addresses leaf first.
 #[derive(Debug, Default)]
 pub struct StackTable {

@@ -8,10 +8,10 @@ use probes_common::{
 };
 use serde::Serialize;
 
-use super::{read_hash, Hook, ProbeError, Probes, ProgramSpec};
+use super::{comm_str, read_hash, Hook, ProbeError, Probes, ProgramSpec};
 use crate::{
-    folded::comm_str,
-    hist::{buckets, percentile, round1, Bucket},
+    hist::{buckets, percentile, Bucket},
+    num::round1,
 };
 
 /// The wakeup and switch programs.

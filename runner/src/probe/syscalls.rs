@@ -10,7 +10,7 @@ use probes_common::{
 use serde::Serialize;
 
 use super::{Hook, ProbeError, Probes, ProgramSpec};
-use crate::hist::{percentile, round1};
+use crate::{hist::percentile, num::round1};
 
 /// The raw_syscalls programs.
 pub const PROGRAMS: &[ProgramSpec] = &[

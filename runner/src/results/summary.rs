@@ -6,9 +6,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    load::report::{LoadReport, Percentiles},
+    diagnose,
+    load::figures::{LoadReport, Percentiles},
     probe::python::PythonReport,
-    recording::{Recording, TopFrame},
+    record::{Recording, TopFrame},
     sampler::ResourceSummary,
 };
 
@@ -226,8 +227,7 @@ pub struct Summary {
     pub run_id: String,
     pub app: String,
     pub scenario: String,
-    /// ok | interrupted | failed
-    pub status: String,
+    pub status: RunStatus,
     pub failure: Option<String>,
     pub started_at: String,
     pub load: LoadSummary,
@@ -235,9 +235,38 @@ pub struct Summary {
     pub probes: Option<ProbeSummary>,
     /// The event-loop diagnosis of the run (see diagnosis.json of `runner diagnose`).
     #[serde(default)]
-    pub diagnosis: Option<crate::diagnose::Entry>,
+    pub diagnosis: Option<diagnose::Entry>,
     /// Artifact name -> path relative to the run directory.
     pub artifacts: BTreeMap<String, String>,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    #[default]
+    Ok,
+    /// Stopped by Ctrl-C (or SIGTERM) before the load ended.
+    Interrupted,
+    /// The app died during the load.
+    Failed,
+}
+
+impl RunStatus {
+    /// The status as summary.json writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Ok => "ok",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The schema tag of summary.json.

@@ -2,7 +2,7 @@
 
 use inferno::flamegraph::{self, color::Palette, Options};
 
-use crate::folded::Folded;
+use crate::stacks::Folded;
 
 /// Errors from drawing a flamegraph.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +33,34 @@ pub fn render(folded: &Folded, title: &str, count_name: &str) -> Result<Vec<u8>,
             message: e.to_string(),
         },
     )?;
+    Ok(svg)
+}
+
+/// The differential flamegraph from `a` to `b` (red: more in B, blue: less), both normalised
+/// to the same total.
+pub fn differential(a: &Folded, b: &Folded, title: &str) -> Result<Vec<u8>, FlamegraphError> {
+    let fail = |e: &dyn std::fmt::Display| FlamegraphError {
+        title: title.to_string(),
+        message: e.to_string(),
+    };
+    let mut diff = Vec::new();
+    let options = inferno::differential::Options {
+        normalize: true,
+        ..Default::default()
+    };
+    inferno::differential::from_readers(
+        options,
+        a.to_bytes().as_slice(),
+        b.to_bytes().as_slice(),
+        &mut diff,
+    )
+    .map_err(|e| fail(&e))?;
+    let mut fg = Options::default();
+    fg.title = title.to_string();
+    fg.deterministic = true;
+    let text = String::from_utf8_lossy(&diff).into_owned();
+    let mut svg = Vec::new();
+    flamegraph::from_lines(&mut fg, text.lines(), &mut svg).map_err(|e| fail(&e))?;
     Ok(svg)
 }
 

@@ -1,15 +1,15 @@
 //! A recording: the probes (optional) and the resource sampler attached to a target while
-//! something else happens, then detached, symbolized and written as artifacts. `runner
-//! probe` and `runner profile` both record through this.
+//! something else happens (load, a command, a wait), then detached, symbolized and handed
+//! over as data. The recorder owns the tick loop: [`Recorder::record_while`] runs the work on
+//! its own thread and ticks until it ends. `runner probe`, `profile` and `diagnose` all
+//! record through this.
 
 use std::{
     collections::BTreeSet,
-    fs,
     path::Path,
     time::{Duration, Instant, SystemTime},
 };
 
-use anyhow::Context;
 use probes_common::{
     counters::Counter,
     evloop::{StackIds, StallEvent},
@@ -19,11 +19,8 @@ use serde::Serialize;
 
 use crate::{
     cgroup::{self, CgroupTarget},
-    flamegraph,
-    folded::FrameNamer,
-    folded::{fold_stacks, stack_frames, Folded},
     probe::{
-        evloop::{self, Snapshot},
+        evloop::{self, EvloopData, Snapshot, Window},
         offcpu::{self, OffcpuTotals},
         oncpu,
         python::{Python, PythonReport},
@@ -31,9 +28,17 @@ use crate::{
         syscalls::{self, SyscallReport},
         AttachedProgram, Counters, ProbeConfig, ProbeError, ProbeKind, Probes, Target,
     },
-    sampler::ResourceSampler,
-    symbolize::{ProcessMaps, SymbolStats, Symbolizer},
+    sampler::{ResourceSampler, INTERVAL},
+    stacks::{
+        assemble::{fold_stacks, is_python_frame, stack_frames, FrameNamer},
+        symbolize::{ProcessMaps, SymbolStats, Symbolizer},
+        Folded,
+    },
 };
+
+/// How long after start new processes are looked for every [`EARLY_POLL`] when asked.
+const EARLY: Duration = Duration::from_secs(1);
+const EARLY_POLL: Duration = Duration::from_millis(5);
 
 /// Probes and sampler, attached.
 pub struct Recorder {
@@ -71,28 +76,6 @@ pub struct Recording {
     /// Event-loop figures, when the evloop probe was attached.
     pub evloop: Option<EvloopData>,
     pub processes_seen: Vec<u32>,
-}
-
-/// A stretch of a recording measured on its own (one scenario or URL).
-#[derive(Clone, Debug)]
-pub struct Window {
-    pub label: String,
-    pub before: Snapshot,
-    pub after: Snapshot,
-    /// Thread names of the loops, by tid.
-    pub comms: std::collections::BTreeMap<u32, String>,
-}
-
-/// What the evloop probe saw: windows, stall events, and the frames of every stack they name.
-#[derive(Clone, Debug, Default)]
-pub struct EvloopData {
-    pub threshold: Duration,
-    pub windows: Vec<Window>,
-    pub stalls: Vec<StallEvent>,
-    /// Frames (root first) of each (process, stacks) named by a stall or a blocking call.
-    pub stacks: std::collections::BTreeMap<(u32, StackIds), Vec<String>>,
-    /// Python frames among those that are library code (standard library, packages).
-    pub library_frames: BTreeSet<String>,
 }
 
 impl Recorder {
@@ -191,14 +174,47 @@ impl Recorder {
         };
         evloop::drain(probes, &mut self.stalls)?;
         let after = evloop::snapshot(probes)?;
-        let comms = thread_names(&after);
-        self.windows.push(Window {
-            label,
-            before,
-            after,
-            comms,
-        });
+        self.windows.push(Window::new(&label, before, after));
         Ok(())
+    }
+
+    /// Ticks every [`INTERVAL`] until `done` says so. With `early`, new processes are also
+    /// looked for every few milliseconds during the first second, so a launched interpreter's
+    /// first frames are walked too.
+    pub fn record_until(&mut self, early: bool, mut done: impl FnMut() -> bool) {
+        let started = Instant::now();
+        while !done() {
+            if early && started.elapsed() < EARLY {
+                let until = Instant::now() + INTERVAL;
+                while Instant::now() < until && !done() {
+                    std::thread::sleep(EARLY_POLL);
+                    self.discover();
+                }
+            } else {
+                std::thread::sleep(INTERVAL);
+            }
+            self.tick();
+        }
+    }
+
+    /// Runs `work` on a thread of its own and records until it returns; `each_tick` runs
+    /// after every tick (to watch the target, say). Returns what `work` returned.
+    pub fn record_while<T: Send>(
+        &mut self,
+        work: impl FnOnce() -> T + Send,
+        mut each_tick: impl FnMut(),
+    ) -> T {
+        std::thread::scope(|scope| {
+            let handle = scope.spawn(work);
+            self.record_until(false, || {
+                each_tick();
+                handle.is_finished()
+            });
+            match handle.join() {
+                Ok(value) => value,
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        })
     }
 
     /// Registers new Python processes with the walker, between ticks.
@@ -209,8 +225,9 @@ impl Recorder {
         }
     }
 
-    /// Detaches, reads everything and symbolizes.
-    pub fn finish(mut self) -> anyhow::Result<Recording> {
+    /// Detaches, reads everything and symbolizes. Without windows, the event-loop data has one
+    /// window over the whole recording, labelled `whole`.
+    pub fn finish(mut self, whole: &str) -> anyhow::Result<Recording> {
         let duration = self.started.elapsed();
         let empty = Recording {
             started_at: self.started_at.clone(),
@@ -252,17 +269,12 @@ impl Recorder {
         let evloop_windows = if self.config.probes.contains(&ProbeKind::Evloop) {
             evloop::drain(&mut probes, &mut self.stalls)?;
             if self.windows.is_empty() {
+                let before = Snapshot {
+                    at_ns: self.start_ns,
+                    ..Snapshot::default()
+                };
                 let after = evloop::snapshot(&probes)?;
-                let comms = thread_names(&after);
-                self.windows.push(Window {
-                    label: "recording".into(),
-                    before: Snapshot {
-                        at_ns: self.start_ns,
-                        ..Snapshot::default()
-                    },
-                    after,
-                    comms,
-                });
+                self.windows.push(Window::new(whole, before, after));
             }
             Some(std::mem::take(&mut self.windows))
         } else {
@@ -338,18 +350,6 @@ impl Recorder {
     }
 }
 
-/// Names of the loop threads in a snapshot, read from /proc.
-fn thread_names(snapshot: &Snapshot) -> std::collections::BTreeMap<u32, String> {
-    snapshot
-        .loops
-        .iter()
-        .filter_map(|(tid, stats)| {
-            let comm = fs::read_to_string(format!("/proc/{}/task/{tid}/comm", stats.tgid)).ok()?;
-            Some((*tid, comm.trim().to_string()))
-        })
-        .collect()
-}
-
 /// Native symbols plus the Python frames named during the recording.
 struct Namer<'a> {
     symbols: Symbolizer,
@@ -366,12 +366,6 @@ impl FrameNamer for Namer<'_> {
     fn python(&mut self, tgid: u32, id: u64) -> Option<Vec<String>> {
         self.python.frames(tgid, id).map(<[String]>::to_vec)
     }
-}
-
-/// Writes `bytes` to `dir/name`, naming the file in any error.
-pub fn write(dir: &Path, name: &str, bytes: Vec<u8>) -> anyhow::Result<()> {
-    let path = dir.join(name);
-    fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))
 }
 
 /// Top on-CPU frames (leaf functions), by samples.
@@ -419,11 +413,7 @@ impl Recording {
 
     /// The `n` innermost Python frames with most on-CPU samples (stacks of Python code only).
     pub fn top_python_frames(&self, n: usize) -> Vec<TopFrame> {
-        self.top_by(n, |stack| {
-            stack
-                .rsplit(';')
-                .find(|f| crate::diagnose::is_python_frame(f))
-        })
+        self.top_by(n, |stack| stack.rsplit(';').find(|f| is_python_frame(f)))
     }
 
     fn top_by(&self, n: usize, key: impl Fn(&str) -> Option<&str>) -> Vec<TopFrame> {
@@ -439,163 +429,11 @@ impl Recording {
             .map(|(frame, samples)| TopFrame {
                 frame,
                 samples,
-                share: crate::hist::round1(100.0 * samples as f64 / total),
+                share: crate::num::round1(100.0 * samples as f64 / total),
             })
             .collect();
         frames.sort_by(|a, b| b.samples.cmp(&a.samples).then(a.frame.cmp(&b.frame)));
         frames.truncate(n);
         frames
-    }
-
-    /// The event-loop diagnosis of the first window (the whole recording unless windows were
-    /// marked), when the evloop probe was attached.
-    pub fn diagnosis(&self) -> Option<crate::diagnose::Entry> {
-        let data = self.evloop.as_ref()?;
-        Some(crate::diagnose::analyse(data, data.windows.first()?))
-    }
-
-    /// Writes the artifacts into `dir` and returns their names. Without probes only
-    /// resources.csv is written.
-    pub fn write_artifacts(&self, dir: &Path) -> anyhow::Result<Vec<&'static str>> {
-        write(dir, "resources.csv", self.sampler.to_csv())?;
-        if self.counters.is_none() {
-            return Ok(vec!["resources.csv"]);
-        }
-        let on_title = format!("On-CPU samples ({} Hz)", self.config.freq_hz);
-        write(dir, "oncpu.folded", self.oncpu.to_bytes())?;
-        write(
-            dir,
-            "oncpu.svg",
-            flamegraph::render(&self.oncpu, &on_title, "samples")?,
-        )?;
-        write(dir, "offcpu.folded", self.offcpu.to_bytes())?;
-        write(
-            dir,
-            "offcpu.svg",
-            flamegraph::render(&self.offcpu, "Off-CPU time (microseconds)", "us")?,
-        )?;
-        write(
-            dir,
-            "syscalls.json",
-            serde_json::to_vec_pretty(&self.syscalls)?,
-        )?;
-        write(dir, "runqlat.json", serde_json::to_vec_pretty(&self.runq)?)?;
-        let mut names = Vec::new();
-        if let Some((data, window)) = self
-            .evloop
-            .as_ref()
-            .and_then(|d| Some((d, d.windows.first()?)))
-        {
-            let stalls = crate::diagnose::stall_folded(data, window);
-            write(dir, "stalls.folded", stalls.to_bytes())?;
-            names.push("stalls.folded");
-            if !stalls.is_empty() {
-                let title = format!(
-                    "Event-loop stalls over {} ms (microseconds)",
-                    data.threshold.as_millis()
-                );
-                write(
-                    dir,
-                    "stalls.svg",
-                    flamegraph::render(&stalls, &title, "us")?,
-                )?;
-                names.push("stalls.svg");
-            }
-        }
-        names.extend([
-            "resources.csv",
-            "oncpu.folded",
-            "oncpu.svg",
-            "offcpu.folded",
-            "offcpu.svg",
-            "syscalls.json",
-            "runqlat.json",
-        ]);
-        Ok(names)
-    }
-
-    /// Text lines of what the probes saw, for terminal summaries.
-    pub fn summary_lines(&self) -> String {
-        let mut out = String::new();
-        let r = self.sampler.summary();
-        out.push_str(&format!(
-            "resources  cpu avg {:.1}% max {:.1}% · rss avg {:.1} MB max {:.1} MB · threads max {}\n",
-            r.cpu_pct_avg, r.cpu_pct_max, r.rss_mb_avg, r.rss_mb_max, r.threads_max
-        ));
-        if self.counters.is_none() {
-            return out;
-        }
-        out.push_str(&format!(
-            "on-CPU     {} samples in {} stacks\n",
-            self.oncpu_samples(),
-            self.oncpu.iter().count()
-        ));
-        for f in self.top_frames(5) {
-            out.push_str(&format!("             {:>5.1}%  {}\n", f.share, f.frame));
-        }
-        let python = self.top_python_frames(5);
-        if !python.is_empty() {
-            out.push_str("           top Python functions (innermost Python frame):\n");
-            for f in python {
-                out.push_str(&format!("             {:>5.1}%  {}\n", f.share, f.frame));
-            }
-        }
-        if !self.python.processes.is_empty() {
-            let p = &self.python;
-            let mut versions: Vec<&str> = self
-                .python
-                .processes
-                .iter()
-                .map(|p| p.version.as_str())
-                .collect();
-            versions.sort_unstable();
-            versions.dedup();
-            out.push_str(&format!(
-                "python     {} process(es) (CPython {}), {} stacks walked, {} samples without Python state, {} read faults, {} truncated\n",
-                self.python.processes.len(),
-                versions.join(", "),
-                p.walked,
-                p.no_thread_state,
-                p.read_faults,
-                p.truncated,
-            ));
-        }
-        for (pid, reason) in &self.python.unsupported {
-            out.push_str(&format!(
-                "python     process {pid}: no Python stacks: {reason}\n"
-            ));
-        }
-        out.push_str(&format!(
-            "off-CPU    {:.1} ms blocked, {:.1} ms preempted\n",
-            self.offcpu_totals.blocked_us as f64 / 1000.0,
-            self.offcpu_totals.preempted_us as f64 / 1000.0
-        ));
-        out.push_str(&format!(
-            "run queue  {} waits, p50 {} us, p99 {} us\n",
-            self.runq.count, self.runq.p50_us, self.runq.p99_us
-        ));
-        out.push_str("syscalls   top 5 by time:\n");
-        for (name, s) in self.syscalls.by_total_time().into_iter().take(5) {
-            out.push_str(&format!(
-                "             {name:<18} {:>10} calls {:>8} errors {:>14.1} us  p99 {} us\n",
-                s.count, s.errors, s.total_us, s.p99_us
-            ));
-        }
-        match &self.counters {
-            Some(c) if c.lost_total() > 0 => {
-                let lost: Vec<String> = c
-                    .lost_detail()
-                    .iter()
-                    .map(|(k, v)| format!("{k}={v}"))
-                    .collect();
-                out.push_str(&format!(
-                    "LOST       {} records: {}\n",
-                    c.lost_total(),
-                    lost.join(", ")
-                ));
-            }
-            _ => out.push_str("lost       nothing\n"),
-        }
-        out
     }
 }

@@ -181,6 +181,20 @@ pub fn provision(
     })
 }
 
+/// The installed version of `package` in the environment of `python`, when it has one.
+pub fn package_version(python: Option<&str>, package: &str) -> Option<String> {
+    let out = std::process::Command::new(python?)
+        .args([
+            "-c",
+            &format!("import importlib.metadata as m; print(m.version({package:?}))"),
+        ])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
 fn chown_tree(dir: &Path, owner: &RunAs) {
     let _ = owner.own(dir);
     if let Ok(entries) = std::fs::read_dir(dir) {

@@ -16,7 +16,7 @@ use blazesym::MaybeDefault;
 use procfs::process::{MMPermissions, MMapPath, Process};
 use serde::Serialize;
 
-use crate::folded::FrameNamer;
+use super::assemble::FrameNamer;
 
 /// Name for an address outside every known mapping.
 pub const UNKNOWN: &str = "[unknown]";

@@ -1,11 +1,10 @@
-//! Folded stacks (`comm;root;...;leaf COUNT`, kernel frames suffixed `_[k]`), the input of
-//! flamegraphs.
+//! Stack assembly: names the frames of the stacks the probes recorded (kernel symbols, native
+//! symbols, Python frames) and folds them. The format itself is [`super::folded`].
 
-use std::collections::BTreeMap;
+use probes_common::{python::PY_NO_STACK, stack::StackKey};
 
-use probes_common::{python::PY_NO_STACK, stack::StackKey, COMM_LEN};
-
-use crate::probe::StackTable;
+use super::folded::Folded;
+use crate::probe::{comm_str, StackTable};
 
 /// Names frames: kernel addresses, and user addresses of a process.
 pub trait FrameNamer {
@@ -17,93 +16,6 @@ pub trait FrameNamer {
     fn python(&mut self, _tgid: u32, _id: u64) -> Option<Vec<String>> {
         None
     }
-}
-
-/// Folded stacks with their counts, kept sorted so output is deterministic.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Folded {
-    stacks: BTreeMap<String, u64>,
-}
-
-impl Folded {
-    /// Adds `count` to the stack made of `frames` (root first). Zero counts are dropped.
-    pub fn add<S: AsRef<str>>(&mut self, frames: &[S], count: u64) {
-        if count == 0 || frames.is_empty() {
-            return;
-        }
-        let line = frames
-            .iter()
-            .map(|f| sanitize(f.as_ref()))
-            .collect::<Vec<_>>()
-            .join(";");
-        *self.stacks.entry(line).or_insert(0) += count;
-    }
-
-    /// Sum of all counts.
-    pub fn total(&self) -> u64 {
-        self.stacks.values().sum()
-    }
-
-    /// True when there are no stacks.
-    pub fn is_empty(&self) -> bool {
-        self.stacks.is_empty()
-    }
-
-    /// `(stack, count)` pairs, sorted by stack.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
-        self.stacks.iter().map(|(s, c)| (s.as_str(), *c))
-    }
-
-    /// The lines of the folded file, without newlines.
-    pub fn lines(&self) -> Vec<String> {
-        self.iter().map(|(s, c)| format!("{s} {c}")).collect()
-    }
-
-    /// The folded file.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = String::new();
-        for line in self.lines() {
-            out.push_str(&line);
-            out.push('\n');
-        }
-        out.into_bytes()
-    }
-
-    /// Parses a folded file; malformed lines are skipped.
-    pub fn parse(text: &str) -> Self {
-        let mut folded = Self::default();
-        for line in text.lines() {
-            if let Some((stack, count)) = line.rsplit_once(' ') {
-                if let Ok(count) = count.parse::<u64>() {
-                    *folded.stacks.entry(stack.to_string()).or_insert(0) += count;
-                }
-            }
-        }
-        folded
-    }
-
-    /// Sum of the counts of stacks for which `pred` holds.
-    pub fn sum_where(&self, pred: impl Fn(&str) -> bool) -> u64 {
-        self.iter().filter(|(s, _)| pred(s)).map(|(_, c)| c).sum()
-    }
-}
-
-/// A frame name that cannot break the folded format.
-fn sanitize(frame: &str) -> String {
-    frame
-        .chars()
-        .map(|c| match c {
-            ';' => ':',
-            '\n' | '\r' => ' ',
-            c => c,
-        })
-        .collect()
-}
-
-/// A kernel comm as a string, up to its NUL.
-pub fn comm_str(comm: &[u8; COMM_LEN]) -> String {
-    let end = comm.iter().position(|&b| b == 0).unwrap_or(COMM_LEN);
-    String::from_utf8_lossy(&comm[..end]).into_owned()
 }
 
 /// Frame shown where a user stack could not be read.
@@ -159,9 +71,18 @@ pub fn fold_stacks<V>(
     folded
 }
 
+/// True for a Python frame, named `qualname (file:LINE)`.
+pub fn is_python_frame(frame: &str) -> bool {
+    frame
+        .strip_suffix(')')
+        .and_then(|f| f.rsplit_once(':'))
+        .is_some_and(|(head, line)| head.contains(" (") && line.parse::<u32>().is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use probes_common::COMM_LEN;
 
     struct FakeNamer;
 

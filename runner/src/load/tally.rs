@@ -1,4 +1,4 @@
-//! Per-worker recording: HdrHistograms per step (corrected and uncorrected latency, send
+//! Per-worker tally of the load: HdrHistograms per step (corrected and uncorrected latency, send
 //! lateness), counts by error class, and a one-second bucket for the time series.
 
 use std::time::Duration;
@@ -181,9 +181,9 @@ impl SecondBucket {
     }
 }
 
-/// A worker's recorder.
+/// A worker's tally of its requests.
 #[derive(Debug)]
-pub struct Recorder {
+pub struct Tally {
     pub steps: Vec<StepStats>,
     pub second: SecondBucket,
 }
@@ -197,8 +197,8 @@ pub struct Timing {
     pub done: std::time::Instant,
 }
 
-impl Recorder {
-    /// A recorder for `steps` steps and a mix of `entries` requests.
+impl Tally {
+    /// A tally for `steps` steps and a mix of `entries` requests.
     pub fn new(steps: usize, entries: usize) -> Self {
         Self {
             steps: (0..steps).map(|_| StepStats::new(entries)).collect(),
@@ -261,7 +261,7 @@ mod tests {
 
     #[test]
     fn corrected_latency_counts_from_the_intended_time() {
-        let mut r = Recorder::new(1, 1);
+        let mut r = Tally::new(1, 1);
         let intended = Instant::now();
         let timing = Timing {
             intended,

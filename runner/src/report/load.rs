@@ -1,180 +1,12 @@
-//! The load report, and its exporters: JSON, the HdrHistogram percentile distribution
-//! (`.hgrm`, as wrk2 and HdrHistogram's plotter read it), the per-second CSV, and the
-//! terminal summary. Exporters return bytes or text, so they can be tested.
+//! Exporters of a load run: JSON, the HdrHistogram percentile distribution (`.hgrm`, as wrk2
+//! and HdrHistogram's plotter read it), the per-second CSV, and the terminal summary of
+//! `runner load`. Functions from finished figures to bytes or text.
 
-use std::{collections::BTreeMap, fmt::Write as _};
+use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
-use crate::hist::round1;
-use serde::Serialize;
-
-use super::{
-    record::{ErrorClass, StepStats},
-    schedule::{Step, StepLoad},
-};
-
-/// Latency percentiles in microseconds.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Percentiles {
-    pub p50: u64,
-    pub p75: u64,
-    pub p90: u64,
-    pub p95: u64,
-    pub p99: u64,
-    pub p999: u64,
-    pub p9999: u64,
-    pub max: u64,
-    pub mean: f64,
-    pub stdev: f64,
-}
-
-impl Percentiles {
-    /// The percentiles of a histogram; zeros when it is empty.
-    pub fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        Self {
-            p50: h.value_at_quantile(0.50),
-            p75: h.value_at_quantile(0.75),
-            p90: h.value_at_quantile(0.90),
-            p95: h.value_at_quantile(0.95),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            p9999: h.value_at_quantile(0.9999),
-            max: h.max(),
-            mean: round1(h.mean()),
-            stdev: round1(h.stdev()),
-        }
-    }
-}
-
-/// Open-loop send lateness.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Lateness {
-    /// Requests sent more than 2 ms after their intended time.
-    pub late: u64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-    pub max_us: u64,
-}
-
-/// Figures for one step, or for the whole run.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct Figures {
-    /// Completed requests: correct responses plus errors.
-    pub requests: u64,
-    pub ok: u64,
-    pub errors: BTreeMap<&'static str, u64>,
-    pub error_total: u64,
-    pub duration_s: f64,
-    /// Correct responses per second.
-    pub rps: f64,
-    pub error_rps: f64,
-    pub bytes: u64,
-    pub bytes_per_s: f64,
-    /// From the intended send time in open loop; from the send in closed loop.
-    pub latency_us: Percentiles,
-    /// From the actual send; open loop only.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub latency_uncorrected_us: Option<Percentiles>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub target_rate: Option<f64>,
-    /// Requests sent per second, against `target_rate`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub achieved_rate: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub lateness: Option<Lateness>,
-}
-
-impl Figures {
-    /// Figures of `stats` over `duration_s` seconds; `open` adds the open-loop figures.
-    pub fn new(stats: &StepStats, duration_s: f64, open: Option<f64>) -> Self {
-        let d = duration_s.max(1e-9);
-        let error_total = stats.error_total();
-        let requests = stats.ok + error_total;
-        Self {
-            requests,
-            ok: stats.ok,
-            errors: ErrorClass::ALL
-                .iter()
-                .map(|c| (c.name(), stats.errors[*c as usize]))
-                .collect(),
-            error_total,
-            // Whole milliseconds: (x * 1000).round() / 1000 is the nearest double to them.
-            duration_s: (duration_s * 1000.0).round() / 1000.0,
-            rps: round1(stats.ok as f64 / d),
-            error_rps: round1(error_total as f64 / d),
-            bytes: stats.bytes,
-            bytes_per_s: round1(stats.bytes as f64 / d),
-            latency_us: Percentiles::of(&stats.corrected),
-            latency_uncorrected_us: open.map(|_| Percentiles::of(&stats.uncorrected)),
-            target_rate: open,
-            achieved_rate: open.map(|_| round1(requests as f64 / d)),
-            lateness: open.map(|_| Lateness {
-                late: stats.late,
-                p50_us: stats.lateness.value_at_quantile(0.5),
-                p99_us: stats.lateness.value_at_quantile(0.99),
-                max_us: stats.lateness.max(),
-            }),
-        }
-    }
-}
-
-/// One step of the report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct StepReport {
-    pub label: String,
-    pub load: StepLoad,
-    #[serde(flatten)]
-    pub figures: Figures,
-}
-
-/// One second of the time series (of completions, summed over workers).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct SecondRow {
-    pub second: u64,
-    pub ok: u64,
-    pub errors: u64,
-    pub bytes: u64,
-    pub p50_us: u64,
-    pub p99_us: u64,
-}
-
-/// Requests of one mix entry.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct MixReport {
-    pub name: String,
-    pub weight: u32,
-    pub ok: u64,
-    pub errors: u64,
-}
-
-/// What `runner load` reports, and what run summaries embed.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct LoadReport {
-    pub schema: &'static str,
-    pub url: String,
-    pub connections: usize,
-    pub threads: usize,
-    pub cpus: Vec<usize>,
-    pub timeout_s: f64,
-    pub interrupted: bool,
-    #[serde(flatten)]
-    pub total: Figures,
-    pub steps: Vec<StepReport>,
-    pub mix: Vec<MixReport>,
-    pub timeseries: Vec<SecondRow>,
-}
-
-/// The open-loop target rate of a step over its length, if it is open loop.
-pub fn step_rate(step: &Step) -> Option<f64> {
-    match step.load {
-        StepLoad::Open { from, to, .. } => Some((from + to) / 2.0),
-        StepLoad::Closed { .. } => None,
-    }
-}
+use crate::load::figures::{Figures, LoadReport, Percentiles, SecondRow};
 
 /// The report as JSON.
 pub fn to_json(report: &LoadReport) -> Vec<u8> {
@@ -248,7 +80,7 @@ pub fn to_csv(rows: &[SecondRow]) -> Vec<u8> {
     out.into_bytes()
 }
 
-fn ms(us: u64) -> String {
+fn duration_text(us: u64) -> String {
     if us >= 10_000 {
         format!("{:.0}ms", us as f64 / 1000.0)
     } else if us >= 1000 {
@@ -271,16 +103,16 @@ fn rate(v: f64) -> String {
 fn latency_row(name: &str, p: &Percentiles) -> String {
     format!(
         "  {name:<13} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}\n",
-        ms(p.p50),
-        ms(p.p75),
-        ms(p.p90),
-        ms(p.p95),
-        ms(p.p99),
-        ms(p.p999),
-        ms(p.p9999),
-        ms(p.max),
-        ms(p.mean as u64),
-        ms(p.stdev as u64)
+        duration_text(p.p50),
+        duration_text(p.p75),
+        duration_text(p.p90),
+        duration_text(p.p95),
+        duration_text(p.p99),
+        duration_text(p.p999),
+        duration_text(p.p9999),
+        duration_text(p.max),
+        duration_text(p.mean as u64),
+        duration_text(p.stdev as u64)
     )
 }
 
@@ -338,8 +170,8 @@ pub fn summary(report: &LoadReport) -> String {
             rate(target),
             rate(achieved),
             late.late,
-            ms(late.p99_us),
-            ms(late.max_us)
+            duration_text(late.p99_us),
+            duration_text(late.max_us)
         );
     }
     let _ = writeln!(
@@ -367,8 +199,8 @@ pub fn summary(report: &LoadReport) -> String {
                 "    {:<24} ok/s {:>9}  p50 {:>8}  p99 {:>8}  errors {}",
                 s.label,
                 rate(f.rps),
-                ms(f.latency_us.p50),
-                ms(f.latency_us.p99),
+                duration_text(f.latency_us.p50),
+                duration_text(f.latency_us.p99),
                 errors_text(f)
             );
         }
@@ -411,7 +243,7 @@ fn bytes(v: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::record::histogram;
+    use crate::load::tally::histogram;
 
     #[test]
     fn hgrm_has_the_plotter_format() {
@@ -457,15 +289,5 @@ mod tests {
             String::from_utf8(to_csv(&rows)).unwrap(),
             "second,ok,errors,bytes,p50_us,p99_us\n0,10,1,40,100,900\n"
         );
-    }
-
-    #[test]
-    fn throughput_counts_only_correct_responses() {
-        let mut stats = StepStats::new(1);
-        stats.ok = 90;
-        stats.errors[ErrorClass::Status5xx as usize] = 10;
-        let f = Figures::new(&stats, 10.0, None);
-        assert_eq!((f.requests, f.rps, f.error_rps), (100, 9.0, 1.0));
-        assert_eq!(f.errors["status_5xx"], 10);
     }
 }
