@@ -1,8 +1,12 @@
 //! Event-loop stalls: threads that wait in epoll are followed from each return of the wait
-//! to the next wait ("iterations"). Each iteration's time is split into on-CPU, blocked and
-//! run-queue time; iterations over a threshold are stalls, sent to userspace one by one with
-//! their likely culprit. Blocking calls made by a loop (sleeps, file I/O, locks, anything that
-//! blocked) are counted per call site, whatever their length.
+//! to the next wait ("iterations"). An iteration runs many callbacks; the socket I/O a loop
+//! does between them (a quick, non-sleeping read, write, send, recv, accept, epoll_ctl...)
+//! splits the iteration into *segments*, each one callback's stretch of work at most. A
+//! segment that holds the loop for at least the threshold (run-queue time excluded) is a
+//! stall, sent to userspace with its heaviest syscall, the time asleep, and stacks. A loop that
+//! is merely saturated runs long iterations of short segments: busy, never stalled.
+//! Blocking calls made by a loop (sleeps, file I/O, locks, anything that slept) are counted
+//! per call site, whatever their length.
 
 use crate::{hist::HIST_SLOTS, pod};
 
@@ -21,11 +25,22 @@ pub const NO_NR: u32 = u32::MAX;
 
 /// x86_64 syscall numbers the loop logic looks at.
 pub mod nr {
+    pub const READ: u32 = 0;
+    pub const WRITE: u32 = 1;
+    pub const CLOSE: u32 = 3;
     pub const POLL: u32 = 7;
     pub const PREAD64: u32 = 17;
     pub const PWRITE64: u32 = 18;
+    pub const READV: u32 = 19;
+    pub const WRITEV: u32 = 20;
     pub const SELECT: u32 = 23;
     pub const NANOSLEEP: u32 = 35;
+    pub const ACCEPT: u32 = 43;
+    pub const SENDTO: u32 = 44;
+    pub const RECVFROM: u32 = 45;
+    pub const SENDMSG: u32 = 46;
+    pub const RECVMSG: u32 = 47;
+    pub const SHUTDOWN: u32 = 48;
     pub const FCNTL: u32 = 72;
     pub const FLOCK: u32 = 73;
     pub const FSYNC: u32 = 74;
@@ -34,15 +49,19 @@ pub mod nr {
     pub const FUTEX: u32 = 202;
     pub const CLOCK_NANOSLEEP: u32 = 230;
     pub const EPOLL_WAIT: u32 = 232;
+    pub const EPOLL_CTL: u32 = 233;
     pub const PSELECT6: u32 = 270;
     pub const PPOLL: u32 = 271;
     pub const SYNC_FILE_RANGE: u32 = 277;
     pub const EPOLL_PWAIT: u32 = 281;
     pub const PREADV: u32 = 295;
     pub const PWRITEV: u32 = 296;
+    pub const RECVMMSG: u32 = 299;
+    pub const ACCEPT4: u32 = 288;
     pub const SYNCFS: u32 = 306;
     pub const PREADV2: u32 = 327;
     pub const PWRITEV2: u32 = 328;
+    pub const SENDMMSG: u32 = 307;
     pub const EPOLL_PWAIT2: u32 = 441;
 }
 
@@ -50,6 +69,31 @@ pub mod nr {
 #[inline(always)]
 pub const fn is_loop_wait(nr: u32) -> bool {
     matches!(nr, nr::EPOLL_WAIT | nr::EPOLL_PWAIT | nr::EPOLL_PWAIT2)
+}
+
+/// The socket-style calls a loop makes between callbacks. One that does not sleep and lasts
+/// less than the stall threshold ends a segment (the loop moving on to the next callback); a
+/// longer one is part of the segment, and may be its stall.
+#[inline(always)]
+pub const fn is_switch_call(nr: u32) -> bool {
+    matches!(
+        nr,
+        nr::READ
+            | nr::WRITE
+            | nr::READV
+            | nr::WRITEV
+            | nr::CLOSE
+            | nr::ACCEPT
+            | nr::ACCEPT4
+            | nr::SENDTO
+            | nr::RECVFROM
+            | nr::SENDMSG
+            | nr::RECVMSG
+            | nr::SENDMMSG
+            | nr::RECVMMSG
+            | nr::SHUTDOWN
+            | nr::EPOLL_CTL
+    )
 }
 
 /// Calls that block by nature, so that making one on a loop is a finding even when it was
@@ -109,8 +153,11 @@ pub struct LoopStats {
     pub blocked_ns: u64,
     /// Time in iterations spent runnable but not running.
     pub runq_ns: u64,
+    /// Segments over the threshold, and their time.
     pub stalls: u64,
     pub stall_ns: u64,
+    /// Ready events the waits returned (what the iterations had to handle).
+    pub events: u64,
     /// Iteration lengths, log2 of microseconds.
     pub hist: [u64; HIST_SLOTS],
 }
@@ -128,6 +175,7 @@ impl Default for LoopStats {
             runq_ns: 0,
             stalls: 0,
             stall_ns: 0,
+            events: 0,
             hist: [0; HIST_SLOTS],
         }
     }
@@ -147,24 +195,34 @@ pub struct IterState {
     pub start: u64,
     /// Entry time of the syscall in progress.
     pub sys_ts: u64,
-    /// Bit 0: the syscall in progress blocked; bit 1: it is a blocking call by nature.
+    /// Bit 0: the syscall in progress slept; bit 1: it is a blocking call by nature.
     pub sys_flags: u32,
-    /// On-CPU samples taken after the iteration crossed the threshold.
+    /// On-CPU samples taken in the segment in progress.
     pub cpu_samples: u32,
+    /// Time of the iteration asleep (off-CPU, not runnable), and runnable but not running.
     pub blocked_ns: u64,
     pub runq_ns: u64,
-    /// The two syscalls with most time in this iteration (heavy hitters).
-    pub top_nr: [u32; 2],
-    pub top_ns: [u64; 2],
-    /// The longest block of this iteration: its syscall, length and stacks.
-    pub block_nr: u32,
+    /// Time the syscall in progress spent asleep, and in the run queue.
+    pub sys_asleep_ns: u64,
+    pub sys_runq_ns: u64,
+    /// Stacks of the syscall in progress: where it went to sleep, or an on-CPU sample in it.
+    pub sys_stacks: StackIds,
+    /// The first argument of the syscall in progress (a futex's address).
+    pub sys_arg: u64,
+    /// The segment in progress: its start, time asleep and in the run queue.
+    pub seg_start: u64,
+    pub seg_asleep_ns: u64,
+    pub seg_runq_ns: u64,
+    /// The segment's heaviest syscall (NO_NR: none yet), its time on the CPU or asleep, the
+    /// time it slept, and its stacks.
+    pub seg_nr: u32,
     pub _pad: u32,
-    pub block_ns: u64,
-    pub block_stacks: StackIds,
-    /// Stacks of the syscall in progress when it blocked.
-    pub sys_block_stacks: StackIds,
-    /// The latest on-CPU sample after the threshold.
-    pub cpu_stacks: StackIds,
+    pub seg_sys_ns: u64,
+    pub seg_sys_asleep_ns: u64,
+    pub seg_sys_arg: u64,
+    pub seg_sys_stacks: StackIds,
+    /// The latest on-CPU sample of the segment.
+    pub seg_cpu_stacks: StackIds,
     /// Stacks at the latest captured blocking call, and when.
     pub call_stacks: StackIds,
     pub call_ts: u64,
@@ -179,7 +237,7 @@ pub struct LoopThread {
 }
 
 /// [`IterState::sys_flags`] bits.
-pub const SYS_BLOCKED: u32 = 1;
+pub const SYS_SLEPT: u32 = 1;
 pub const SYS_BLOCKING_CALL: u32 = 2;
 
 /// Key of the blocking-calls map.
@@ -202,29 +260,31 @@ pub struct LoopCallValue {
     pub blocked: u64,
 }
 
-/// One stall, as sent through the ring buffer.
+/// One stall (a segment over the threshold), as sent through the ring buffer.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StallEvent {
     pub tgid: u32,
     pub tid: u32,
-    /// Start (bpf_ktime_get_ns) and length of the iteration.
+    /// Start (bpf_ktime_get_ns) and length of the segment.
     pub start_ns: u64,
     pub dur_ns: u64,
-    pub blocked_ns: u64,
+    /// Time of the segment asleep (off-CPU, not runnable), and in the run queue.
+    pub asleep_ns: u64,
     pub runq_ns: u64,
-    /// The syscall with most time in the iteration, and that time.
-    pub top_nr: u32,
-    pub block_nr: u32,
-    pub top_ns: u64,
-    /// The longest block and its stacks.
-    pub block_ns: u64,
-    pub block_stacks: StackIds,
-    /// The latest on-CPU sample after the threshold.
-    pub cpu_stacks: StackIds,
+    /// The segment's heaviest syscall (NO_NR: none), and on-CPU samples in the segment.
+    pub sys_nr: u32,
     pub cpu_samples: u32,
-    pub _pad: u32,
-    /// Stacks of the latest blocking call captured in the iteration.
+    /// That syscall's time (run-queue time excluded), the part of it asleep, and its first
+    /// argument (a futex's address tells the GIL from other locks).
+    pub sys_ns: u64,
+    pub sys_asleep_ns: u64,
+    pub sys_arg: u64,
+    /// Where that syscall slept, or an on-CPU sample inside it.
+    pub sys_stacks: StackIds,
+    /// The latest on-CPU sample of the segment.
+    pub cpu_stacks: StackIds,
+    /// Stacks at the latest blocking call captured in the segment's iteration.
     pub call_stacks: StackIds,
 }
 

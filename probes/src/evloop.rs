@@ -1,8 +1,10 @@
-//! evloop: follows threads that wait in epoll from each return of the wait to the next wait,
-//! splits each iteration into on-CPU, blocked and run-queue time, and reports iterations over
-//! the threshold (stalls) through a ring buffer with their likely culprit. Blocking calls a
-//! loop makes are counted per call site. Hooked into the syscalls, offcpu and oncpu programs
-//! (no tracepoint of its own), and only active when EVLOOP_ON is set.
+//! evloop: follows threads that wait in epoll from each return of the wait to the next wait
+//! (an iteration), and splits each iteration into segments at the quick socket calls a loop
+//! makes between callbacks. A segment that holds the loop for the threshold or longer, run
+//! queue excluded, is a stall: sent through a ring buffer with its heaviest syscall, the time
+//! it slept and its stacks. Blocking calls a loop makes are counted per call site. Hooked into
+//! the syscalls, offcpu and oncpu programs (no tracepoint of its own), and only active when
+//! EVLOOP_ON is set.
 
 use core::ptr::read_volatile;
 
@@ -14,9 +16,9 @@ use aya_ebpf::{
 use probes_common::{
     counters::Counter,
     evloop::{
-        is_blocking_call, is_loop_wait, nr, LoopCallKey, LoopCallValue, LoopThread, StackIds,
-        StallEvent, CAPTURE_GAP_NS, LOOP_CALL_ENTRIES, LOOP_ENTRIES, LOOP_MIN_WAITS, NO_NR,
-        STALL_RING_BYTES, SYS_BLOCKED, SYS_BLOCKING_CALL,
+        is_blocking_call, is_loop_wait, is_switch_call, nr, LoopCallKey, LoopCallValue, LoopThread,
+        StackIds, StallEvent, CAPTURE_GAP_NS, LOOP_CALL_ENTRIES, LOOP_ENTRIES, LOOP_MIN_WAITS,
+        NO_NR, STALL_RING_BYTES, SYS_BLOCKING_CALL, SYS_SLEPT,
     },
     hist::{log2_slot, HIST_SLOTS},
     target::TaskState,
@@ -81,12 +83,15 @@ pub fn in_iteration(tid: u32) -> bool {
     unsafe { LOOPS.get(&tid) }.is_some_and(|l| l.iter.start != 0 && l.iter.in_wait == 0)
 }
 
-/// True when `tid` is a loop thread whose iteration has run past the threshold at `now`.
+/// True when `tid` is a loop thread whose segment in progress has run for half the
+/// threshold at `now` (the samples that can name a stall).
 #[inline(always)]
 pub fn past_threshold(tid: u32, now: u64) -> bool {
     // SAFETY: read only.
     unsafe { LOOPS.get(&tid) }.is_some_and(|l| {
-        l.iter.start != 0 && l.iter.in_wait == 0 && now.saturating_sub(l.iter.start) >= stall_ns()
+        l.iter.start != 0
+            && l.iter.in_wait == 0
+            && now.saturating_sub(l.iter.seg_start) >= stall_ns() / 2
     })
 }
 
@@ -109,6 +114,7 @@ fn loop_entry(task: &Task) -> Option<*mut LoopThread> {
         (*fresh).stats.tgid = task.tgid;
         (*fresh).iter = Default::default();
         (*fresh).iter.sys_nr = NO_NR;
+        (*fresh).iter.seg_nr = NO_NR;
         get_or_insert(&LOOPS, &task.tid, &*fresh, Counter::LoopMapFull)
     }
 }
@@ -141,6 +147,9 @@ pub fn sys_enter(ctx: &TracePointContext, task: &Task, now: u64) {
     l.iter.sys_nr = nr;
     l.iter.sys_ts = now;
     l.iter.sys_flags = 0;
+    l.iter.sys_asleep_ns = 0;
+    l.iter.sys_runq_ns = 0;
+    l.iter.sys_stacks = StackIds::NONE;
     // SAFETY: the global is written by the loader before the program runs.
     let args = unsafe { read_volatile(&raw const SYS_ENTER_ARGS) }.offset as usize;
     // SAFETY: reads of the tracepoint record.
@@ -149,6 +158,13 @@ pub fn sys_enter(ctx: &TracePointContext, task: &Task, now: u64) {
             ctx.read_at::<u64>(args + 8).unwrap_or(0),
             ctx.read_at::<u64>(args + 16).unwrap_or(0),
         )
+    };
+    // A futex's address tells the GIL (inside the interpreter's runtime) from other locks.
+    l.iter.sys_arg = if nr == nr::FUTEX {
+        // SAFETY: a read of the tracepoint record.
+        unsafe { ctx.read_at::<u64>(args).unwrap_or(0) }
+    } else {
+        0
     };
     if !is_blocking_call(nr, arg1, arg2) {
         return;
@@ -166,9 +182,9 @@ pub fn sys_enter(ctx: &TracePointContext, task: &Task, now: u64) {
     }
 }
 
-/// sys_exit of a target thread.
+/// sys_exit of a target thread; `ret` is the syscall's return value.
 #[inline(always)]
-pub fn sys_exit(task: &Task, nr: u32, now: u64) {
+pub fn sys_exit(task: &Task, nr: u32, ret: i64, now: u64) {
     let Some(l) = LOOPS.get_ptr_mut(&task.tid) else {
         return;
     };
@@ -177,6 +193,9 @@ pub fn sys_exit(task: &Task, nr: u32, now: u64) {
     if l.iter.in_wait != 0 {
         if is_loop_wait(nr) {
             l.stats.wait_ns += now.saturating_sub(l.iter.wait_start);
+            if ret > 0 {
+                l.stats.events += ret as u64;
+            }
             start_iteration(l, now);
         }
         return;
@@ -184,18 +203,36 @@ pub fn sys_exit(task: &Task, nr: u32, now: u64) {
     if l.iter.start == 0 || l.iter.sys_nr != nr {
         return;
     }
-    let dur = now.saturating_sub(l.iter.sys_ts);
-    add_top(l, nr, dur);
-    let flags = l.iter.sys_flags;
     l.iter.sys_nr = NO_NR;
+    let sys_ts = l.iter.sys_ts;
+    let dur = now.saturating_sub(sys_ts);
+    let held = dur.saturating_sub(l.iter.sys_runq_ns);
+    let slept = l.iter.sys_flags & SYS_SLEPT != 0;
+    if is_switch_call(nr) && !slept && held < stall_ns() {
+        // The loop moving between callbacks: the segment ends where the call began.
+        end_segment(l, task, sys_ts);
+        start_segment(&mut l.iter, now);
+    } else if held > l.iter.seg_sys_ns {
+        let it = &mut l.iter;
+        it.seg_nr = nr;
+        it.seg_sys_ns = held;
+        it.seg_sys_asleep_ns = it.sys_asleep_ns;
+        it.seg_sys_arg = it.sys_arg;
+        it.seg_sys_stacks = if it.sys_stacks.is_some() {
+            it.sys_stacks
+        } else {
+            it.call_stacks
+        };
+    }
+    let flags = l.iter.sys_flags;
     if flags == 0 || nr == nr::FUTEX {
         return;
     }
     let key = LoopCallKey {
         tgid: task.tgid,
         nr,
-        stacks: if flags & SYS_BLOCKED != 0 {
-            l.iter.sys_block_stacks
+        stacks: if slept && l.iter.sys_stacks.is_some() {
+            l.iter.sys_stacks
         } else {
             l.iter.call_stacks
         },
@@ -212,7 +249,7 @@ pub fn sys_exit(task: &Task, nr: u32, now: u64) {
     unsafe {
         atomic_add(&raw mut (*v).count, 1);
         atomic_add(&raw mut (*v).total_ns, dur);
-        if flags & SYS_BLOCKED != 0 {
+        if slept {
             atomic_add(&raw mut (*v).blocked, 1);
         }
         if dur > (*v).max_ns {
@@ -221,22 +258,18 @@ pub fn sys_exit(task: &Task, nr: u32, now: u64) {
     }
 }
 
-/// Adds `dur` of syscall `nr` to the iteration's two heaviest syscalls.
 #[inline(always)]
-fn add_top(l: &mut LoopThread, nr: u32, dur: u64) {
-    let it = &mut l.iter;
-    if it.top_nr[0] == nr {
-        it.top_ns[0] += dur;
-    } else if it.top_nr[1] == nr {
-        it.top_ns[1] += dur;
-    } else if it.top_nr[1] == NO_NR || it.top_ns[1] <= dur {
-        it.top_nr[1] = nr;
-        it.top_ns[1] = dur;
-    }
-    if it.top_ns[1] > it.top_ns[0] {
-        it.top_nr.swap(0, 1);
-        it.top_ns.swap(0, 1);
-    }
+fn start_segment(it: &mut probes_common::evloop::IterState, now: u64) {
+    it.seg_start = now;
+    it.seg_asleep_ns = 0;
+    it.seg_runq_ns = 0;
+    it.seg_nr = NO_NR;
+    it.seg_sys_ns = 0;
+    it.seg_sys_asleep_ns = 0;
+    it.seg_sys_arg = 0;
+    it.seg_sys_stacks = StackIds::NONE;
+    it.seg_cpu_stacks = StackIds::NONE;
+    it.cpu_samples = 0;
 }
 
 #[inline(always)]
@@ -248,23 +281,51 @@ fn start_iteration(l: &mut LoopThread, now: u64) {
     it.sys_flags = 0;
     it.blocked_ns = 0;
     it.runq_ns = 0;
-    it.top_nr = [NO_NR; 2];
-    it.top_ns = [0; 2];
-    it.block_nr = NO_NR;
-    it.block_ns = 0;
-    it.block_stacks = StackIds::NONE;
-    it.cpu_samples = 0;
-    it.cpu_stacks = StackIds::NONE;
     it.call_stacks = StackIds::NONE;
+    start_segment(it, now);
 }
 
-/// Closes the iteration in progress at a wait's entry; a long one is a stall.
+/// Closes the segment in progress at `end`; one that held the loop for the threshold or
+/// longer (run queue excluded) is a stall.
+#[inline(always)]
+fn end_segment(l: &mut LoopThread, task: &Task, end: u64) {
+    let it = &l.iter;
+    let dur = end.saturating_sub(it.seg_start);
+    if dur.saturating_sub(it.seg_runq_ns) < stall_ns() {
+        return;
+    }
+    l.stats.stalls += 1;
+    l.stats.stall_ns += dur;
+    bump(Counter::LoopStalls);
+    let event = StallEvent {
+        tgid: task.tgid,
+        tid: task.tid,
+        start_ns: it.seg_start,
+        dur_ns: dur,
+        asleep_ns: it.seg_asleep_ns,
+        runq_ns: it.seg_runq_ns,
+        sys_nr: it.seg_nr,
+        cpu_samples: it.cpu_samples,
+        sys_ns: it.seg_sys_ns,
+        sys_asleep_ns: it.seg_sys_asleep_ns,
+        sys_arg: it.seg_sys_arg,
+        sys_stacks: it.seg_sys_stacks,
+        cpu_stacks: it.seg_cpu_stacks,
+        call_stacks: it.call_stacks,
+    };
+    if STALLS.output::<StallEvent>(&event, 0).is_err() {
+        bump(Counter::LoopStallsLost);
+    }
+}
+
+/// Closes the iteration in progress at a wait's entry.
 #[inline(always)]
 fn end_iteration(l: &mut LoopThread, task: &Task, now: u64) {
     let start = l.iter.start;
     if start == 0 {
         return;
     }
+    end_segment(l, task, now);
     l.iter.start = 0;
     let dur = now.saturating_sub(start);
     let s = &mut l.stats;
@@ -275,33 +336,6 @@ fn end_iteration(l: &mut LoopThread, task: &Task, now: u64) {
     let slot = log2_slot(dur / 1000) & (HIST_SLOTS - 1);
     s.hist[slot] += 1;
     bump(Counter::LoopIterations);
-    if dur < stall_ns() {
-        return;
-    }
-    s.stalls += 1;
-    s.stall_ns += dur;
-    bump(Counter::LoopStalls);
-    let it = &l.iter;
-    let event = StallEvent {
-        tgid: task.tgid,
-        tid: task.tid,
-        start_ns: start,
-        dur_ns: dur,
-        blocked_ns: it.blocked_ns,
-        runq_ns: it.runq_ns,
-        top_nr: it.top_nr[0],
-        block_nr: it.block_nr,
-        top_ns: it.top_ns[0],
-        block_ns: it.block_ns,
-        block_stacks: it.block_stacks,
-        cpu_stacks: it.cpu_stacks,
-        cpu_samples: it.cpu_samples,
-        _pad: 0,
-        call_stacks: it.call_stacks,
-    };
-    if STALLS.output::<StallEvent>(&event, 0).is_err() {
-        bump(Counter::LoopStallsLost);
-    }
 }
 
 /// A target thread is switched in after `delta` ns away; `state` holds its switch-out stacks.
@@ -311,46 +345,53 @@ pub fn switched_in(tid: u32, state: *const TaskState, delta: u64, runnable: bool
         return;
     };
     // SAFETY: the thread's entry; the thread is not running, so nothing else writes it.
-    let l = unsafe { &mut *l };
-    if l.iter.start == 0 || l.iter.in_wait != 0 {
+    let it = unsafe { &mut (*l).iter };
+    if it.start == 0 || it.in_wait != 0 {
         return;
     }
+    let in_syscall = it.sys_nr != NO_NR;
     if runnable {
-        l.iter.runq_ns += delta;
+        it.runq_ns += delta;
+        it.seg_runq_ns += delta;
+        if in_syscall {
+            it.sys_runq_ns += delta;
+        }
         return;
     }
-    l.iter.blocked_ns += delta;
-    // SAFETY: `state` points into the thread's entry of the target-threads map.
-    let stacks = unsafe {
-        StackIds {
-            kstack: (*state).offcpu_kstack,
-            ustack: (*state).offcpu_ustack,
-            pystack: (*state).offcpu_pystack,
-        }
-    };
-    if l.iter.sys_nr != NO_NR {
-        l.iter.sys_flags |= SYS_BLOCKED;
-        l.iter.sys_block_stacks = stacks;
-    }
-    if delta > l.iter.block_ns {
-        l.iter.block_ns = delta;
-        l.iter.block_nr = l.iter.sys_nr;
-        l.iter.block_stacks = stacks;
+    it.blocked_ns += delta;
+    it.seg_asleep_ns += delta;
+    if in_syscall {
+        it.sys_flags |= SYS_SLEPT;
+        it.sys_asleep_ns += delta;
+        // SAFETY: `state` points into the thread's entry of the target-threads map.
+        it.sys_stacks = unsafe {
+            StackIds {
+                kstack: (*state).offcpu_kstack,
+                ustack: (*state).offcpu_ustack,
+                pystack: (*state).offcpu_pystack,
+            }
+        };
     }
 }
 
-/// An on-CPU sample of a target thread: kept as the stall's CPU stack when the iteration has
-/// already run past the threshold.
+/// An on-CPU sample of a target thread: the segment's latest sample outside syscalls, or the
+/// syscall's when it was taken inside one.
 #[inline(always)]
-pub fn sampled(tid: u32, stacks: StackIds, now: u64) {
+pub fn sampled(tid: u32, stacks: StackIds) {
     let Some(l) = LOOPS.get_ptr_mut(&tid) else {
         return;
     };
     // SAFETY: the thread's own entry (the sample runs in its context).
-    let l = unsafe { &mut *l };
-    if l.iter.start == 0 || l.iter.in_wait != 0 || now.saturating_sub(l.iter.start) < stall_ns() {
+    let it = unsafe { &mut (*l).iter };
+    if it.start == 0 || it.in_wait != 0 {
         return;
     }
-    l.iter.cpu_samples += 1;
-    l.iter.cpu_stacks = stacks;
+    it.cpu_samples += 1;
+    // A sample inside a syscall belongs to that call (which may end the segment, when it is
+    // the loop moving on to the next callback); one outside is the segment's own work.
+    if it.sys_nr != NO_NR {
+        it.sys_stacks = stacks;
+    } else {
+        it.seg_cpu_stacks = stacks;
+    }
 }

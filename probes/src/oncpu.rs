@@ -42,7 +42,7 @@ fn try_oncpu_sample(ctx: &PerfEventContext) {
             ustack,
             pystack,
         };
-        evloop::sampled(task.tid, stacks, now);
+        evloop::sampled(task.tid, stacks);
         if loops_only {
             return;
         }

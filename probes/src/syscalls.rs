@@ -58,8 +58,9 @@ fn try_syscall_exit(ctx: &TracePointContext) {
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
     let nr = read_field(ctx, &raw const SYS_EXIT_ID) as u32;
+    let ret = read_field(ctx, &raw const SYS_EXIT_RET) as i64;
     if evloop::enabled() {
-        evloop::sys_exit(&task, nr, now);
+        evloop::sys_exit(&task, nr, ret, now);
         if evloop::loops_only() {
             return;
         }
@@ -79,7 +80,6 @@ fn try_syscall_exit(ctx: &TracePointContext) {
         tgid: task.tgid,
         nr,
     };
-    let ret = read_field(ctx, &raw const SYS_EXIT_RET) as i64;
     let stats = match SYSCALL_STATS.get_ptr_mut(&key) {
         Some(stats) => stats,
         None => {

@@ -89,9 +89,9 @@ struct DiagnoseArgs {
     /// An iteration of an event loop at least this long is a stall.
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     threshold: Duration,
-    /// Connections of the closed-loop load.
-    #[arg(short = 'c', long, default_value_t = 10)]
-    connections: usize,
+    /// Connections of the closed-loop load; a list (1,10,64) runs each scenario or URL at each.
+    #[arg(short = 'c', long, value_delimiter = ',', default_value = "10")]
+    connections: Vec<usize>,
     /// App worker processes (default: the app's, per its app.toml).
     #[arg(long)]
     workers: Option<u32>,
@@ -247,6 +247,10 @@ struct BenchArgs {
     /// Runs per cell; the report shows medians.
     #[arg(long, default_value_t = 3)]
     runs: usize,
+    /// Measure a run again when the machine disturbed it (steal, other processes, stalls),
+    /// up to this many times.
+    #[arg(long, default_value_t = 1)]
+    repeat_disturbed: usize,
     #[command(flatten)]
     shape: ShapeArgs,
     /// Warm-up before each run.
@@ -446,6 +450,7 @@ fn bench_run(args: BenchArgs) -> anyhow::Result<commands::bench::BenchRun> {
         apps: args.apps,
         scenarios: args.scenarios,
         runs: args.runs,
+        repeat_disturbed: args.repeat_disturbed,
         template: commands::profile::ProfileRun {
             app: String::new(),
             scenario: None,
@@ -476,7 +481,7 @@ fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::Diagno
             args.freq
         );
     }
-    if args.connections == 0 {
+    if args.connections.contains(&0) {
         bail!("--connections must be at least 1");
     }
     let target = match (args.app, args.pid.is_empty(), args.command.is_empty()) {

@@ -15,6 +15,7 @@ pub mod diagnose;
 pub mod doctor;
 pub mod hist;
 pub mod host;
+pub mod interference;
 pub mod launch;
 pub mod load;
 pub mod num;

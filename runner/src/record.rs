@@ -19,6 +19,7 @@ use serde::Serialize;
 
 use crate::{
     cgroup::{self, CgroupTarget},
+    interference::{MachineSampler, Watch},
     probe::{
         evloop::{self, EvloopData, Snapshot, Window},
         offcpu::{self, OffcpuTotals},
@@ -44,6 +45,7 @@ const EARLY_POLL: Duration = Duration::from_millis(5);
 pub struct Recorder {
     probes: Option<Probes>,
     sampler: ResourceSampler,
+    machine: MachineSampler,
     maps: ProcessMaps,
     python: Python,
     stalls: Vec<StallEvent>,
@@ -71,6 +73,8 @@ pub struct Recording {
     pub syscalls: SyscallReport,
     pub runq: RunqReport,
     pub sampler: ResourceSampler,
+    /// What else the machine did meanwhile.
+    pub machine: MachineSampler,
     pub symbols: SymbolStats,
     pub python: PythonReport,
     /// Event-loop figures, when the evloop probe was attached.
@@ -90,9 +94,15 @@ impl Recorder {
         } else {
             None
         };
+        // A single cgroup target counts the CPU of every process that ran in it.
+        let cgroup = match target.cgroups.as_slice() {
+            [one] => Some(one.path.clone()),
+            _ => None,
+        };
         let mut recorder = Self {
             probes,
-            sampler: ResourceSampler::new(),
+            sampler: ResourceSampler::new(cgroup),
+            machine: MachineSampler::default(),
             maps: ProcessMaps::default(),
             python: Python::default(),
             stalls: Vec::new(),
@@ -107,6 +117,12 @@ impl Recorder {
         };
         recorder.tick();
         Ok(recorder)
+    }
+
+    /// Watches the machine for interference: what the run owns and where it runs.
+    pub fn watch(&mut self, watch: Watch) {
+        self.machine = MachineSampler::new(watch);
+        self.machine.sample(self.sampler.total_cpu_ns());
     }
 
     /// The attached programs.
@@ -141,6 +157,7 @@ impl Recorder {
         }
         self.seen.extend(&pids);
         self.sampler.sample(&pids);
+        self.machine.sample(self.sampler.total_cpu_ns());
         if let Some(probes) = self.probes.as_mut() {
             if let Err(err) = self.python.refresh(probes, &pids) {
                 eprintln!("warning: Python stacks: {:#}", anyhow::Error::from(err));
@@ -160,6 +177,30 @@ impl Recorder {
         if let Some(probes) = self.probes.as_mut() {
             evloop::drain(probes, &mut self.stalls)?;
             self.open_window = Some((label.to_string(), evloop::snapshot(probes)?));
+        }
+        Ok(())
+    }
+
+    /// Ticks until the loops have finished what was queued (every loop waits for events), or
+    /// `max` passed: load that stopped leaves requests behind, and their work belongs to the
+    /// window that sent them.
+    pub fn settle(&mut self, max: Duration) -> Result<(), ProbeError> {
+        let Some(probes) = self.probes.as_ref() else {
+            return Ok(());
+        };
+        if !self.config.probes.contains(&ProbeKind::Evloop) {
+            return Ok(());
+        }
+        let started = Instant::now();
+        // Two idle looks in a row, a little apart: a loop between two waits is busy.
+        let mut idle = 0;
+        while idle < 2 && started.elapsed() < max {
+            idle = if evloop::all_waiting(probes)? {
+                idle + 1
+            } else {
+                0
+            };
+            std::thread::sleep(Duration::from_millis(5));
         }
         Ok(())
     }
@@ -240,7 +281,8 @@ impl Recorder {
             offcpu_totals: OffcpuTotals::default(),
             syscalls: syscalls::report(&[]),
             runq: runqlat::report(&Default::default()),
-            sampler: ResourceSampler::new(),
+            sampler: ResourceSampler::default(),
+            machine: MachineSampler::default(),
             symbols: SymbolStats::default(),
             python: PythonReport::default(),
             evloop: None,
@@ -249,6 +291,7 @@ impl Recorder {
         let Some(mut probes) = self.probes.take() else {
             return Ok(Recording {
                 sampler: self.sampler,
+                machine: self.machine,
                 processes_seen: self.seen.into_iter().collect(),
                 ..empty
             });
@@ -307,7 +350,7 @@ impl Recorder {
                 });
             };
             for e in &self.stalls {
-                for ids in [e.block_stacks, e.cpu_stacks, e.call_stacks] {
+                for ids in [e.sys_stacks, e.cpu_stacks, e.call_stacks] {
                     name(e.tgid, ids);
                 }
             }
@@ -322,8 +365,21 @@ impl Recorder {
                 .filter(|f| self.python.is_library_frame(f))
                 .cloned()
                 .collect();
+            let python_pids = self
+                .seen
+                .iter()
+                .copied()
+                .filter(|pid| self.python.is_python(*pid))
+                .collect();
+            let runtimes = self
+                .seen
+                .iter()
+                .filter_map(|pid| Some((*pid, self.python.runtime(*pid)?)))
+                .collect();
             EvloopData {
                 library_frames,
+                python_pids,
+                runtimes,
                 threshold: self.config.stall_threshold,
                 windows,
                 stalls: std::mem::take(&mut self.stalls),
@@ -341,6 +397,7 @@ impl Recorder {
             syscalls: syscalls::report(&syscall_data),
             runq: runqlat::report(&runq_data),
             sampler: self.sampler,
+            machine: self.machine,
             symbols: symbolizer.stats().clone(),
             python,
             evloop,

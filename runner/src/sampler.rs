@@ -1,8 +1,11 @@
 //! The resource sampler: CPU (user and sys), RSS, threads and context switches for each
-//! target process and in total, read through procfs at a fixed interval.
+//! target process and in total, read through procfs at a fixed interval. CPU comes from the
+//! scheduler's nanosecond counts (per-thread schedstat, the target cgroup's cpu.stat), never
+//! from clock ticks, and is capped at what the CPUs a process may use allow.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeSet, HashMap},
+    path::{Path, PathBuf},
     time::{Duration, Instant},
 };
 
@@ -46,8 +49,11 @@ pub struct ResourceSummary {
     pub ctx_involuntary: u64,
 }
 
+/// CPU time of a process: on the CPU in nanoseconds (the scheduler's count, summed over its
+/// threads), and the user/system split in clock ticks (only to divide the nanoseconds).
 #[derive(Clone, Copy)]
-struct CpuTicks {
+struct CpuTime {
+    ns: u64,
     utime: u64,
     stime: u64,
     at: Instant,
@@ -55,42 +61,57 @@ struct CpuTicks {
 
 struct ProcessSample {
     comm: String,
-    utime: u64,
-    stime: u64,
+    cpu: CpuTime,
     rss_kb: u64,
     threads: u64,
     ctx_voluntary: u64,
     ctx_involuntary: u64,
+    /// CPUs the process may run on.
+    cpus: Vec<usize>,
 }
 
 /// Collects resource rows over a run.
 pub struct ResourceSampler {
     start: Instant,
-    ticks_per_second: f64,
     page_kb: u64,
-    last: HashMap<u32, CpuTicks>,
+    last: HashMap<u32, CpuTime>,
+    /// The target's cgroup (cgroup v2 directory), whose `cpu.stat` counts the CPU time of
+    /// every process that ran in it, exited ones included.
+    cgroup: Option<PathBuf>,
+    last_cgroup: Option<(u64, Instant)>,
     rows: Vec<ResourceRow>,
+    /// The CPU time of the target so far, in nanoseconds, for other samplers.
+    total_ns: u64,
 }
 
 impl Default for ResourceSampler {
     fn default() -> Self {
-        Self::new()
+        Self::new(None)
     }
 }
 
 impl ResourceSampler {
-    /// A sampler whose time axis starts now.
-    pub fn new() -> Self {
+    /// A sampler whose time axis starts now; with `cgroup`, the total's CPU comes from it.
+    pub fn new(cgroup: Option<PathBuf>) -> Self {
         Self {
             start: Instant::now(),
-            ticks_per_second: procfs::ticks_per_second() as f64,
             page_kb: procfs::page_size() / 1024,
             last: HashMap::new(),
+            cgroup,
+            last_cgroup: None,
             rows: Vec::new(),
+            total_ns: 0,
         }
     }
 
+    /// The target's CPU time so far (nanoseconds), as the total rows count it.
+    pub fn total_cpu_ns(&self) -> u64 {
+        self.total_ns
+    }
+
     /// Samples each of `pids` (processes that are gone are skipped) and adds a total row.
+    /// CPU% comes from nanosecond counts and never exceeds 100% times the CPUs a process (or
+    /// the target) may run on.
     pub fn sample(&mut self, pids: &[u32]) {
         let now = Instant::now();
         let t_s = (now - self.start).as_secs_f64();
@@ -106,26 +127,23 @@ impl ResourceSampler {
             ctx_voluntary: 0,
             ctx_involuntary: 0,
         };
+        let mut allowed: BTreeSet<usize> = BTreeSet::new();
+        let mut sum_ns = 0u64;
         for &pid in pids {
             let Some(sample) = read_process(pid, self.page_kb) else {
                 self.last.remove(&pid);
                 continue;
             };
-            let current = CpuTicks {
-                utime: sample.utime,
-                stime: sample.stime,
-                at: now,
-            };
-            let (user, sys) = match self.last.insert(pid, current) {
-                Some(prev) => {
-                    let secs = (now - prev.at).as_secs_f64().max(1e-3) * self.ticks_per_second;
-                    (
-                        100.0 * current.utime.saturating_sub(prev.utime) as f64 / secs,
-                        100.0 * current.stime.saturating_sub(prev.stime) as f64 / secs,
-                    )
-                }
+            allowed.extend(&sample.cpus);
+            // A process runs on at most as many CPUs as it may use, and as it has threads.
+            let cap = sample.cpus.len().min(sample.threads as usize).max(1) as f64;
+            let (user, sys) = match self.last.insert(pid, sample.cpu) {
+                Some(prev) => split(&prev, &sample.cpu, cap),
                 None => (0.0, 0.0),
             };
+            if let Some(prev) = self.last.get(&pid) {
+                sum_ns += prev.ns;
+            }
             let row = ResourceRow {
                 t_s,
                 pid,
@@ -146,6 +164,32 @@ impl ResourceSampler {
             total.ctx_voluntary += row.ctx_voluntary;
             total.ctx_involuntary += row.ctx_involuntary;
             self.rows.push(row);
+        }
+        let cap = 100.0 * allowed.len().min(total.threads as usize).max(1) as f64;
+        // The cgroup's count includes processes that exited between two samples.
+        match self.cgroup.as_deref().and_then(cgroup_usage_ns) {
+            Some(ns) => {
+                if let Some((prev, at)) = self.last_cgroup.replace((ns, now)) {
+                    let secs = (now - at).as_secs_f64().max(1e-3);
+                    let pct = 100.0 * ns.saturating_sub(prev) as f64 / 1e9 / secs;
+                    let share = if total.cpu_pct > 0.0 {
+                        total.cpu_user_pct / total.cpu_pct
+                    } else {
+                        1.0
+                    };
+                    total.cpu_pct = pct;
+                    total.cpu_user_pct = pct * share;
+                    total.cpu_sys_pct = pct * (1.0 - share);
+                }
+                self.total_ns = ns;
+            }
+            None => self.total_ns = self.total_ns.max(sum_ns),
+        }
+        if total.cpu_pct > cap {
+            let scale = cap / total.cpu_pct;
+            total.cpu_pct = cap;
+            total.cpu_user_pct *= scale;
+            total.cpu_sys_pct *= scale;
         }
         self.rows.push(total);
     }
@@ -218,26 +262,67 @@ fn csv_field(s: &str) -> String {
     }
 }
 
+/// User and system CPU% between two samples of a process, from its nanoseconds (split by
+/// its ticks), at most 100% times `cap` CPUs.
+fn split(prev: &CpuTime, now: &CpuTime, cap: f64) -> (f64, f64) {
+    let secs = (now.at - prev.at).as_secs_f64().max(1e-3);
+    let pct = (100.0 * now.ns.saturating_sub(prev.ns) as f64 / 1e9 / secs).min(100.0 * cap);
+    let (u, s) = (
+        now.utime.saturating_sub(prev.utime) as f64,
+        now.stime.saturating_sub(prev.stime) as f64,
+    );
+    let user_share = if u + s > 0.0 { u / (u + s) } else { 1.0 };
+    (pct * user_share, pct * (1.0 - user_share))
+}
+
+/// `usage_usec` of a cgroup v2 directory's cpu.stat, in nanoseconds.
+fn cgroup_usage_ns(dir: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|us| us * 1000)
+}
+
 fn read_process(pid: u32, page_kb: u64) -> Option<ProcessSample> {
     let process = Process::new(pid as i32).ok()?;
     let stat = process.stat().ok()?;
-    let (mut voluntary, mut involuntary) = (0, 0);
+    let (mut voluntary, mut involuntary, mut ns) = (0, 0, 0);
     if let Ok(tasks) = process.tasks() {
         for task in tasks.flatten() {
             if let Ok(status) = task.status() {
                 voluntary += status.voluntary_ctxt_switches.unwrap_or(0);
                 involuntary += status.nonvoluntary_ctxt_switches.unwrap_or(0);
             }
+            if let Ok(s) = task.schedstat() {
+                ns += s.sum_exec_runtime;
+            }
         }
     }
+    let cpus = process
+        .status()
+        .ok()
+        .and_then(|s| s.cpus_allowed_list)
+        .map(|ranges| {
+            ranges
+                .into_iter()
+                .flat_map(|(a, b)| a as usize..=b as usize)
+                .collect()
+        })
+        .unwrap_or_default();
     Some(ProcessSample {
         comm: stat.comm,
-        utime: stat.utime,
-        stime: stat.stime,
+        cpu: CpuTime {
+            ns,
+            utime: stat.utime,
+            stime: stat.stime,
+            at: Instant::now(),
+        },
         rss_kb: stat.rss * page_kb,
         threads: stat.num_threads.max(0) as u64,
         ctx_voluntary: voluntary,
         ctx_involuntary: involuntary,
+        cpus,
     })
 }
 
@@ -252,7 +337,7 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
-        let mut sampler = ResourceSampler::new();
+        let mut sampler = ResourceSampler::new(None);
         for _ in 0..6 {
             sampler.sample(&[pid, 999_999_999]);
             std::thread::sleep(INTERVAL);
@@ -262,6 +347,8 @@ mod tests {
         let summary = sampler.summary();
         assert_eq!(summary.samples, 6);
         assert!(summary.cpu_pct_avg > 50.0, "{summary:?}");
+        // One busy thread can use one CPU, whatever the clock says.
+        assert!(summary.cpu_pct_max <= 100.0, "{summary:?}");
         assert!(summary.rss_mb_max > 0.0);
         let csv = String::from_utf8(sampler.to_csv()).unwrap();
         assert!(csv.starts_with("t_s,pid,comm,cpu_pct"));

@@ -122,6 +122,19 @@ fn check_run(dir: &Path, app_frame: impl Fn(&str) -> bool) {
     let run = json(dir, "run.json");
     assert!(run["client"]["cpu_user_s"].is_number());
     assert!(run["app"]["workers"].as_u64().unwrap() >= 1);
+    // CPU figures are physically possible: never above 100% per CPU the app may use.
+    let cap = 100.0 * run["app"]["app_cpus"].as_array().unwrap().len() as f64;
+    assert!(
+        summary["resources"]["cpu_pct_max"].as_f64().unwrap() <= cap,
+        "{}",
+        summary["resources"]
+    );
+    let csv = read(dir, "resources.csv");
+    for row in csv.lines().skip(1) {
+        let cpu: f64 = row.split(',').nth(3).unwrap().parse().unwrap();
+        assert!(cpu <= cap, "resources.csv: {row}");
+    }
+    assert!(summary["interference"]["seconds"].is_array(), "{summary}");
     for file in [
         "latency.hgrm",
         "timeseries.csv",
@@ -217,6 +230,97 @@ fn sigint_leaves_nothing_behind() {
         "BPF programs left behind"
     );
     assert!(leftovers().is_empty(), "{:?}", leftovers());
+}
+
+/// The app stopped (SIGSTOP) for a second during the load: the run says it was disturbed,
+/// and when.
+#[test]
+fn a_stopped_app_marks_the_run_as_disturbed_in_the_right_second() {
+    use std::io::BufRead;
+    let _machine = exclusive();
+    let out = results("stopped");
+    let mut child = runner()
+        .args([
+            "profile",
+            "axum",
+            "ping",
+            "-d",
+            "6s",
+            "--warmup",
+            "0",
+            "--no-probes",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("[4/7]") {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "profile ended early"
+        );
+    }
+    let drain = std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let loading = Instant::now();
+    sleep(Duration::from_millis(2500));
+    let pids: Vec<i32> = String::from_utf8(
+        Command::new("pgrep")
+            .args(["-f", "axum-app"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .lines()
+    .map(|l| l.trim().parse().unwrap())
+    .collect();
+    assert!(!pids.is_empty(), "the app runs");
+    let signal = |s| {
+        for pid in &pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), s);
+        }
+    };
+    let stopped_at = loading.elapsed().as_secs_f64();
+    signal(nix::sys::signal::Signal::SIGSTOP);
+    sleep(Duration::from_secs(1));
+    signal(nix::sys::signal::Signal::SIGCONT);
+    assert!(child.wait().unwrap().success());
+    let _ = drain.join();
+    let summary = json(&run_dir(&out), "summary.json");
+    let i = &summary["interference"];
+    assert_eq!(i["disturbed"], true, "{i:#}");
+    let stalled: Vec<u64> = i["seconds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            s["marks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m == "app_no_cpu")
+        })
+        .map(|s| s["second"].as_u64().unwrap())
+        .collect();
+    // The load starts a moment after the phase line: the stop falls in the second it began
+    // or the next.
+    let second = stopped_at.floor() as u64;
+    assert!(
+        !stalled.is_empty()
+            && stalled
+                .iter()
+                .all(|s| (second.saturating_sub(1)..=second + 1).contains(s)),
+        "stopped {stopped_at:.2}s into the load; marked {stalled:?}\n{i:#}"
+    );
+    assert!(
+        i["findings"][0].as_str().is_some(),
+        "the disturbance is worded\n{i:#}"
+    );
 }
 
 #[test]

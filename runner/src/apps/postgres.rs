@@ -34,6 +34,26 @@ pub struct Postgres {
     pub version: String,
 }
 
+impl Postgres {
+    /// The server's processes: the postmaster and its children.
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(main) = self.child.as_ref().map(Child::id) else {
+            return Vec::new();
+        };
+        let mut pids = vec![main];
+        if let Ok(procs) = procfs::process::all_processes() {
+            pids.extend(
+                procs
+                    .flatten()
+                    .filter_map(|p| p.stat().ok())
+                    .filter(|s| s.ppid == main as i32)
+                    .map(|s| s.pid as u32),
+            );
+        }
+        pids
+    }
+}
+
 fn bin_dir() -> Result<PathBuf, PostgresError> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .map_err(|_| PostgresError::NotInstalled)?

@@ -59,7 +59,7 @@ pub struct Session {
     pub database_url: Option<String>,
     pub facts: SessionFacts,
     // Dropped after the app: the app stops first.
-    _postgres: Option<Postgres>,
+    postgres: Option<Postgres>,
     _tmp: ShortTmp,
 }
 
@@ -122,6 +122,14 @@ fn build_rust(app: &Manifest, progress: &mut dyn FnMut(&str)) -> anyhow::Result<
 }
 
 impl Session {
+    /// Processes of the session besides the app (the database's).
+    pub fn helper_pids(&self) -> Vec<u32> {
+        self.postgres
+            .as_ref()
+            .map(Postgres::pids)
+            .unwrap_or_default()
+    }
+
     /// Provisions and starts `app` for `scenarios`.
     pub fn start(
         app: &Manifest,
@@ -242,7 +250,7 @@ impl Session {
             app: process,
             database_url,
             facts,
-            _postgres: postgres,
+            postgres,
             _tmp: tmp,
         })
     }

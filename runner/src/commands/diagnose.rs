@@ -52,10 +52,10 @@ pub enum DiagnoseTarget {
 #[derive(Clone, Debug)]
 pub struct DiagnoseRun {
     pub target: DiagnoseTarget,
-    /// Load per scenario or URL.
+    /// Load per scenario or URL, at each of the connection counts.
     pub duration: Duration,
     pub warmup: Duration,
-    pub connections: usize,
+    pub connections: Vec<usize>,
     pub workers: Option<u32>,
     pub probe: ProbeConfig,
     pub out: PathBuf,
@@ -66,6 +66,31 @@ struct Job {
     label: String,
     config: LoadConfig,
 }
+
+/// The jobs of `(label, config)` pairs at each of the connection counts; the label names the
+/// count when there are several.
+fn at_each_concurrency(d: &DiagnoseRun, jobs: Vec<(String, LoadConfig)>) -> Vec<Job> {
+    let mut out = Vec::new();
+    for (label, config) in jobs {
+        for &c in &d.connections {
+            out.push(Job {
+                label: if d.connections.len() > 1 {
+                    format!("{label} c={c}")
+                } else {
+                    label.clone()
+                },
+                config: LoadConfig {
+                    schedule: Schedule::closed(c, Some(d.duration)),
+                    ..config.clone()
+                },
+            });
+        }
+    }
+    out
+}
+
+/// How long the loops get to finish what a window's load left queued.
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// How long a launched command gets to answer on its first URL.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -103,15 +128,19 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
         );
         if !d.warmup.is_zero() {
             let warm = LoadConfig {
-                schedule: Schedule::closed(d.connections, Some(d.warmup)),
+                schedule: Schedule::closed(job.config.schedule.max_connections(), Some(d.warmup)),
                 ..job.config.clone()
             };
             load::run(&warm, stop.clone(), &mut |_| {})?;
         }
+        // What the warm-up (or the window before) left queued is not this window's.
+        t.recorder.settle(SETTLE)?;
         t.recorder.window_start(&job.label)?;
         let outcome = t
             .recorder
             .record_while(|| load::run(&job.config, stop.clone(), &mut |_| {}), || {})?;
+        // What this window's load left queued is.
+        t.recorder.settle(SETTLE)?;
         t.recorder.window_end()?;
         let total = &outcome.report.total;
         figures.push(LoadFigures {
@@ -176,12 +205,12 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The shape of each window's load: closed loop, one thread.
+/// The shape of each window's load: closed loop, one thread (the connections are set per job).
 fn shape(d: &DiagnoseRun, cpus: Vec<usize>) -> LoadShape {
     LoadShape {
         threads: 1,
         cpus,
-        schedule: Schedule::closed(d.connections, Some(d.duration)),
+        schedule: Schedule::closed(1, Some(d.duration)),
         max_requests: None,
         timeout: Duration::from_secs(10),
         think: None,
@@ -223,17 +252,18 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
             let jobs = chosen
                 .iter()
                 .map(|sc| {
-                    Ok(Job {
-                        label: format!("{} {}", sc.name, sc.path()),
-                        config: apps::load_config(
+                    Ok((
+                        format!("{} {}", sc.name, sc.path()),
+                        apps::load_config(
                             session.app.addr,
                             sc.requests(),
                             Some(sc),
                             shape(d, client_cpus.clone()),
                         )?,
-                    })
+                    ))
                 })
                 .collect::<anyhow::Result<Vec<_>>>()?;
+            let jobs = at_each_concurrency(d, jobs);
             let cgroup = session.app.groups.target();
             let target = Target {
                 tgids: if cgroup.is_some() {
@@ -260,7 +290,7 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
                     bail!("no process {pid}");
                 }
             }
-            let jobs = url_jobs(urls, &shape(d, Vec::new()))?;
+            let jobs = at_each_concurrency(d, url_jobs(urls, &shape(d, Vec::new()))?);
             let target = Target {
                 tgids: pids.clone(),
                 cgroups: Vec::new(),
@@ -284,7 +314,7 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
             })
         }
         DiagnoseTarget::Command { argv, urls } => {
-            let jobs = url_jobs(urls, &shape(d, Vec::new()))?;
+            let jobs = at_each_concurrency(d, url_jobs(urls, &shape(d, Vec::new()))?);
             let gated = launch::spawn_gated(argv)?;
             let target = Target {
                 tgids: vec![gated.pid()],
@@ -317,16 +347,16 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
     }
 }
 
-/// Jobs for `--url`s: a plain GET of each.
-fn url_jobs(urls: &[String], shape: &LoadShape) -> anyhow::Result<Vec<Job>> {
+/// (label, load) for `--url`s: a plain GET of each.
+fn url_jobs(urls: &[String], shape: &LoadShape) -> anyhow::Result<Vec<(String, LoadConfig)>> {
     urls.iter()
         .map(|url| {
             let target = load::parse_url(url)?;
             let requests = vec![RequestSpec::get(&target.path)];
-            Ok(Job {
-                label: url.clone(),
-                config: LoadConfig::new(target, requests, shape.clone()),
-            })
+            Ok((
+                url.clone(),
+                LoadConfig::new(target, requests, shape.clone()),
+            ))
         })
         .collect()
 }

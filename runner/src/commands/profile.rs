@@ -24,6 +24,7 @@ use crate::{
     },
     diagnose::{self, LoadFigures},
     host,
+    interference::{Interference, Watch},
     load::{self, request::RequestSpec, schedule::Schedule, LoadConfig, LoadOutcome, LoadShape},
     privilege::{Privileges, NEEDS_ROOT},
     probe::{ProbeConfig, Target},
@@ -62,6 +63,9 @@ pub struct ProfileRun {
     /// The results folder (default: results).
     pub out: PathBuf,
 }
+
+/// How long the app's loops get to finish what the load left queued.
+const SETTLE: Duration = Duration::from_secs(10);
 
 /// A finished profile.
 pub struct Profiled {
@@ -319,6 +323,7 @@ fn recording_what(p: &ProfileRun) -> String {
 /// What the recording stage measured.
 struct Measured {
     recording: Recording,
+    interference: Interference,
     load: LoadOutcome,
     /// The app's exit status, when it died during the load.
     app_died: Option<String>,
@@ -345,10 +350,19 @@ fn record(
     };
     let mut recorder =
         Recorder::start(&p.probe, &target, !p.no_probes).context("attaching the probes")?;
+    let (app_cpus, client_cpus) = Plan::cpus(p);
+    recorder.watch(Watch {
+        app_cpus,
+        client_cpus,
+        ours: session.helper_pids(),
+        cgroup: session.app.groups.v2.clone(),
+    });
     let (user0, sys0, _) = host::self_usage();
     let bar = report::progress::bar(p.schedule.duration());
     let mut app_died = None;
     let started = Instant::now();
+    // The event-loop window covers the load and what it left queued, nothing else.
+    recorder.window_start(label)?;
     let load = recorder.record_while(
         || {
             load::run(config, stop.clone(), &mut |pr| {
@@ -366,11 +380,27 @@ fn record(
     );
     let elapsed = started.elapsed();
     report::progress::finish(bar);
+    recorder.settle(SETTLE)?;
+    recorder.window_end()?;
     let load = load?;
     let (user1, sys1, max_rss_mb) = host::self_usage();
     let recording = recorder.finish(label)?;
+    let series = &load.report.timeseries;
+    let mut responses = vec![
+        0u64;
+        series
+            .iter()
+            .map(|r| r.second as usize + 1)
+            .max()
+            .unwrap_or(0)
+    ];
+    for r in series {
+        responses[r.second as usize] += r.ok + r.errors;
+    }
+    let interference = recording.machine.assess(started, &responses);
     let measured = Measured {
         recording,
+        interference,
         load,
         app_died,
         elapsed,
@@ -502,6 +532,7 @@ fn summarise(
         },
         probes: ProbeSummary::of(&m.recording),
         diagnosis,
+        interference: Some(m.interference.clone()),
         artifacts: dir.artifacts(&REPORTS),
     }
 }

@@ -19,8 +19,9 @@ use super::{
 pub struct Interpreter {
     /// The file defining `_PyRuntime`: the executable or libpython.
     pub module: PathBuf,
-    /// Address of `_PyRuntime` in the process.
+    /// Address of `_PyRuntime` in the process, and its size (0 when the symbol has none).
     pub runtime: u64,
+    pub runtime_size: u64,
     pub layout: Layout,
 }
 
@@ -58,6 +59,7 @@ type Range = (u64, u64, u64);
 #[derive(Clone, Copy, Debug)]
 struct Symbols {
     runtime: u64,
+    runtime_size: u64,
     version: Option<u64>,
 }
 
@@ -123,6 +125,7 @@ impl Finder {
             return Ok(Some(Interpreter {
                 module: path.clone(),
                 runtime,
+                runtime_size: symbols.runtime_size,
                 layout,
             }));
         }
@@ -145,8 +148,10 @@ impl Finder {
                         .iter()
                         .find_map(|s| s.file_offset.filter(|&o| o > 0))
                 };
+                let runtime_size = results.first()?.iter().find_map(|s| s.size).unwrap_or(0) as u64;
                 Some(Symbols {
                     runtime: offset(0)?,
+                    runtime_size,
                     version: offset(1),
                 })
             });

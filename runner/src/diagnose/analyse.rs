@@ -1,6 +1,7 @@
-//! The analysis of one window of event-loop data: which threads are loops, how much of their
-//! time was blocked or CPU-bound, their culprits, and the verdict. A pure function of what the
-//! probe recorded and the load figures.
+//! The analysis of one window of event-loop data: which threads are loops, how busy they
+//! were, what held them (stalls: one callback's stretch of work over the threshold, by cause),
+//! the blocking calls they made, and the verdict. A pure function of what the probe recorded
+//! and the load figures.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,7 +12,7 @@ use probes_common::{
 
 use super::{
     advice::advice,
-    model::{Cause, Culprit, CulpritKind, Entry, LoadFigures, LoopThread},
+    model::{Cause, Culprit, CulpritKind, Entry, LoadFigures, LoopThread, Verdict},
 };
 use crate::{
     num::{round1, round2},
@@ -22,72 +23,167 @@ use crate::{
     stacks::{assemble::is_python_frame, Folded},
 };
 
-/// A thread is an event loop when it waited in epoll at least this often in the window...
+/// A thread is an event loop when it has waited in epoll at least this often so far...
 const MIN_WAITS: u64 = 10;
-/// ...and ran at least this many iterations between the waits.
-const MIN_ITERATIONS: u64 = 5;
+/// ...and ran at least this many iterations between the waits in the window.
+const MIN_ITERATIONS: u64 = 1;
 /// Calls that block by nature (sleeps, file I/O, locks) per second on a loop from which the
 /// loop is flagged, however short they were.
 const FLAG_CALLS_PER_S: f64 = 1.0;
-/// Other calls flag the loop only when they blocked it for this share of its wall time (an
-/// mmap that waited on a lock now and then is not a finding).
-const FLAG_BLOCKED_CALL_PCT: f64 = 1.0;
-/// Share of the loops' wall time in stalls asleep in a syscall from which the loop is
-/// flagged: a lone stall (a page fault storm, a slow disk) is reported but not flagged.
-const FLAG_SYSCALL_STALL_PCT: f64 = 2.0;
-/// The same for CPU-bound stalls and stalls waiting on a futex (the GIL or a lock). Higher:
-/// under load a loop also runs long batches of small callbacks, and waits for the GIL while
-/// worker threads run Python, without a culprit; a CPU-heavy handler or a lock held across
-/// requests takes most of the loop's time under the same load.
+/// Other calls flag the loop only when they slept for this share of its wall time (an mmap
+/// that waited on a lock now and then is not a finding).
+const FLAG_SLEPT_CALL_PCT: f64 = 1.0;
+/// Share of the loops' wall time in blocking stalls from which the loop is flagged...
+const FLAG_BLOCKING_STALL_PCT: f64 = 2.0;
+/// ...when there were at least this many of them (one slow disk access is reported, not
+/// flagged).
+const FLAG_BLOCKING_STALLS: usize = 2;
+/// The same for stalls running code or waiting for a lock or the GIL: a callback that
+/// computes for longer than the threshold now and then is reported; one that takes a fifth of
+/// the loop's time is a finding.
 const FLAG_CPU_STALL_PCT: f64 = 20.0;
+/// A loop that is not flagged but spent this share of the window working (run queue
+/// excluded) is saturated.
+const SATURATED_BUSY_PCT: f64 = 80.0;
 
-/// Why a stall happened, from its figures.
-fn stall_cause(e: &StallEvent) -> (Option<u32>, StackIds) {
-    let half = e.dur_ns / 2;
-    let first = |candidates: &[StackIds]| {
-        candidates
-            .iter()
-            .copied()
-            .find(StackIds::is_some)
-            .unwrap_or(StackIds::NONE)
-    };
-    if e.top_nr != NO_NR && e.top_ns >= half {
-        let stacks = if e.block_nr == e.top_nr {
-            first(&[e.block_stacks, e.call_stacks, e.cpu_stacks])
+/// What held the loop during a stall, and the stacks that show where.
+fn classify(e: &StallEvent, data: &EvloopData) -> (Cause, Option<u32>, Vec<StackIds>) {
+    let held = e.dur_ns.saturating_sub(e.runq_ns);
+    let syscall_first = vec![e.sys_stacks, e.call_stacks, e.cpu_stacks];
+    if e.sys_nr != NO_NR && e.sys_ns.saturating_mul(2) >= held {
+        let nr = e.sys_nr;
+        if e.sys_asleep_ns.saturating_mul(2) >= e.sys_ns {
+            let in_runtime = data
+                .runtimes
+                .get(&e.tgid)
+                .is_some_and(|(start, end)| (*start..*end).contains(&e.sys_arg));
+            let cause = match nr {
+                nr::FUTEX if in_runtime => Cause::Gil,
+                nr::FUTEX => Cause::Lock,
+                _ => Cause::Blocking,
+            };
+            return (cause, Some(nr), syscall_first);
+        }
+        // On the CPU inside the call: file I/O is the app's blocking; a socket call that ran
+        // long is kernel work or stolen time.
+        let frames = data.frames(e.tgid, e.sys_stacks);
+        let cause = if is_blocking_nature(nr) || touches_files(&frames) {
+            Cause::Blocking
         } else {
-            first(&[e.call_stacks, e.cpu_stacks, e.block_stacks])
+            Cause::Kernel
         };
-        return (Some(e.top_nr), stacks);
+        return (cause, Some(nr), syscall_first);
     }
-    if e.block_nr != NO_NR && e.blocked_ns >= half {
-        return (Some(e.block_nr), first(&[e.block_stacks, e.call_stacks]));
+    if e.asleep_ns.saturating_mul(2) >= held {
+        // Asleep outside any call: page faults waiting for the disk.
+        return (Cause::Blocking, None, vec![e.cpu_stacks, e.call_stacks]);
     }
-    (None, first(&[e.cpu_stacks, e.call_stacks, e.block_stacks]))
+    (
+        Cause::Cpu,
+        None,
+        vec![e.cpu_stacks, e.sys_stacks, e.call_stacks],
+    )
 }
 
-/// The frame a culprit is named by: the innermost Python frame of the application's own code,
-/// else the innermost Python frame, else the innermost user frame.
-pub fn culprit_frame(stack: &[String], library: &BTreeSet<String>) -> String {
-    let app = stack
+/// Calls that block by nature (their figures do not depend on the file's kind).
+fn is_blocking_nature(nr: u32) -> bool {
+    matches!(
+        nr,
+        nr::PREAD64
+            | nr::PWRITE64
+            | nr::PREADV
+            | nr::PWRITEV
+            | nr::PREADV2
+            | nr::PWRITEV2
+            | nr::FSYNC
+            | nr::FDATASYNC
+            | nr::SYNC
+            | nr::SYNCFS
+            | nr::SYNC_FILE_RANGE
+            | nr::FLOCK
+            | nr::NANOSLEEP
+            | nr::CLOCK_NANOSLEEP
+    )
+}
+
+/// True when kernel frames show file-system work (a read or write of a regular file).
+pub fn touches_files(frames: &[String]) -> bool {
+    const FILE_FRAMES: [&str; 8] = [
+        "filemap_",
+        "_file_read_iter",
+        "_file_write_iter",
+        "generic_perform_write",
+        "ext4_",
+        "xfs_",
+        "btrfs_",
+        "shmem_",
+    ];
+    frames
+        .iter()
+        .filter(|f| f.ends_with("_[k]"))
+        .any(|f| FILE_FRAMES.iter().any(|n| f.contains(n)))
+}
+
+/// The frame a culprit is named by: the innermost frame of the app's own Python code (a
+/// script's top level only when nothing deeper is known), else the innermost Python frame,
+/// else the native leaf of a process that is not Python, else why there is none.
+pub fn culprit_frame(stack: &[String], library: &BTreeSet<String>, python: bool) -> String {
+    let frames: Vec<&String> = stack.iter().filter(|f| is_python_frame(f)).collect();
+    let app = |f: &&&String| !library.contains(**f);
+    let module = |f: &&&String| f.starts_with("<module> (");
+    let named = frames
         .iter()
         .rev()
-        .find(|f| is_python_frame(f) && !library.contains(*f));
-    let python = stack.iter().rev().find(|f| is_python_frame(f));
-    let native = stack.iter().rev().find(|f| !f.ends_with("_[k]"));
-    app.or(python)
-        .or(native)
+        .find(|f| app(f) && !module(f))
+        .or_else(|| frames.iter().rev().find(|f| !module(f)))
+        .or_else(|| frames.last());
+    if let Some(f) = named {
+        return (*f).clone();
+    }
+    if python {
+        return if stack.is_empty() {
+            "[no Python frame: no stack was captured]".into()
+        } else {
+            "[no Python frame: the walker found none at this moment]".into()
+        };
+    }
+    stack
+        .iter()
+        .rev()
+        .find(|f| !f.ends_with("_[k]") && !f.starts_with('['))
         .cloned()
-        .unwrap_or_else(|| "[unknown]".into())
+        .unwrap_or_else(|| "[no user frame: the user stack was not captured]".into())
+}
+
+/// The first candidate stack with Python frames, else the first non-empty one.
+fn pick_stack(data: &EvloopData, tgid: u32, candidates: &[StackIds]) -> Vec<String> {
+    let stacks: Vec<Vec<String>> = candidates
+        .iter()
+        .filter(|ids| ids.is_some())
+        .map(|ids| data.frames(tgid, *ids))
+        .filter(|f| !f.is_empty())
+        .collect();
+    stacks
+        .iter()
+        .find(|s| s.iter().any(|f| is_python_frame(f)))
+        .or_else(|| stacks.first())
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Analyses one window, with the load figures measured during it.
 pub fn analyse(data: &EvloopData, window: &Window, load: LoadFigures) -> Entry {
     let duration_ns = window.duration_ns();
     let duration_s = duration_ns as f64 / 1e9;
+    // A loop that blocks for seconds per turn makes few iterations in a window: it is a loop
+    // when it has waited in epoll often enough so far, and turned in the window.
     let loops: Vec<_> = window
         .loop_deltas()
         .into_iter()
-        .filter(|(_, d)| d.waits >= MIN_WAITS && d.iterations >= MIN_ITERATIONS)
+        .filter(|(tid, d)| {
+            let waits_so_far = window.after.loops.get(tid).map_or(0, |l| l.waits);
+            waits_so_far >= MIN_WAITS && d.iterations >= MIN_ITERATIONS
+        })
         .collect();
     let mut entry = Entry {
         target: window.label.clone(),
@@ -101,22 +197,33 @@ pub fn analyse(data: &EvloopData, window: &Window, load: LoadFigures) -> Entry {
         return entry;
     }
     let wall = duration_ns as f64 * loops.len() as f64;
+    let pct = |ns: u64| 100.0 * ns as f64 / wall;
     let mut hist = [0u64; HIST_SLOTS];
+    let (mut events, mut iterations) = (0u64, 0u64);
     for (tid, d) in &loops {
         for (h, v) in hist.iter_mut().zip(d.hist) {
             *h += v;
         }
+        events += d.events;
+        iterations += d.iterations;
+        // Of the time the loop could run (not waiting in the run queue), the share it worked:
+        // a loop that never waits for events is saturated, however much CPU it was given.
+        let busy_pct = 100.0 * d.busy_ns.saturating_sub(d.runq_ns) as f64
+            / duration_ns.saturating_sub(d.runq_ns).max(1) as f64;
+        entry.busy_pct = entry.busy_pct.max(round1(busy_pct));
         entry.loop_threads.push(LoopThread {
             pid: d.tgid,
             tid: *tid,
             name: window.comms.get(tid).cloned().unwrap_or_default(),
             iterations: d.iterations,
             stalls: d.stalls,
-            busy_pct: round1(100.0 * d.busy_ns as f64 / duration_ns as f64),
+            busy_pct: round1(busy_pct),
+            events_per_iteration: round1(d.events as f64 / d.iterations.max(1) as f64),
         });
     }
+    entry.events_per_iteration = round1(events as f64 / iterations.max(1) as f64);
     let blocked: u64 = loops.iter().map(|(_, d)| d.blocked_ns).sum();
-    entry.blocked_pct = round1(100.0 * blocked as f64 / wall);
+    entry.blocked_pct = round1(pct(blocked));
     entry.iteration_p50_us = percentile(&hist, 0.50);
     entry.iteration_p99_us = percentile(&hist, 0.99);
     entry.iteration_hist = hist
@@ -134,60 +241,69 @@ pub fn analyse(data: &EvloopData, window: &Window, load: LoadFigures) -> Entry {
         .collect();
     entry.stalls_per_s = round1(stalls.len() as f64 / duration_s);
     let mut groups = Groups::default();
-    let mut cpu_ns = 0u64;
-    let mut contended_ns = 0u64;
-    let mut blocking_ns = 0u64;
+    let mut by_cause: BTreeMap<Cause, (u64, usize)> = BTreeMap::new();
     for e in &stalls {
-        let (nr, stacks) = stall_cause(e);
-        // A syscall blocks the loop when the thread sleeps in it. Time spent running inside
-        // one (a long non-blocking send, or time the hypervisor took) is judged as CPU time.
-        let asleep = e.blocked_ns.saturating_mul(2) >= e.dur_ns;
-        let blocking = asleep && nr.is_some_and(|n| n != nr::FUTEX);
-        match nr {
-            Some(nr::FUTEX) => contended_ns += e.dur_ns,
-            _ if blocking => blocking_ns += e.dur_ns,
-            _ => cpu_ns += e.dur_ns.saturating_sub(e.blocked_ns + e.runq_ns),
-        }
-        let stack = data.frames(e.tgid, stacks);
-        let frame = culprit_frame(&stack, &data.library_frames);
-        let bar = if blocking {
-            FLAG_SYSCALL_STALL_PCT
-        } else {
-            FLAG_CPU_STALL_PCT
+        let (cause, nr, candidates) = classify(e, data);
+        let held = e.dur_ns.saturating_sub(e.runq_ns);
+        let slot = by_cause.entry(cause).or_default();
+        slot.0 += held;
+        slot.1 += 1;
+        let stack = pick_stack(data, e.tgid, &candidates);
+        let frame = culprit_frame(
+            &stack,
+            &data.library_frames,
+            data.python_pids.contains(&e.tgid),
+        );
+        let severity = match cause {
+            Cause::Blocking => pct(held) / FLAG_BLOCKING_STALL_PCT,
+            Cause::Cpu | Cause::Lock | Cause::Gil => pct(held) / FLAG_CPU_STALL_PCT,
+            // Never the app's doing: listed, never ranked above a finding.
+            Cause::Kernel => 0.0,
         };
-        let severity = 100.0 * e.dur_ns as f64 / wall / bar;
         groups.add(
             CulpritKind::Stall,
+            cause,
             nr,
             stack,
             frame,
-            (1, e.dur_ns, e.dur_ns, severity),
+            (1, held, held, severity),
         );
     }
-    entry.cpu_bound_pct = round1(100.0 * cpu_ns as f64 / wall);
-    let stall_ns: u64 = stalls.iter().map(|e| e.dur_ns).sum();
-    entry.stall_pct = round1(100.0 * stall_ns as f64 / wall);
+    let share = |c: Cause| by_cause.get(&c).copied().unwrap_or_default();
+    entry.blocking_pct = round1(pct(share(Cause::Blocking).0));
+    entry.cpu_bound_pct = round1(pct(share(Cause::Cpu).0));
+    entry.lock_pct = round1(pct(share(Cause::Lock).0));
+    entry.gil_pct = round1(pct(share(Cause::Gil).0));
+    entry.kernel_pct = round1(pct(share(Cause::Kernel).0));
+    let stall_ns: u64 = by_cause.values().map(|(ns, _)| ns).sum();
+    entry.stall_pct = round1(pct(stall_ns));
+
     let pids: Vec<u32> = loops.iter().map(|(_, d)| d.tgid).collect();
     let mut calls = 0u64;
     let mut nature_calls = 0u64;
-    let mut blocked_call_ns = 0u64;
+    let mut slept_call_ns = 0u64;
     for (key, d) in window.call_deltas() {
         if !pids.contains(&key.tgid) {
             continue;
         }
         calls += d.count;
-        // Recorded without blocking means the kernel classed it as blocking by nature.
+        // Recorded without sleeping means the kernel classed it as blocking by nature.
         let severity = if d.count > d.blocked || is_sleep(key.nr) {
             nature_calls += d.count;
             d.count as f64 / duration_s / FLAG_CALLS_PER_S
         } else {
-            blocked_call_ns += d.total_ns;
-            100.0 * d.total_ns as f64 / wall / FLAG_BLOCKED_CALL_PCT
+            slept_call_ns += d.total_ns;
+            pct(d.total_ns) / FLAG_SLEPT_CALL_PCT
         };
         let stack = call_stack(data, &key);
-        let frame = culprit_frame(&stack, &data.library_frames);
+        let frame = culprit_frame(
+            &stack,
+            &data.library_frames,
+            data.python_pids.contains(&key.tgid),
+        );
         groups.add(
             CulpritKind::Call,
+            Cause::Blocking,
             Some(key.nr),
             stack,
             frame,
@@ -206,11 +322,20 @@ pub fn analyse(data: &EvloopData, window: &Window, load: LoadFigures) -> Entry {
     for c in &mut culprits {
         c.severity = round2(c.severity);
     }
-    let cpu_like_pct = 100.0 * (cpu_ns + contended_ns) as f64 / wall;
-    entry.flagged = 100.0 * blocking_ns as f64 / wall >= FLAG_SYSCALL_STALL_PCT
-        || cpu_like_pct >= FLAG_CPU_STALL_PCT
+    let blocking = share(Cause::Blocking);
+    entry.flagged = (pct(blocking.0) >= FLAG_BLOCKING_STALL_PCT
+        && blocking.1 >= FLAG_BLOCKING_STALLS)
+        || pct(share(Cause::Cpu).0 + share(Cause::Lock).0 + share(Cause::Gil).0)
+            >= FLAG_CPU_STALL_PCT
         || nature_calls as f64 / duration_s >= FLAG_CALLS_PER_S
-        || 100.0 * blocked_call_ns as f64 / wall >= FLAG_BLOCKED_CALL_PCT;
+        || pct(slept_call_ns) >= FLAG_SLEPT_CALL_PCT;
+    entry.verdict = if entry.flagged {
+        Verdict::Flagged
+    } else if entry.busy_pct >= SATURATED_BUSY_PCT {
+        Verdict::Saturated
+    } else {
+        Verdict::Ok
+    };
     if entry.flagged {
         entry.advice = culprits.first().map(advice);
     }
@@ -226,14 +351,15 @@ fn call_stack(data: &EvloopData, key: &LoopCallKey) -> Vec<String> {
     data.frames(key.tgid, key.stacks)
 }
 
-/// Culprits by (kind, syscall, Python stack).
+/// Culprits by (kind, cause, syscall, Python stack).
 #[derive(Default)]
-struct Groups(BTreeMap<(CulpritKind, Option<String>, Vec<String>), Culprit>);
+struct Groups(BTreeMap<(CulpritKind, Cause, Option<String>, Vec<String>), Culprit>);
 
 impl Groups {
     fn add(
         &mut self,
         kind: CulpritKind,
+        cause: Cause,
         nr: Option<u32>,
         stack: Vec<String>,
         frame: String,
@@ -253,14 +379,10 @@ impl Groups {
         };
         let c = self
             .0
-            .entry((kind, syscall.clone(), key_stack))
+            .entry((kind, cause, syscall.clone(), key_stack))
             .or_insert_with(|| Culprit {
                 kind,
-                cause: if syscall.is_some() {
-                    Cause::Syscall
-                } else {
-                    Cause::Cpu
-                },
+                cause,
                 syscall,
                 frame,
                 stack,
@@ -294,17 +416,18 @@ fn percentile(hist: &[u64; HIST_SLOTS], q: f64) -> u64 {
 pub fn stall_folded(data: &EvloopData, window: &Window) -> Folded {
     let mut folded = Folded::default();
     for e in data.stalls.iter().filter(|e| window.contains(e.start_ns)) {
-        let (nr, stacks) = stall_cause(e);
+        let (cause, nr, candidates) = classify(e, data);
         let mut frames = vec![window
             .comms
             .get(&e.tid)
             .cloned()
             .unwrap_or_else(|| e.tid.to_string())];
-        frames.extend(data.frames(e.tgid, stacks));
+        frames.extend(pick_stack(data, e.tgid, &candidates));
         if frames.len() == 1 {
-            frames.push(match nr {
-                Some(nr) => format!("[{}]", syscall_name(nr)),
-                None => "[cpu]".into(),
+            frames.push(match (nr, cause) {
+                (Some(nr), _) => format!("[{}]", syscall_name(nr)),
+                (None, Cause::Blocking) => "[page faults]".into(),
+                _ => "[cpu]".into(),
             });
         }
         folded.add(&frames, e.dur_ns / 1000);
@@ -316,77 +439,77 @@ pub fn stall_folded(data: &EvloopData, window: &Window) -> Folded {
 mod tests {
     use super::*;
     use crate::probe::evloop::Snapshot;
-    use probes_common::evloop::LoopStats;
+    use probes_common::evloop::{LoopCallValue, LoopStats};
+
+    fn strings(frames: &[&str]) -> Vec<String> {
+        frames.iter().map(|s| s.to_string()).collect()
+    }
 
     #[test]
-    fn names_the_innermost_python_frame() {
-        let stack: Vec<String> = [
+    fn names_the_innermost_frame_of_the_apps_own_code() {
+        let stack = strings(&[
             "main (app.py:3)",
             "handler (app.py:41)",
             "clock_nanosleep",
             "do_nanosleep_[k]",
-        ]
-        .map(String::from)
-        .to_vec();
+        ]);
         let none = BTreeSet::new();
-        assert_eq!(culprit_frame(&stack, &none), "handler (app.py:41)");
+        assert_eq!(culprit_frame(&stack, &none, true), "handler (app.py:41)");
         let mut with_lib = stack.clone();
         with_lib.insert(2, "SocketIO.readinto (socket.py:706)".into());
         let library: BTreeSet<String> = [with_lib[2].clone()].into();
-        assert_eq!(culprit_frame(&with_lib, &library), "handler (app.py:41)");
-        assert_eq!(culprit_frame(&with_lib, &none), with_lib[2]);
-        let native: Vec<String> = ["main", "work", "x_[k]"].map(String::from).to_vec();
-        assert_eq!(culprit_frame(&native, &none), "work");
-        assert_eq!(culprit_frame(&[], &none), "[unknown]");
-    }
-
-    fn event(dur_ms: u64) -> StallEvent {
-        StallEvent {
-            dur_ns: dur_ms * 1_000_000,
-            top_nr: NO_NR,
-            block_nr: NO_NR,
-            block_stacks: StackIds::NONE,
-            cpu_stacks: StackIds::NONE,
-            call_stacks: StackIds::NONE,
-            ..StallEvent::default()
-        }
+        assert_eq!(
+            culprit_frame(&with_lib, &library, true),
+            "handler (app.py:41)"
+        );
+        assert_eq!(culprit_frame(&with_lib, &none, true), with_lib[2]);
+        let native = strings(&["main", "work", "x_[k]"]);
+        assert_eq!(culprit_frame(&native, &none, false), "work");
+        assert!(culprit_frame(&[], &none, true).starts_with("[no Python frame"));
+        assert!(culprit_frame(&native, &none, true).starts_with("[no Python frame"));
     }
 
     #[test]
-    fn a_stall_is_charged_to_its_dominant_cause() {
-        let sleep = StackIds {
-            kstack: 1,
-            ustack: 2,
-            pystack: 3,
-        };
-        let mut e = event(60);
-        e.top_nr = 230;
-        e.top_ns = 50_000_000;
-        e.block_nr = 230;
-        e.blocked_ns = 50_000_000;
-        e.block_stacks = sleep;
-        assert_eq!(stall_cause(&e), (Some(230), sleep));
-
-        let hot = StackIds {
-            kstack: -1,
-            ustack: 5,
-            pystack: 6,
-        };
-        let mut e = event(40);
-        e.top_nr = 0;
-        e.top_ns = 1_000_000;
-        e.cpu_stacks = hot;
-        e.cpu_samples = 3;
-        assert_eq!(stall_cause(&e), (None, hot));
+    fn an_entry_scripts_top_level_is_named_only_when_nothing_deeper_is_known() {
+        let stack = strings(&[
+            "<module> (uvicorn:8)",
+            "BaseEventLoop._run_once (asyncio/base_events.py:1922)",
+            "_SelectorSocketTransport.write (asyncio/selector_events.py:1057)",
+            "send",
+        ]);
+        let library: BTreeSet<String> = stack[1..3].iter().cloned().collect();
+        assert_eq!(
+            culprit_frame(&stack, &library, true),
+            "_SelectorSocketTransport.write (asyncio/selector_events.py:1057)"
+        );
+        assert_eq!(
+            culprit_frame(&stack[..1], &library, true),
+            "<module> (uvicorn:8)"
+        );
     }
 
-    use probes_common::evloop::LoopCallValue;
+    #[test]
+    fn kernel_frames_tell_a_file_from_a_socket() {
+        assert!(touches_files(&strings(&[
+            "read",
+            "ksys_read_[k]",
+            "filemap_read_[k]"
+        ])));
+        assert!(!touches_files(&strings(&[
+            "send",
+            "tcp_sendmsg_[k]",
+            "__dev_queue_xmit_[k]"
+        ])));
+        assert!(!touches_files(&strings(&["ext4_like_user_function"])));
+    }
 
     const TGID: u32 = 7;
     const SECOND: u64 = 1_000_000_000;
+    const MS: u64 = 1_000_000;
 
-    /// A two-second window over one loop (1000 iterations), with `calls` made in it.
-    fn window(calls: Vec<(LoopCallKey, LoopCallValue)>) -> Window {
+    /// A two-second window over one loop (1000 iterations, `busy_ms` of them busy), with
+    /// `calls` made in it.
+    fn window(busy_ms: u64, calls: Vec<(LoopCallKey, LoopCallValue)>) -> Window {
         let mut before = Snapshot {
             at_ns: SECOND,
             ..Snapshot::default()
@@ -408,7 +531,8 @@ mod tests {
                 tgid: TGID,
                 waits: 1000,
                 iterations: 1000,
-                busy_ns: SECOND,
+                events: 12_000,
+                busy_ns: busy_ms * MS,
                 ..LoopStats::default()
             },
         );
@@ -421,14 +545,148 @@ mod tests {
         }
     }
 
-    /// A stall of the loop thread inside the window.
-    fn loop_stall(dur_ms: u64) -> StallEvent {
+    /// A stall of the loop thread inside the window, `n` ms after its start.
+    fn stall(n: u64, dur_ms: u64) -> StallEvent {
         StallEvent {
             tgid: TGID,
             tid: TGID,
-            start_ns: 2 * SECOND,
-            ..event(dur_ms)
+            start_ns: SECOND + (n + 1) * MS,
+            dur_ns: dur_ms * MS,
+            sys_nr: NO_NR,
+            sys_stacks: StackIds::NONE,
+            cpu_stacks: StackIds::NONE,
+            call_stacks: StackIds::NONE,
+            ..StallEvent::default()
         }
+    }
+
+    fn data(stalls: Vec<StallEvent>) -> EvloopData {
+        EvloopData {
+            stalls,
+            python_pids: [TGID].into(),
+            ..EvloopData::default()
+        }
+    }
+
+    #[test]
+    fn a_busy_loop_of_short_callbacks_is_saturated_not_flagged() {
+        let entry = analyse(
+            &data(Vec::new()),
+            &window(1960, Vec::new()),
+            Default::default(),
+        );
+        assert_eq!(entry.verdict, Verdict::Saturated);
+        assert!(!entry.flagged);
+        assert_eq!(entry.busy_pct, 98.0);
+        assert_eq!(entry.events_per_iteration, 12.0);
+        let idle = analyse(
+            &data(Vec::new()),
+            &window(400, Vec::new()),
+            Default::default(),
+        );
+        assert_eq!(idle.verdict, Verdict::Ok);
+    }
+
+    #[test]
+    fn a_stall_is_charged_to_what_held_the_loop() {
+        let sleep = StackIds {
+            kstack: 1,
+            ustack: 2,
+            pystack: 3,
+        };
+        // Asleep in clock_nanosleep for most of a 60 ms segment: blocking.
+        let mut e = stall(0, 60);
+        e.sys_nr = nr::CLOCK_NANOSLEEP;
+        e.sys_ns = 55 * MS;
+        e.sys_asleep_ns = 55 * MS;
+        e.sys_stacks = sleep;
+        let d = data(vec![e]);
+        assert_eq!(classify(&e, &d).0, Cause::Blocking);
+        // The same time asleep in a futex: a lock, or the GIL when the futex lies inside the
+        // interpreter's runtime state.
+        e.sys_nr = nr::FUTEX;
+        e.sys_arg = 0x5000;
+        assert_eq!(classify(&e, &d).0, Cause::Lock);
+        let mut with_runtime = data(vec![e]);
+        with_runtime.runtimes.insert(TGID, (0x4000, 0x6000));
+        assert_eq!(classify(&e, &with_runtime).0, Cause::Gil);
+        // Running 35 ms inside a send: kernel work or stolen time, never the app's blocking.
+        e.sys_nr = nr::SENDTO;
+        e.sys_asleep_ns = 0;
+        assert_eq!(classify(&e, &d).0, Cause::Kernel);
+        // Running inside a read whose kernel frames read a file: blocking file I/O.
+        e.sys_nr = nr::READ;
+        let mut d = data(vec![e]);
+        d.stacks.insert(
+            (TGID, sleep),
+            strings(&["handler (app.py:9)", "read", "filemap_read_[k]"]),
+        );
+        assert_eq!(classify(&e, &d).0, Cause::Blocking);
+        // No syscall to speak of: CPU.
+        let hot = stall(0, 40);
+        assert_eq!(classify(&hot, &d).0, Cause::Cpu);
+    }
+
+    #[test]
+    fn time_running_inside_socket_calls_never_flags() {
+        // 300 ms of a 2 s window inside sends that ran on the CPU (the clean-machine flake).
+        let mut stalls = Vec::new();
+        for i in 0..10 {
+            let mut e = stall(i * 100, 30);
+            e.sys_nr = nr::SENDTO;
+            e.sys_ns = 29 * MS;
+            stalls.push(e);
+        }
+        let entry = analyse(&data(stalls), &window(1000, Vec::new()), Default::default());
+        assert!(!entry.flagged, "{entry:#?}");
+        assert_eq!(entry.kernel_pct, 15.0);
+        assert_eq!(entry.culprits[0].cause, Cause::Kernel);
+    }
+
+    #[test]
+    fn blocking_stalls_flag_from_two_percent_and_two_stalls() {
+        let asleep = |n: u64, ms: u64| {
+            let mut e = stall(n, ms);
+            e.sys_nr = nr::CLOCK_NANOSLEEP;
+            e.sys_ns = ms * MS;
+            e.sys_asleep_ns = ms * MS;
+            e
+        };
+        // One 60 ms stall (3% of 2 s): reported, not flagged.
+        let lone = analyse(
+            &data(vec![asleep(0, 60)]),
+            &window(500, Vec::new()),
+            Default::default(),
+        );
+        assert!(!lone.flagged, "{lone:#?}");
+        assert_eq!(lone.blocking_pct, 3.0);
+        let habit = analyse(
+            &data(vec![asleep(0, 30), asleep(100, 30)]),
+            &window(500, Vec::new()),
+            Default::default(),
+        );
+        assert!(habit.flagged);
+        assert_eq!(habit.verdict, Verdict::Flagged);
+        assert_eq!(habit.culprits[0].severity, 1.5);
+        assert!(habit.advice.unwrap().contains("asyncio.sleep"));
+    }
+
+    #[test]
+    fn cpu_stalls_flag_from_a_fifth_of_the_loops_time() {
+        let hot = |n: u64| stall(n * 50, 45);
+        let some = analyse(
+            &data((0..8).map(hot).collect()),
+            &window(1000, Vec::new()),
+            Default::default(),
+        );
+        assert!(!some.flagged, "360 ms of 2 s: {some:#?}");
+        let most = analyse(
+            &data((0..9).map(hot).collect()),
+            &window(1000, Vec::new()),
+            Default::default(),
+        );
+        assert!(most.flagged, "405 ms of 2 s");
+        assert_eq!(most.culprits[0].cause, Cause::Cpu);
     }
 
     #[test]
@@ -438,11 +696,11 @@ mod tests {
             ustack: 2,
             pystack: 3,
         };
-        // 200 fdatasync calls that never went off-CPU: blocking by nature, 100/s.
+        // 200 fdatasync calls that never slept: blocking by nature, 100/s.
         let calls = vec![(
             LoopCallKey {
                 tgid: TGID,
-                nr: 75,
+                nr: nr::FDATASYNC,
                 stacks: write,
             },
             LoopCallValue {
@@ -457,21 +715,18 @@ mod tests {
             ustack: 5,
             pystack: 6,
         };
-        let mut stall = loop_stall(16);
-        stall.cpu_stacks = hot;
-        let data = EvloopData {
-            stalls: vec![stall],
-            stacks: [
-                ((TGID, write), vec!["handler (app.py:41)".to_string()]),
-                (
-                    (TGID, hot),
-                    vec!["call_later (asyncio/base_events.py:727)".to_string()],
-                ),
-            ]
-            .into(),
-            ..EvloopData::default()
-        };
-        let entry = analyse(&data, &window(calls), LoadFigures::default());
+        let mut e = stall(0, 16);
+        e.cpu_stacks = hot;
+        let mut d = data(vec![e]);
+        d.stacks = [
+            ((TGID, write), strings(&["handler (app.py:41)"])),
+            (
+                (TGID, hot),
+                strings(&["call_later (asyncio/base_events.py:727)"]),
+            ),
+        ]
+        .into();
+        let entry = analyse(&d, &window(500, calls), Default::default());
         assert!(entry.flagged);
         let kinds: Vec<(CulpritKind, &str, f64)> = entry
             .culprits
@@ -488,36 +743,6 @@ mod tests {
                     0.04
                 ),
             ]
-        );
-    }
-
-    #[test]
-    fn only_a_stall_asleep_in_a_syscall_counts_as_blocking() {
-        // 60 ms of a 2 s window (3%) inside sendto: over the 2% bar if the loop slept
-        // there, not if it ran there (a slow loopback send, or time the hypervisor took).
-        let analysed = |blocked_ms: u64| {
-            let mut stall = loop_stall(60);
-            stall.top_nr = 44;
-            stall.top_ns = 59_000_000;
-            stall.block_nr = 44;
-            stall.blocked_ns = blocked_ms * 1_000_000;
-            let data = EvloopData {
-                stalls: vec![stall],
-                ..EvloopData::default()
-            };
-            analyse(&data, &window(Vec::new()), LoadFigures::default())
-        };
-        let running = analysed(0);
-        assert!(!running.flagged, "{running:#?}");
-        assert_eq!(
-            running.culprits[0].severity, 0.15,
-            "60 ms against the CPU bar"
-        );
-        let asleep = analysed(50);
-        assert!(asleep.flagged, "{asleep:#?}");
-        assert_eq!(
-            asleep.culprits[0].severity, 1.5,
-            "60 ms against the syscall bar"
         );
     }
 

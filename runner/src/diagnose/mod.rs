@@ -8,4 +8,6 @@ pub mod analyse;
 pub mod model;
 
 pub use analyse::{analyse, culprit_frame, stall_folded};
-pub use model::{Cause, Culprit, CulpritKind, Diagnosis, Entry, LoadFigures, LoopThread, SCHEMA};
+pub use model::{
+    Cause, Culprit, CulpritKind, Diagnosis, Entry, LoadFigures, LoopThread, Verdict, SCHEMA,
+};

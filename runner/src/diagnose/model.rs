@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Schema name of diagnosis.json.
-pub const SCHEMA: &str = "runner.diagnosis/v1";
+pub const SCHEMA: &str = "runner.diagnosis/v2";
 
 /// diagnosis.json.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -29,6 +29,21 @@ impl Diagnosis {
     }
 }
 
+/// The verdict on one window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// No thread behaved as an event loop.
+    #[default]
+    NoLoop,
+    /// Loops, not blocked, with time to spare.
+    Ok,
+    /// Loops busy nearly all the time with short callbacks: saturated, not blocked.
+    Saturated,
+    /// Something blocked a loop: see the culprits.
+    Flagged,
+}
+
 /// The diagnosis of one window: one scenario or URL under load.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
@@ -40,15 +55,27 @@ pub struct Entry {
     pub errors: u64,
     /// False when no thread of the app behaves as an event loop.
     pub event_loop: bool,
+    pub verdict: Verdict,
     pub loop_threads: Vec<LoopThread>,
-    /// Share of the loops' wall time spent blocked (off-CPU, not in their wait).
+    /// The busiest loop's utilisation: of the time it could run (not waiting in the run
+    /// queue), the share it spent working between its waits.
+    pub busy_pct: f64,
+    /// Ready events per iteration (what each turn of a loop had to handle), over all loops.
+    pub events_per_iteration: f64,
+    /// Share of the loops' wall time spent asleep outside their waits.
     pub blocked_pct: f64,
-    /// Share of the loops' wall time spent in CPU-bound stalls.
+    /// Shares of the loops' wall time in stalls by cause: asleep in a blocking call (or
+    /// reading and writing files), running Python or native code, waiting for a lock or for
+    /// the GIL, and running inside a socket call (kernel work or stolen time: never flagged).
+    pub blocking_pct: f64,
     pub cpu_bound_pct: f64,
+    pub lock_pct: f64,
+    pub gil_pct: f64,
+    pub kernel_pct: f64,
     pub stalls_per_s: f64,
-    /// Share of the loops' wall time spent in stalls.
+    /// Share of the loops' wall time spent in stalls, all causes.
     pub stall_pct: f64,
-    /// Calls that block by nature (or that blocked) made on a loop, per second.
+    /// Calls that block by nature (or that slept) made on a loop, per second.
     pub blocking_calls_per_s: f64,
     pub iteration_p50_us: u64,
     pub iteration_p99_us: u64,
@@ -69,15 +96,17 @@ pub struct LoopThread {
     pub name: String,
     pub iterations: u64,
     pub stalls: u64,
-    /// Share of the window the thread spent between its waits.
+    /// Of the time the thread could run, the share it spent working between its waits.
     pub busy_pct: f64,
+    /// Ready events per iteration.
+    pub events_per_iteration: f64,
 }
 
 /// What a culprit counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CulpritKind {
-    /// Iterations over the threshold.
+    /// Stretches of one callback over the threshold.
     #[default]
     Stall,
     /// Blocking calls of any length.
@@ -88,11 +117,17 @@ pub enum CulpritKind {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Cause {
-    /// A system call.
-    Syscall,
-    /// Work on the CPU.
+    /// Asleep in a system call, or reading and writing files.
+    Blocking,
+    /// Waiting for a lock (a futex outside the interpreter).
+    Lock,
+    /// Waiting for the GIL (a futex inside the interpreter's runtime state).
+    Gil,
+    /// Work on the CPU (Python or native code).
     #[default]
     Cpu,
+    /// Running inside a socket call: kernel work, or time the hypervisor took.
+    Kernel,
 }
 
 /// Stalls or blocking calls with one cause at one place.
@@ -101,7 +136,8 @@ pub struct Culprit {
     pub kind: CulpritKind,
     pub cause: Cause,
     pub syscall: Option<String>,
-    /// The innermost Python frame, `qualname (file:line)`, else the native leaf.
+    /// The innermost frame of the app's own Python code, `qualname (file:line)`; else the
+    /// innermost Python frame; else why there is none, in brackets.
     pub frame: String,
     pub count: u64,
     pub total_ms: f64,

@@ -100,6 +100,10 @@ pub struct EvloopData {
     pub stacks: BTreeMap<(u32, StackIds), Vec<String>>,
     /// Python frames among those that are library code (standard library, packages).
     pub library_frames: BTreeSet<String>,
+    /// Processes whose Python stacks were walked.
+    pub python_pids: BTreeSet<u32>,
+    /// Where each Python process's `_PyRuntime` lies (start, end): a futex inside it is the GIL.
+    pub runtimes: BTreeMap<u32, (u64, u64)>,
 }
 
 impl EvloopData {
@@ -121,6 +125,7 @@ pub fn diff(a: &LoopStats, b: &LoopStats) -> LoopStats {
         runq_ns: a.runq_ns.saturating_sub(b.runq_ns),
         stalls: a.stalls.saturating_sub(b.stalls),
         stall_ns: a.stall_ns.saturating_sub(b.stall_ns),
+        events: a.events.saturating_sub(b.events),
         ..LoopStats::default()
     };
     for (i, h) in d.hist.iter_mut().enumerate() {
@@ -165,6 +170,17 @@ pub fn snapshot(probes: &Probes) -> Result<Snapshot, ProbeError> {
         loops,
         calls,
     })
+}
+
+/// True when every thread that has behaved as a loop is waiting for events (idle): what it
+/// had queued is done.
+pub fn all_waiting(probes: &Probes) -> Result<bool, ProbeError> {
+    let loops: BpfHashMap<&MapData, u32, LoopThread> = probes.map("LOOPS")?;
+    Ok(loops.iter().filter_map(Result::ok).all(|(_, l)| {
+        l.stats.waits < probes_common::evloop::LOOP_MIN_WAITS
+            || l.iter.in_wait != 0
+            || l.iter.start == 0
+    }))
 }
 
 /// Moves the stall events waiting in the ring buffer into `into`.

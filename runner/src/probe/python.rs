@@ -24,11 +24,10 @@ pub const TRUNCATED_FRAME: &str = "[python stack truncated]";
 /// What is known of one target process.
 #[derive(Clone, Debug)]
 enum Known {
-    Python(Layout),
+    /// The layout, and where `_PyRuntime` lies (start, end).
+    Python(Layout, (u64, u64)),
     /// Not CPython, or CPython that cannot be walked (the report says why).
-    Other {
-        exe: Option<String>,
-    },
+    Other { exe: Option<String> },
 }
 
 /// A Python process, for reports.
@@ -90,7 +89,7 @@ impl Python {
             let stale = match self.known.get(&pid) {
                 None => true,
                 // The exec program dropped the entry: look again.
-                Some(Known::Python(_)) => map.get(&pid, 0).is_err(),
+                Some(Known::Python(..)) => map.get(&pid, 0).is_err(),
                 Some(Known::Other { exe: before, .. }) => exe.is_some() && *before != exe,
             };
             if !stale {
@@ -112,7 +111,10 @@ impl Python {
                         module: interp.module.display().to_string(),
                         stacks: 0,
                     });
-                    Known::Python(interp.layout)
+                    Known::Python(
+                        interp.layout,
+                        (interp.runtime, interp.runtime + interp.runtime_size),
+                    )
                 }
                 Ok(None) => Known::Other { exe },
                 Err(err) => {
@@ -137,7 +139,7 @@ impl Python {
             .filter(|k| !self.names.contains_key(&(k.tgid, k.hash)))
             .collect();
         for key in fresh {
-            let Some(Known::Python(layout)) = self.known.get(&key.tgid).cloned() else {
+            let Some(Known::Python(layout, _)) = self.known.get(&key.tgid).cloned() else {
                 continue;
             };
             let Ok(stack) = map.get(&key, 0) else {
@@ -181,7 +183,20 @@ impl Python {
         self.library.contains(frame)
     }
 
-    /// The named frames of a Python stack, root first.
+    /// True when `pid` is a CPython process the walker follows.
+    pub fn is_python(&self, pid: u32) -> bool {
+        matches!(self.known.get(&pid), Some(Known::Python(..)))
+    }
+
+    /// Where `_PyRuntime` lies in a Python process (start, end): the GIL is inside it.
+    pub fn runtime(&self, pid: u32) -> Option<(u64, u64)> {
+        match self.known.get(&pid) {
+            Some(Known::Python(_, range)) if range.1 > range.0 => Some(*range),
+            _ => None,
+        }
+    }
+
+    /// The frames of Python stack `id` of process `tgid`, root first, once resolved.
     pub fn frames(&self, tgid: u32, id: u64) -> Option<&[String]> {
         self.names.get(&(tgid, id)).map(Vec::as_slice)
     }

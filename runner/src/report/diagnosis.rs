@@ -3,60 +3,59 @@
 
 use std::fmt::Write as _;
 
-use crate::diagnose::{Culprit, Diagnosis, Entry};
+use crate::diagnose::{Cause, Culprit, Diagnosis, Entry, Verdict};
 
-/// The verdict on one window.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Verdict<'a> {
-    /// No thread behaved as an event loop.
-    NoLoop,
-    /// Loops, and nothing flagged.
-    Clean,
-    /// Flagged, with the worst culprit.
-    Flagged(Option<&'a Culprit>),
-}
-
-impl<'a> Verdict<'a> {
-    /// The verdict of an entry.
-    pub fn of(e: &'a Entry) -> Self {
-        if !e.event_loop {
-            Verdict::NoLoop
-        } else if e.flagged {
-            Verdict::Flagged(e.culprits.first())
-        } else {
-            Verdict::Clean
-        }
-    }
-
-    /// The verdict in words: `no event loop`, `ok`, or `flagged: CULPRIT`.
-    pub fn text(&self) -> String {
-        match self {
-            Verdict::NoLoop => "no event loop".into(),
-            Verdict::Clean => "ok".into(),
-            Verdict::Flagged(c) => format!(
-                "flagged: {}",
-                c.map(describe).unwrap_or_else(|| "no culprit named".into())
-            ),
-        }
+/// The verdict of an entry in words: `no event loop`, `ok`, `saturated (...)`, or
+/// `flagged: CULPRIT`. The one place a verdict is worded.
+pub fn verdict(e: &Entry) -> String {
+    match e.verdict {
+        Verdict::NoLoop => "no event loop".into(),
+        Verdict::Ok => "ok".into(),
+        Verdict::Saturated => format!(
+            "saturated, not blocked (loop busy {:.0}%, {:.1} ready events per iteration)",
+            e.busy_pct, e.events_per_iteration
+        ),
+        Verdict::Flagged => format!(
+            "flagged: {}",
+            e.culprits
+                .first()
+                .map(describe)
+                .unwrap_or_else(|| "no culprit named".into())
+        ),
     }
 }
 
-/// A culprit in a few words: `syscall via frame`, or `CPU in frame`.
+/// A culprit in a few words: `syscall via frame`, `CPU in frame`, `GIL or lock wait...`.
 pub fn describe(c: &Culprit) -> String {
-    match &c.syscall {
-        Some(sys) => format!("{sys} via {}", c.frame),
-        None => format!("CPU in {}", c.frame),
+    match (c.cause, &c.syscall) {
+        (Cause::Lock, _) => format!("lock wait in {}", c.frame),
+        (Cause::Gil, _) => format!("GIL wait in {}", c.frame),
+        (Cause::Kernel, Some(sys)) => format!("kernel time in {sys} via {}", c.frame),
+        (_, Some(sys)) => format!("{sys} via {}", c.frame),
+        (Cause::Blocking, None) => format!("page faults in {}", c.frame),
+        (_, None) => format!("CPU in {}", c.frame),
     }
 }
 
-/// The one-line figures of an entry with loops.
+/// The one-line figures of an entry with loops (utilisation left out when the verdict
+/// already gives it).
 fn figures(e: &Entry) -> String {
+    let busy = match e.verdict {
+        Verdict::Saturated => String::new(),
+        _ => format!(
+            ", busy {:.1}%, {:.1} events/iteration",
+            e.busy_pct, e.events_per_iteration
+        ),
+    };
     format!(
-        "{} loop(s); blocked {:.1}% · cpu-bound {:.1}% · {:.1} stalls/s · {:.1} blocking calls/s · iteration p99 {} us",
+        "{} loop(s){busy}; stalls {:.1}/s: blocking {:.1}% · cpu {:.1}% · lock {:.1}% · GIL {:.1}% · kernel {:.1}%; {:.1} blocking calls/s; iteration p99 {} us",
         e.loop_threads.len(),
-        e.blocked_pct,
-        e.cpu_bound_pct,
         e.stalls_per_s,
+        e.blocking_pct,
+        e.cpu_bound_pct,
+        e.lock_pct,
+        e.gil_pct,
+        e.kernel_pct,
         e.blocking_calls_per_s,
         e.iteration_p99_us
     )
@@ -64,29 +63,31 @@ fn figures(e: &Entry) -> String {
 
 /// The terminal line of a run's diagnosis.
 pub fn terminal_line(e: &Entry) -> String {
-    let verdict = Verdict::of(e);
-    match verdict {
-        Verdict::NoLoop => format!("evloop     {}\n", verdict.text()),
-        _ => format!("evloop     {} · {}\n", verdict.text(), figures(e)),
+    match e.verdict {
+        Verdict::NoLoop => format!("evloop     {}\n", verdict(e)),
+        _ => format!("evloop     {} · {}\n", verdict(e), figures(e)),
     }
 }
 
 /// The verdict table for the terminal.
 pub fn table(d: &Diagnosis) -> String {
     let mut out = format!(
-        "{:<28} {:>9} {:>6} {:>9} {:>8}  {}\n",
-        "target", "blocked%", "cpu%", "stalls/s", "calls/s", "verdict"
+        "{:<28} {:>6} {:>7} {:>6} {:>6} {:>6} {:>9} {:>8}  {}\n",
+        "target", "busy%", "block%", "cpu%", "lock%", "gil%", "stalls/s", "calls/s", "verdict"
     );
     for e in &d.entries {
         let _ = writeln!(
             out,
-            "{:<28} {:>9.1} {:>6.1} {:>9.1} {:>8.1}  {}",
+            "{:<28} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>6.1} {:>9.1} {:>8.1}  {}",
             truncate(&e.target, 28),
-            e.blocked_pct,
+            e.busy_pct,
+            e.blocking_pct,
             e.cpu_bound_pct,
+            e.lock_pct,
+            e.gil_pct,
             e.stalls_per_s,
             e.blocking_calls_per_s,
-            Verdict::of(e).text()
+            verdict(e)
         );
         if let Some(a) = &e.advice {
             let _ = writeln!(out, "{:<28} -> {a}", "");
@@ -99,14 +100,15 @@ pub fn table(d: &Diagnosis) -> String {
 fn culprit_table(out: &mut String, culprits: &[Culprit]) {
     let _ = writeln!(
         out,
-        "| kind | cause | count | total ms | max ms | where |\n|---|---|---:|---:|---:|---|"
+        "| kind | cause | syscall | count | total ms | max ms | where |\n|---|---|---|---:|---:|---:|---|"
     );
     for c in culprits.iter().take(8) {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.1} | {:.1} | `{}` |",
+            "| {} | {} | {} | {} | {:.1} | {:.1} | `{}` |",
             serde_plain(&c.kind),
-            c.syscall.as_deref().unwrap_or("cpu"),
+            serde_plain(&c.cause),
+            c.syscall.as_deref().unwrap_or("-"),
             c.count,
             c.total_ms,
             c.max_ms,
@@ -126,22 +128,27 @@ fn serde_plain<T: serde::Serialize>(v: &T) -> String {
 /// diagnosis.md.
 pub fn markdown(d: &Diagnosis) -> String {
     let mut out = format!(
-        "# Event-loop diagnosis: {}\n\nStall threshold {} ms. *blocked%*: share of the loops' wall time spent off-CPU outside their wait; *cpu%*: share spent in CPU-bound stalls; *calls/s*: calls that block (sleeps, file I/O, locks, waits) made on a loop.\n\n",
+        "# Event-loop diagnosis: {}\n\nStall threshold {} ms: a stall is one callback's stretch of work (between the socket calls a loop makes) that held the loop that long. *busy%*: share of the window the busiest loop spent working; *block%*, *cpu%*, *lock%*, *GIL%*: shares of the loops' time in stalls asleep in blocking calls, running code, waiting for a lock, waiting for the GIL; *calls/s*: calls that block (sleeps, file I/O, locks, waits) made on a loop.\n\n",
         d.app, d.threshold_ms
     );
-    out.push_str("| target | loops | blocked % | cpu % | stalls/s | calls/s | iteration p99 | verdict |\n|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| target | loops | busy % | events/iteration | block % | cpu % | lock % | GIL % | kernel % | stalls/s | calls/s | iteration p99 | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for e in &d.entries {
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} µs | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} µs | {} |",
             e.target,
             e.loop_threads.len(),
-            e.blocked_pct,
+            e.busy_pct,
+            e.events_per_iteration,
+            e.blocking_pct,
             e.cpu_bound_pct,
+            e.lock_pct,
+            e.gil_pct,
+            e.kernel_pct,
             e.stalls_per_s,
             e.blocking_calls_per_s,
             e.iteration_p99_us,
-            Verdict::of(e).text().replace('|', "\\|")
+            verdict(e).replace('|', "\\|")
         );
     }
     for e in d.entries.iter().filter(|e| e.flagged) {
@@ -165,16 +172,15 @@ pub fn markdown(d: &Diagnosis) -> String {
 /// The "Event loop" section of a run's report.md.
 pub fn section(out: &mut String, e: &Entry) {
     let _ = writeln!(out, "\n## Event loop\n");
-    let verdict = Verdict::of(e);
-    if verdict == Verdict::NoLoop {
+    if e.verdict == Verdict::NoLoop {
         let _ = writeln!(
             out,
             "Verdict: {}: no thread of the app waits in epoll between units of work.",
-            verdict.text()
+            verdict(e)
         );
         return;
     }
-    let _ = writeln!(out, "Verdict: **{}**. {}.", verdict.text(), figures(e));
+    let _ = writeln!(out, "Verdict: **{}**. {}.", verdict(e), figures(e));
     if let Some(a) = &e.advice {
         let _ = writeln!(out, "\nAdvice: {a}");
     }
@@ -199,13 +205,17 @@ mod tests {
     use super::*;
     use crate::diagnose::CulpritKind;
 
-    fn entry(flagged: bool) -> Entry {
+    fn entry(verdict: Verdict) -> Entry {
         Entry {
             target: "sleep-blocking /sleep/block".into(),
             event_loop: true,
-            flagged,
+            verdict,
+            flagged: verdict == Verdict::Flagged,
+            busy_pct: 97.0,
+            events_per_iteration: 12.5,
             culprits: vec![Culprit {
                 kind: CulpritKind::Stall,
+                cause: Cause::Blocking,
                 syscall: Some("clock_nanosleep".into()),
                 frame: "sleep_blocking (app.py:271)".into(),
                 ..Culprit::default()
@@ -216,22 +226,36 @@ mod tests {
 
     #[test]
     fn one_wording_everywhere() {
-        let flagged = entry(true);
+        let flagged = entry(Verdict::Flagged);
         let text = "flagged: clock_nanosleep via sleep_blocking (app.py:271)";
-        assert_eq!(Verdict::of(&flagged).text(), text);
+        assert_eq!(verdict(&flagged), text);
         let d = Diagnosis {
-            entries: vec![flagged.clone(), entry(false)],
+            entries: vec![
+                flagged.clone(),
+                entry(Verdict::Ok),
+                entry(Verdict::Saturated),
+            ],
             ..Diagnosis::default()
         };
         assert!(table(&d).contains(text));
         assert!(markdown(&d).contains(text));
-        assert!(markdown(&d).contains("| stall | clock_nanosleep |"));
+        assert!(markdown(&d).contains("| stall | blocking | clock_nanosleep |"));
         let mut md = String::new();
         section(&mut md, &flagged);
         assert!(md.contains(text));
         assert!(terminal_line(&flagged).contains(text));
-        assert!(terminal_line(&entry(false)).starts_with("evloop     ok · 0 loop(s)"));
-        let none = Entry::default();
-        assert_eq!(terminal_line(&none), "evloop     no event loop\n");
+        assert!(terminal_line(&entry(Verdict::Ok)).starts_with("evloop     ok · 0 loop(s)"));
+        let saturated = terminal_line(&entry(Verdict::Saturated));
+        assert!(
+            saturated.contains(
+                "saturated, not blocked (loop busy 97%, 12.5 ready events per iteration)"
+            ),
+            "{saturated}"
+        );
+        assert!(table(&d).contains("saturated"));
+        assert_eq!(
+            terminal_line(&Entry::default()),
+            "evloop     no event loop\n"
+        );
     }
 }

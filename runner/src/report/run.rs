@@ -104,11 +104,45 @@ pub fn markdown(s: &Summary) -> String {
     if let Some(d) = &s.diagnosis {
         diagnosis::section(&mut out, d);
     }
+    if let Some(i) = &s.interference {
+        interference_section(&mut out, i);
+    }
     let _ = writeln!(out, "\n## Artifacts\n");
     for (name, path) in &s.artifacts {
         let _ = writeln!(out, "- {name}: [{path}]({path})");
     }
     out
+}
+
+/// What else the machine did during the load.
+fn interference_section(out: &mut String, i: &crate::interference::Interference) {
+    let _ = writeln!(out, "\n## Interference\n");
+    if !i.disturbed {
+        let _ = writeln!(out, "None seen: no stolen time, no other process on the run's CPUs, no throttling, no stretch without CPU or responses.");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "**Disturbed**: compare this run's figures with care.\n"
+    );
+    for f in &i.findings {
+        let _ = writeln!(out, "* {f}");
+    }
+    let _ = writeln!(out, "\n| second | steal app % | steal client % | others on app CPUs % | others on client CPUs % | throttled ms | app no CPU ms | responses |\n|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for s in i.seconds.iter().filter(|s| !s.marks.is_empty()) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            s.second,
+            s.steal_app_pct,
+            s.steal_client_pct,
+            s.outside_app_pct,
+            s.outside_client_pct,
+            s.throttled_ms,
+            s.app_no_cpu_ms,
+            s.responses
+        );
+    }
 }
 
 /// A table of frames with their samples and share.

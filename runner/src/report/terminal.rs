@@ -4,6 +4,7 @@ use std::{collections::BTreeMap, fmt::Write as _, path::Path, time::Duration};
 
 use super::diagnosis;
 use crate::{
+    interference::Interference,
     num::ms,
     results::{run::ClientUsage, summary::Summary},
     run_dir,
@@ -33,12 +34,30 @@ pub fn profile(s: &Summary, probes: &str, elapsed: Duration, client: &ClientUsag
     if let Some(d) = &s.diagnosis {
         out.push_str(&diagnosis::terminal_line(d));
     }
+    if let Some(i) = &s.interference {
+        out.push_str(&interference_lines(i));
+    }
     let _ = writeln!(
         out,
         "client     runner used {:.2} s CPU, max RSS {:.1} MB",
         client.cpu_user_s + client.cpu_sys_s,
         client.max_rss_mb
     );
+    out
+}
+
+/// What else the machine did: nothing seen, or each disturbance with its seconds.
+fn interference_lines(i: &Interference) -> String {
+    if !i.disturbed {
+        return "machine    no interference seen (steal, other processes, throttling, stalls)\n"
+            .into();
+    }
+    let mut out = String::from(
+        "DISTURBED  the machine interfered with this run; compare its figures with care:\n",
+    );
+    for f in &i.findings {
+        let _ = writeln!(out, "             {f}");
+    }
     out
 }
 

@@ -236,6 +236,9 @@ pub struct Summary {
     /// The event-loop diagnosis of the run (see diagnosis.json of `runner diagnose`).
     #[serde(default)]
     pub diagnosis: Option<diagnose::Entry>,
+    /// What else the machine did during the load, per second.
+    #[serde(default)]
+    pub interference: Option<crate::interference::Interference>,
     /// Artifact name -> path relative to the run directory.
     pub artifacts: BTreeMap<String, String>,
 }

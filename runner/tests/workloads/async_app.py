@@ -1,12 +1,27 @@
-"""A plain-asyncio HTTP app (stdlib only) with anti-patterns the bundled apps lack:
-  /ok     awaits asyncio.sleep(0.005)            -> fine
-  /cpu    burns ~30 ms of CPU in the handler     -> a CPU-bound stall
-  /fetch  a blocking urllib call to a slow peer  -> blocked in network I/O
-  /file   writes and fsyncs a temp file          -> blocking file I/O
+"""A plain-asyncio HTTP app (stdlib only) with anti-patterns the bundled apps lack, and clean
+controls beside them. Every blocking call sits on a line marked `# BLOCKING: <name>` that the
+diagnosis must name.
+Clean (never flagged, at any concurrency):
+  /ok          awaits asyncio.sleep(0.005)
+  /fast, /ping answer at once (saturate the loop under load)
+  /offload     reads a 1 MiB file in a thread (await asyncio.to_thread)
+Blocking (always flagged, with the line):
+  /cpu         burns ~30 ms of CPU                    -> CPU in burn_cpu
+  /json        json.dumps of a large document         -> CPU, JSON advice
+  /fetch       a blocking urllib call to a slow peer  -> network I/O
+  /file        writes and fsyncs a temp file          -> file sync
+  /read        reads a 64 MiB file                    -> file I/O
+  /subprocess  subprocess.run of a short child        -> waits for a child
+  /select      select.select with a 20 ms timeout     -> a wait on the loop
+  /lock        takes a lock a thread holds for 40 ms  -> lock wait
 Usage: async_app.py PORT"""
 import asyncio
 import http.server
+import json
 import os
+import select
+import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -14,6 +29,8 @@ import time
 import urllib.request
 
 PORT = int(sys.argv[1])
+# On disk rather than in memory (/tmp may be tmpfs), when the machine has the usual folder.
+SCRATCH = tempfile.mkdtemp(prefix="async-app-", dir="/var/tmp" if os.path.isdir("/var/tmp") else None)
 
 
 class Slow(http.server.BaseHTTPRequestHandler):
@@ -33,6 +50,31 @@ threading.Thread(target=slow.serve_forever, daemon=True).start()
 SLOW_URL = f"http://127.0.0.1:{slow.server_address[1]}/"
 
 
+def scratch_file(name, size):
+    """The scratch file `name` of `size` bytes, written on first use (the warm-up's)."""
+    path = os.path.join(SCRATCH, name)
+    if not os.path.exists(path):
+        with open(path + ".part", "wb") as f:
+            f.write(os.urandom(size))
+        os.rename(path + ".part", path)
+    return path
+
+BIG_DOC = [{"id": i, "name": f"item-{i}", "tags": ["a", "b", "c"], "price": i * 1.5}
+           for i in range(20_000)]
+IDLE_PIPE = os.pipe()[0]
+LOCK = threading.Lock()
+
+
+def hold_lock():
+    while True:
+        with LOCK:
+            time.sleep(0.04)
+        time.sleep(0.01)
+
+
+threading.Thread(target=hold_lock, daemon=True).start()
+
+
 def burn_cpu():
     end = time.perf_counter() + 0.03
     n = 0
@@ -41,29 +83,85 @@ def burn_cpu():
     return n
 
 
+def read_small():
+    with open(scratch_file("small", 1 << 20), "rb") as f:
+        return len(f.read())
+
+
 async def handle_ok():
     await asyncio.sleep(0.005)
     return b"ok"
 
 
+async def handle_fast():
+    return b"ok"
+
+
+async def handle_ping():
+    return b"pong"
+
+
+async def handle_offload():
+    return str(await asyncio.to_thread(read_small)).encode()
+
+
 async def handle_cpu():
-    return str(burn_cpu()).encode()
+    return str(burn_cpu()).encode()  # BLOCKING: cpu
+
+
+async def handle_json():
+    return str(len(json.dumps(BIG_DOC))).encode()  # BLOCKING: json
 
 
 async def handle_fetch():
-    with urllib.request.urlopen(SLOW_URL, timeout=5) as r:
+    with urllib.request.urlopen(SLOW_URL, timeout=5) as r:  # BLOCKING: fetch
         return r.read()
 
 
 async def handle_file():
-    with tempfile.NamedTemporaryFile(dir="/var/tmp") as f:
+    with tempfile.NamedTemporaryFile(dir=SCRATCH) as f:
         f.write(os.urandom(4096))
         f.flush()
-        os.fsync(f.fileno())
+        os.fsync(f.fileno())  # BLOCKING: file
     return b"ok"
 
 
-ROUTES = {"/ok": handle_ok, "/cpu": handle_cpu, "/fetch": handle_fetch, "/file": handle_file}
+async def handle_read():
+    with open(scratch_file("big", 64 << 20), "rb") as f:
+        data = f.read()  # BLOCKING: read
+    return str(len(data)).encode()
+
+
+async def handle_subprocess():
+    subprocess.run(["/bin/sleep", "0.02"], check=True)  # BLOCKING: subprocess
+    return b"ok"
+
+
+async def handle_select():
+    ready, _, _ = select.select([IDLE_PIPE], [], [], 0.02)  # BLOCKING: select
+    return str(len(ready)).encode()
+
+
+async def handle_lock():
+    with LOCK:  # BLOCKING: lock
+        pass
+    return b"ok"
+
+
+ROUTES = {
+    "/ok": handle_ok,
+    "/fast": handle_fast,
+    "/ping": handle_ping,
+    "/offload": handle_offload,
+    "/cpu": handle_cpu,
+    "/json": handle_json,
+    "/fetch": handle_fetch,
+    "/file": handle_file,
+    "/read": handle_read,
+    "/subprocess": handle_subprocess,
+    "/select": handle_select,
+    "/lock": handle_lock,
+}
 
 
 async def serve(reader, writer):
@@ -89,4 +187,10 @@ async def main():
         await server.serve_forever()
 
 
-asyncio.run(main())
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+try:
+    asyncio.run(main())
+finally:
+    for name in os.listdir(SCRATCH):
+        os.unlink(os.path.join(SCRATCH, name))
+    os.rmdir(SCRATCH)
