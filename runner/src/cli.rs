@@ -616,25 +616,9 @@ fn parse_size(text: &str) -> anyhow::Result<u64> {
 
 /// Parses a CPU list like `0,2-3`.
 fn parse_cpus(text: &str) -> anyhow::Result<Vec<usize>> {
-    let mut cpus = Vec::new();
-    for part in text.split(',') {
-        let bad =
-            || anyhow::anyhow!("--cpus `{text}`: `{part}` is not a CPU number or range like 2-3");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (usize, usize) = (
-                    a.trim().parse().map_err(|_| bad())?,
-                    b.trim().parse().map_err(|_| bad())?,
-                );
-                if b < a {
-                    return Err(bad());
-                }
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(part.trim().parse().map_err(|_| bad())?),
-        }
-    }
-    Ok(cpus)
+    crate::host::parse_cpu_list(text).map_err(|part| {
+        anyhow::anyhow!("--cpus `{text}`: `{part}` is not a CPU number or range like 2-3")
+    })
 }
 
 fn positive(name: &str, value: i64) -> anyhow::Result<usize> {

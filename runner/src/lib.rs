@@ -27,3 +27,4 @@ pub mod run_dir;
 pub mod sampler;
 pub mod signals;
 pub mod stacks;
+pub mod target;

@@ -1,9 +1,14 @@
 //! Symbolization: kernel frames from kallsyms, user frames from ELF symbols through blazesym.
 //! Each process's executable mappings are cached while it is alive, so a process that exits
-//! during a run is still symbolized afterwards.
+//! during a run is still symbolized afterwards. A process in another mount namespace (a
+//! container) has its files read through its root directory, held open from first sight, so
+//! its own libraries are used even after it exits. Frames in objects without a symbol table
+//! (stripped) or that cannot be read are counted per object and shown as `[object]`.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -33,7 +38,12 @@ pub struct Mapping {
 /// What a mapping maps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MappedObject {
-    File(Arc<Path>),
+    File {
+        /// The path as the process names it.
+        path: Arc<Path>,
+        /// Where runner reads it: the same path, or the path under the process's root.
+        open: Arc<Path>,
+    },
     Vdso,
     Anonymous,
 }
@@ -42,15 +52,42 @@ pub enum MappedObject {
 #[derive(Debug, Default)]
 pub struct ProcessMaps {
     by_pid: HashMap<u32, Vec<Mapping>>,
+    /// Root directories of other mount namespaces, by namespace inode, held open.
+    roots: HashMap<u64, File>,
+}
+
+/// The inode of a process's mount namespace.
+fn mount_ns(pid: &str) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 impl ProcessMaps {
+    /// Where runner reads the files of process `pid`: None for its own mount namespace,
+    /// else the process's root directory, opened once per namespace.
+    fn root_of(&mut self, pid: u32) -> Option<PathBuf> {
+        let ns = mount_ns(&pid.to_string())?;
+        if Some(ns) == mount_ns("self") {
+            return None;
+        }
+        if !self.roots.contains_key(&ns) {
+            let root = File::open(format!("/proc/{pid}/root")).ok()?;
+            self.roots.insert(ns, root);
+        }
+        Some(PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            self.roots[&ns].as_raw_fd()
+        )))
+    }
+
     /// Re-reads `/proc/PID/maps`. Keeps the previous copy when the process is gone or a
     /// zombie (whose maps read empty); returns whether a fresh copy was taken.
     pub fn refresh(&mut self, pid: u32) -> bool {
         let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else {
             return false;
         };
+        let root = self.root_of(pid);
         let mut mappings: Vec<Mapping> = maps
             .into_iter()
             .filter(|m| m.perms.contains(MMPermissions::EXECUTE))
@@ -59,7 +96,18 @@ impl ProcessMaps {
                 end: m.address.1,
                 offset: m.offset,
                 object: match m.pathname {
-                    MMapPath::Path(path) => MappedObject::File(Arc::from(path.as_path())),
+                    MMapPath::Path(path) => {
+                        let open = match &root {
+                            Some(root) => {
+                                Arc::from(root.join(path.strip_prefix("/").unwrap_or(&path)))
+                            }
+                            None => Arc::from(path.as_path()),
+                        };
+                        MappedObject::File {
+                            path: Arc::from(path.as_path()),
+                            open,
+                        }
+                    }
                     MMapPath::Vdso => MappedObject::Vdso,
                     _ => MappedObject::Anonymous,
                 },
@@ -95,13 +143,47 @@ impl ProcessMaps {
 }
 
 /// How well symbolization went, for probe.json.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SymbolStats {
     pub kernel_frames: u64,
     pub kernel_unknown: u64,
     pub user_frames: u64,
     pub user_unmapped: u64,
     pub user_no_symbol: u64,
+    /// Frames in objects without a symbol table (stripped), by object as the process names
+    /// it; they show as `[file name]`.
+    #[serde(default)]
+    pub stripped: BTreeMap<String, u64>,
+    /// Frames in objects runner could not read, by object; they show as `[file name]`.
+    #[serde(default)]
+    pub unreadable: BTreeMap<String, u64>,
+}
+
+/// Whether an object can name its addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ObjectSymbols {
+    /// It has a symbol table (`.symtab`).
+    Full,
+    /// Only dynamic symbols, or none: stripped.
+    Stripped,
+    Unreadable,
+}
+
+/// Reads whether the ELF file at `path` has a symbol table.
+fn object_symbols(path: &Path) -> ObjectSymbols {
+    use object::Object;
+    let Ok(file) = File::open(path) else {
+        return ObjectSymbols::Unreadable;
+    };
+    let cache = object::ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
+        return ObjectSymbols::Unreadable;
+    };
+    if elf.symbol_table().is_some() {
+        ObjectSymbols::Full
+    } else {
+        ObjectSymbols::Stripped
+    }
 }
 
 /// Names kernel and user addresses, caching every answer.
@@ -110,6 +192,7 @@ pub struct Symbolizer {
     maps: ProcessMaps,
     kernel: HashMap<u64, String>,
     user: HashMap<(Arc<Path>, u64), String>,
+    objects: HashMap<Arc<Path>, ObjectSymbols>,
     stats: SymbolStats,
 }
 
@@ -124,6 +207,7 @@ impl Symbolizer {
             maps,
             kernel: HashMap::new(),
             user: HashMap::new(),
+            objects: HashMap::new(),
             stats: SymbolStats::default(),
         }
     }
@@ -191,12 +275,24 @@ impl FrameNamer for Symbolizer {
             return UNKNOWN.to_string();
         };
         match &mapping.object {
-            MappedObject::File(path) => {
+            MappedObject::File { path, open } => {
                 let file_offset = addr - mapping.start + mapping.offset;
-                match self.elf_symbol(path, file_offset) {
+                match self.elf_symbol(open, file_offset) {
                     Some(name) => name,
                     None => {
                         self.stats.user_no_symbol += 1;
+                        let kind = *self
+                            .objects
+                            .entry(open.clone())
+                            .or_insert_with(|| object_symbols(open));
+                        let counts = match kind {
+                            ObjectSymbols::Full => None,
+                            ObjectSymbols::Stripped => Some(&mut self.stats.stripped),
+                            ObjectSymbols::Unreadable => Some(&mut self.stats.unreadable),
+                        };
+                        if let Some(counts) = counts {
+                            *counts.entry(path.display().to_string()).or_insert(0) += 1;
+                        }
                         let base = path.file_name().map(|n| n.to_string_lossy().into_owned());
                         format!("[{}]", base.unwrap_or_else(|| path.display().to_string()))
                     }
@@ -228,6 +324,21 @@ mod tests {
             "got {name}"
         );
         assert_eq!(sym.user(pid, 8), UNKNOWN);
+    }
+
+    #[test]
+    fn tells_stripped_objects_from_those_with_symbols() {
+        // Debian ships libc with dynamic symbols only; the test binary has a symbol table.
+        assert_eq!(
+            object_symbols(Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")),
+            ObjectSymbols::Stripped
+        );
+        let own = std::env::current_exe().unwrap();
+        assert_eq!(object_symbols(&own), ObjectSymbols::Full);
+        assert_eq!(
+            object_symbols(Path::new("/no/such/object.so")),
+            ObjectSymbols::Unreadable
+        );
     }
 
     #[test]
