@@ -109,9 +109,10 @@ struct DiagnoseArgs {
 /// How much load, shared by `runner load` and `runner profile`.
 #[derive(Args, Debug)]
 struct ShapeArgs {
-    /// Connections (closed loop), or the most connections in flight (open loop).
-    #[arg(short = 'c', long, default_value_t = 50, allow_negative_numbers = true)]
-    connections: i64,
+    /// Connections (closed loop), or the most connections in flight (open loop) [default: 50;
+    /// diagnose: 10].
+    #[arg(short = 'c', long, allow_negative_numbers = true)]
+    connections: Option<i64>,
     /// Worker threads, each a pinned current-thread runtime.
     #[arg(short = 't', long, default_value_t = 1, allow_negative_numbers = true)]
     threads: i64,
@@ -154,8 +155,20 @@ struct Shape {
 impl ShapeArgs {
     /// Validates the shape; `default_duration` applies when neither -d nor -n is given.
     fn resolve(&self, default_duration: Duration) -> anyhow::Result<Shape> {
+        self.resolve_with(default_duration, 50)
+    }
+
+    /// The same, with a command's own default number of connections.
+    fn resolve_with(
+        &self,
+        default_duration: Duration,
+        default_connections: i64,
+    ) -> anyhow::Result<Shape> {
         use crate::load::schedule::Schedule;
-        let connections = positive("connections (-c)", self.connections)?;
+        let connections = positive(
+            "connections (-c)",
+            self.connections.unwrap_or(default_connections),
+        )?;
         let threads = positive("threads (-t)", self.threads)?;
         let max_requests = self
             .requests
@@ -236,6 +249,135 @@ impl RequestArgs {
     }
 }
 
+/// What else is requested and what counts as a correct response, shared by `runner load` and
+/// the commands that load a running target.
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// A weighted mix of requests from a TOML file (see README); replaces the URL's path.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["body", "body_file", "body_size", "multipart"])]
+    mix: Option<PathBuf>,
+    /// Statuses that count as correct (default: any 2xx).
+    #[arg(long, value_delimiter = ',')]
+    expect_status: Vec<u16>,
+    /// The body must be exactly this.
+    #[arg(long, conflicts_with_all = ["expect_json", "expect_sha256"])]
+    expect_body: Option<String>,
+    /// The body must be JSON containing these keys and values.
+    #[arg(long, conflicts_with = "expect_sha256")]
+    expect_json: Option<String>,
+    /// The body must have this SHA-256 (64 hex digits); needs --expect-size.
+    #[arg(long, requires = "expect_size")]
+    expect_sha256: Option<String>,
+    /// The body must have this many bytes (with --expect-sha256).
+    #[arg(long, requires = "expect_sha256")]
+    expect_size: Option<u64>,
+    /// WebSocket message to echo.
+    #[arg(long, default_value = "runner-echo")]
+    ws_message: String,
+}
+
+impl CheckArgs {
+    /// The expectations of a request of the user's own.
+    fn expect(&self) -> anyhow::Result<crate::load::request::Expect> {
+        use crate::load::request::{parse_sha256, BodyCheck, Expect, RequestError, StatusExpect};
+        let body = if let Some(body) = &self.expect_body {
+            Some(BodyCheck::Exact(body.clone().into()))
+        } else if let Some(json) = &self.expect_json {
+            Some(BodyCheck::JsonSubset(
+                serde_json::from_str(json).map_err(|e| RequestError::ExpectJson(e.to_string()))?,
+            ))
+        } else if let (Some(sha), Some(size)) = (&self.expect_sha256, self.expect_size) {
+            Some(BodyCheck::Digest {
+                size,
+                sha256: parse_sha256(sha)?,
+            })
+        } else {
+            None
+        };
+        let status = if self.expect_status.is_empty() {
+            StatusExpect::Success
+        } else {
+            StatusExpect::OneOf(self.expect_status.clone())
+        };
+        Ok(Expect { status, body })
+    }
+
+    /// True when any option of these was given.
+    fn given(&self) -> bool {
+        self.mix.is_some()
+            || !self.expect_status.is_empty()
+            || self.expect_body.is_some()
+            || self.expect_json.is_some()
+            || self.expect_sha256.is_some()
+    }
+}
+
+/// What a command loads when it is not a contract scenario: the `--mix` file's requests, or
+/// one request at `path` made of -m, -H and the body options, checked by the --expect
+/// options. Returns a label for folder names and reports with the requests.
+fn own_requests(
+    path: &str,
+    request: &RequestArgs,
+    check: &CheckArgs,
+) -> anyhow::Result<(String, Vec<crate::load::request::RequestSpec>)> {
+    use crate::load::request::{read_mix, RequestSpec};
+    if let Some(mix) = &check.mix {
+        let stem = mix
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "mix".into());
+        return Ok((format!("mix-{stem}"), read_mix(mix)?));
+    }
+    let label = format!(
+        "url{}",
+        path.replace(['/', '?', '&', '=', '{', '}', '.'], "-")
+            .trim_end_matches('-')
+    );
+    Ok((
+        label,
+        vec![RequestSpec {
+            name: "request".into(),
+            weight: 1,
+            method: request.method.clone(),
+            path: path.to_string(),
+            headers: request.headers.clone(),
+            body: request.body()?,
+            expect: check.expect()?,
+        }],
+    ))
+}
+
+/// A running target: a container, processes, or a cgroup.
+#[derive(Args, Debug, Default)]
+struct TargetArgs {
+    /// A running Docker or Podman container: name, id, or compose service name, found
+    /// through the Docker Engine API (DOCKER_HOST, /var/run/docker.sock or
+    /// /run/podman/podman.sock).
+    #[arg(long, value_name = "NAME|ID", conflicts_with_all = ["pids", "cgroup"])]
+    container: Option<String>,
+    /// A running process, with the processes it forks (repeatable).
+    #[arg(long = "pid", value_name = "PID", conflicts_with = "cgroup")]
+    pids: Vec<u32>,
+    /// A cgroup v2 directory and its descendants (on hybrid machines, the directory under
+    /// /sys/fs/cgroup/unified).
+    #[arg(long, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    /// The target named, if any.
+    fn spec(&self) -> Option<crate::target::TargetSpec> {
+        use crate::target::TargetSpec;
+        if let Some(c) = &self.container {
+            Some(TargetSpec::Container(c.clone()))
+        } else if !self.pids.is_empty() {
+            Some(TargetSpec::Pids(self.pids.clone()))
+        } else {
+            self.cgroup.clone().map(TargetSpec::Cgroup)
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct BenchArgs {
     /// Apps to run (default: all bundled apps).
@@ -262,17 +404,23 @@ struct BenchArgs {
 
 #[derive(Args, Debug)]
 struct ProfileArgs {
-    /// A bundled app's name, or the path of an app.toml of your own.
-    app: String,
+    /// A bundled app's name, or the path of an app.toml of your own. With --container, --pid
+    /// or --cgroup: the contract scenario to load, if any.
+    app: Option<String>,
     /// A contract scenario (see `runner list`); or use --url.
     scenario: Option<String>,
-    /// Load this path of the app instead of a contract scenario (with -m, -H, --body...).
-    #[arg(long, value_name = "PATH", conflicts_with = "scenario")]
+    #[command(flatten)]
+    target: TargetArgs,
+    /// For an app: a path of it to load instead of a scenario (with -m, -H, --body...). For a
+    /// running target: the full URL to load, or its base URL with a scenario or --mix.
+    #[arg(long, value_name = "URL|PATH")]
     url: Option<String>,
     #[command(flatten)]
     shape: ShapeArgs,
     #[command(flatten)]
     request: RequestArgs,
+    #[command(flatten)]
+    check: CheckArgs,
     /// Warm-up before recording, excluded from the results.
     #[arg(long, default_value = "5s", value_parser = parse_warmup)]
     warmup: Duration,
@@ -282,12 +430,13 @@ struct ProfileArgs {
     /// CPUs for the app (default: the upper half).
     #[arg(long, value_name = "LIST")]
     app_cpus: Option<String>,
-    /// CPUs for the load client and the database (default: the lower half).
+    /// CPUs for the load client and the database (default: the lower half; for a running
+    /// target, the CPUs outside its cpuset, or no pinning).
     #[arg(long, value_name = "LIST")]
     client_cpus: Option<String>,
-    /// Memory limit of the app, e.g. 2GiB.
-    #[arg(long, default_value = "2GiB")]
-    memory: String,
+    /// Memory limit of the app (default: 2GiB).
+    #[arg(long)]
+    memory: Option<String>,
     /// On-CPU sampling frequency in Hz.
     #[arg(long, default_value_t = 99)]
     freq: u64,
@@ -323,27 +472,8 @@ struct LoadArgs {
     /// CPUs to pin the worker threads to, e.g. 0 or 0,2-3.
     #[arg(long, value_name = "LIST")]
     cpus: Option<String>,
-    /// A weighted mix of requests from a TOML file (see README); replaces the URL's path.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["body", "body_file", "body_size", "multipart"])]
-    mix: Option<PathBuf>,
-    /// Statuses that count as correct (default: any 2xx).
-    #[arg(long, value_delimiter = ',')]
-    expect_status: Vec<u16>,
-    /// The body must be exactly this.
-    #[arg(long, conflicts_with_all = ["expect_json", "expect_sha256"])]
-    expect_body: Option<String>,
-    /// The body must be JSON containing these keys and values.
-    #[arg(long, conflicts_with = "expect_sha256")]
-    expect_json: Option<String>,
-    /// The body must have this SHA-256 (64 hex digits); needs --expect-size.
-    #[arg(long, requires = "expect_size")]
-    expect_sha256: Option<String>,
-    /// The body must have this many bytes (with --expect-sha256).
-    #[arg(long, requires = "expect_sha256")]
-    expect_size: Option<u64>,
-    /// WebSocket message to echo.
-    #[arg(long, default_value = "runner-echo")]
-    ws_message: String,
+    #[command(flatten)]
+    check: CheckArgs,
     /// Write the report as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -447,9 +577,10 @@ fn bench_run(args: BenchArgs) -> anyhow::Result<commands::bench::BenchRun> {
         scenarios: args.scenarios,
         runs: args.runs,
         template: commands::profile::ProfileRun {
-            app: String::new(),
+            target: commands::profile::ProfileTarget::App(String::new()),
             scenario: None,
-            url: None,
+            own: None,
+            ws_message: "runner-echo".into(),
             threads: shape.threads,
             schedule: shape.schedule,
             max_requests: shape.max_requests,
@@ -540,7 +671,7 @@ fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::Diagno
 }
 
 fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRun> {
-    use crate::load::request::{Expect, RequestSpec};
+    use commands::profile::ProfileTarget;
     if !(1..=MAX_FREQ).contains(&args.freq) {
         bail!(
             "--freq must be between 1 and {MAX_FREQ} Hz, not {}",
@@ -548,28 +679,62 @@ fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRu
         );
     }
     let shape = args.shape.resolve(Duration::from_secs(30))?;
-    let url = match &args.url {
-        Some(path) => {
-            if !path.starts_with('/') {
-                bail!("--url takes a path of the app, like /api/items, not `{path}`");
+    let (target, scenario, own) = match args.target.spec() {
+        Some(spec) => {
+            if args.scenario.is_some() {
+                bail!("a running target takes at most a scenario: runner profile --container NAME [SCENARIO] --url URL");
             }
-            Some(RequestSpec {
-                name: "url".into(),
-                weight: 1,
-                method: args.request.method.clone(),
-                path: path.clone(),
-                headers: args.request.headers.clone(),
-                body: args.request.body()?,
-                expect: Expect::default(),
-            })
+            for (given, flag) in [
+                (args.workers.is_some(), "--workers"),
+                (args.app_cpus.is_some(), "--app-cpus"),
+                (args.memory.is_some(), "--memory"),
+                (args.keep_running, "--keep-running"),
+            ] {
+                if given {
+                    bail!("{flag} applies to apps runner starts; a running target keeps its own settings");
+                }
+            }
+            let url = args.url.clone().ok_or_else(|| {
+                anyhow::anyhow!("say where the target answers: --url http://HOST:PORT/PATH")
+            })?;
+            let parsed = crate::load::parse_url(&url)?;
+            let scenario = args.app.clone();
+            if scenario.is_some() && args.check.given() {
+                bail!("a scenario brings its own requests and checks: drop --mix and --expect-*, or the scenario");
+            }
+            let own = match scenario {
+                Some(_) => None,
+                None => Some(own_requests(&parsed.path, &args.request, &args.check)?),
+            };
+            (ProfileTarget::Running { spec, url }, scenario, own)
         }
-        None => None,
+        None => {
+            let app = args.app.clone().ok_or_else(|| {
+                anyhow::anyhow!("name an app (runner list), ./path/app.toml, or a running target: --container NAME --url URL")
+            })?;
+            if let Some(path) = &args.url {
+                if !path.starts_with('/') {
+                    bail!("--url takes a path of the app, like /api/items, not `{path}` (a full URL goes with --container, --pid or --cgroup)");
+                }
+            }
+            let own = if args.url.is_some() || args.check.given() {
+                if args.scenario.is_some() {
+                    bail!("give a scenario or --url/--mix, not both");
+                }
+                let path = args.url.as_deref().unwrap_or("/");
+                Some(own_requests(path, &args.request, &args.check)?)
+            } else {
+                None
+            };
+            (ProfileTarget::App(app), args.scenario.clone(), own)
+        }
     };
     let cpus = |list: &Option<String>| list.as_deref().map(parse_cpus).transpose();
     Ok(commands::profile::ProfileRun {
-        app: args.app,
-        scenario: args.scenario,
-        url,
+        target,
+        scenario,
+        own,
+        ws_message: args.check.ws_message.clone(),
         threads: shape.threads,
         schedule: shape.schedule,
         max_requests: shape.max_requests,
@@ -579,7 +744,7 @@ fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRu
         workers: args.workers,
         app_cpus: cpus(&args.app_cpus)?,
         client_cpus: cpus(&args.client_cpus)?,
-        memory: Some(parse_size(&args.memory)?),
+        memory: Some(parse_size(args.memory.as_deref().unwrap_or("2GiB"))?),
         probe: ProbeConfig {
             freq_hz: args.freq,
             probes: args.probes.into_iter().collect(),
@@ -629,11 +794,7 @@ fn positive(name: &str, value: i64) -> anyhow::Result<usize> {
 }
 
 fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
-    use crate::load::{
-        parse_url,
-        request::{parse_sha256, read_mix, BodyCheck, Expect, RequestSpec, StatusExpect},
-        LoadConfig,
-    };
+    use crate::load::{parse_url, LoadConfig};
     let shape = args.shape.resolve(Duration::from_secs(10))?;
     let target = parse_url(&args.url)?;
     let cpus = args
@@ -642,43 +803,7 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
         .map(parse_cpus)
         .transpose()?
         .unwrap_or_default();
-    let body_check = if let Some(body) = args.expect_body {
-        Some(BodyCheck::Exact(body.into()))
-    } else if let Some(json) = args.expect_json {
-        Some(BodyCheck::JsonSubset(serde_json::from_str(&json).map_err(
-            |e| crate::load::request::RequestError::ExpectJson(e.to_string()),
-        )?))
-    } else if let (Some(sha), Some(size)) = (args.expect_sha256, args.expect_size) {
-        Some(BodyCheck::Digest {
-            size,
-            sha256: parse_sha256(&sha)?,
-        })
-    } else {
-        None
-    };
-    let status = if args.expect_status.is_empty() {
-        StatusExpect::Success
-    } else {
-        StatusExpect::OneOf(args.expect_status)
-    };
-    let requests = match &args.mix {
-        Some(path) => read_mix(path)?,
-        None => {
-            let body = args.request.body()?;
-            vec![RequestSpec {
-                name: "request".into(),
-                weight: 1,
-                method: args.request.method.clone(),
-                path: target.path.clone(),
-                headers: args.request.headers.clone(),
-                body,
-                expect: Expect {
-                    status: status.clone(),
-                    body: body_check.clone(),
-                },
-            }]
-        }
-    };
+    let (_, requests) = own_requests(&target.path, &args.request, &args.check)?;
     let config = LoadConfig {
         target,
         requests,
@@ -688,7 +813,7 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
         max_requests: shape.max_requests,
         timeout: args.shape.timeout,
         think: args.shape.think,
-        ws_message: args.ws_message,
+        ws_message: args.check.ws_message,
     };
 
     config.validate()?;

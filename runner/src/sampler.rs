@@ -1,5 +1,6 @@
 //! The resource sampler: CPU (user and sys), RSS, threads and context switches for each
-//! target process and in total, read through procfs at a fixed interval.
+//! target process and in total, read through procfs at a fixed interval. A process in
+//! another PID namespace (a container's) also gets its PID there (`ns_pid`).
 
 use std::{
     collections::HashMap,
@@ -30,6 +31,8 @@ pub struct ResourceRow {
     pub threads: u64,
     pub ctx_voluntary: u64,
     pub ctx_involuntary: u64,
+    /// The PID inside the process's own PID namespace, when not runner's.
+    pub ns_pid: Option<u32>,
 }
 
 /// Averages and maxima over the run, from the total rows.
@@ -69,6 +72,7 @@ pub struct ResourceSampler {
     ticks_per_second: f64,
     page_kb: u64,
     last: HashMap<u32, CpuTicks>,
+    ns_pids: HashMap<u32, Option<u32>>,
     rows: Vec<ResourceRow>,
 }
 
@@ -86,6 +90,7 @@ impl ResourceSampler {
             ticks_per_second: procfs::ticks_per_second() as f64,
             page_kb: procfs::page_size() / 1024,
             last: HashMap::new(),
+            ns_pids: HashMap::new(),
             rows: Vec::new(),
         }
     }
@@ -105,6 +110,7 @@ impl ResourceSampler {
             threads: 0,
             ctx_voluntary: 0,
             ctx_involuntary: 0,
+            ns_pid: None,
         };
         for &pid in pids {
             let Some(sample) = read_process(pid, self.page_kb) else {
@@ -137,6 +143,10 @@ impl ResourceSampler {
                 threads: sample.threads,
                 ctx_voluntary: sample.ctx_voluntary,
                 ctx_involuntary: sample.ctx_involuntary,
+                ns_pid: *self
+                    .ns_pids
+                    .entry(pid)
+                    .or_insert_with(|| crate::target::process::facts(pid).and_then(|f| f.ns_pid)),
             };
             total.cpu_pct += row.cpu_pct;
             total.cpu_user_pct += row.cpu_user_pct;
@@ -158,11 +168,11 @@ impl ResourceSampler {
     /// resources.csv.
     pub fn to_csv(&self) -> Vec<u8> {
         let mut out = String::from(
-            "t_s,pid,comm,cpu_pct,cpu_user_pct,cpu_sys_pct,rss_kb,threads,ctx_voluntary,ctx_involuntary\n",
+            "t_s,pid,comm,cpu_pct,cpu_user_pct,cpu_sys_pct,rss_kb,threads,ctx_voluntary,ctx_involuntary,ns_pid\n",
         );
         for r in &self.rows {
             out.push_str(&format!(
-                "{:.3},{},{},{:.1},{:.1},{:.1},{},{},{},{}\n",
+                "{:.3},{},{},{:.1},{:.1},{:.1},{},{},{},{},{}\n",
                 r.t_s,
                 r.pid,
                 csv_field(&r.comm),
@@ -172,7 +182,8 @@ impl ResourceSampler {
                 r.rss_kb,
                 r.threads,
                 r.ctx_voluntary,
-                r.ctx_involuntary
+                r.ctx_involuntary,
+                r.ns_pid.map(|p| p.to_string()).unwrap_or_default()
             ));
         }
         out.into_bytes()

@@ -8,7 +8,7 @@ use std::{
 
 use anyhow::Context;
 
-use super::profile::{profile, ProfileRun};
+use super::profile::{profile, ProfileRun, ProfileTarget};
 use crate::{
     apps::{load_all, manifest::apps_dir, scenarios::Scenarios},
     report,
@@ -106,7 +106,7 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
                     humantime::format_duration(Duration::from_secs(eta.as_secs()))
                 );
                 let p = ProfileRun {
-                    app: app.dir.join("app.toml").display().to_string(),
+                    target: ProfileTarget::App(app.dir.join("app.toml").display().to_string()),
                     scenario: Some(scenario.clone()),
                     out: runs_dir.clone(),
                     ..b.template.clone()
