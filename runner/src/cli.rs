@@ -69,29 +69,29 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct DiagnoseArgs {
-    /// A bundled app's name, or the path of an app.toml (or use --pid, or -- CMD, with --url).
+    /// A bundled app's name, or the path of an app.toml (or a running target with --url: --container, --pid, --cgroup; or -- CMD).
     app: Option<String>,
     /// Diagnose only these scenarios (repeatable; default: every supported one).
     #[arg(long = "scenario", value_name = "S")]
     scenarios: Vec<String>,
-    /// A running process to watch, with the children it forks (repeatable).
-    #[arg(long, value_name = "PID")]
-    pid: Vec<u32>,
-    /// A URL to load while watching --pid or the command (repeatable; one window each).
+    #[command(flatten)]
+    target: TargetArgs,
+    /// A URL to load while watching a running target or the command (repeatable; one window
+    /// each; with --mix, the base URL).
     #[arg(long = "url", value_name = "URL")]
     urls: Vec<String>,
-    /// Load per scenario or URL.
-    #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    #[command(flatten)]
+    request: RequestArgs,
+    #[command(flatten)]
+    check: CheckArgs,
     /// Warm-up before each scenario, not measured.
     #[arg(long, default_value = "1s", value_parser = parse_warmup)]
     warmup: Duration,
     /// An iteration of an event loop at least this long is a stall.
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     threshold: Duration,
-    /// Connections of the closed-loop load.
-    #[arg(short = 'c', long, default_value_t = 10)]
-    connections: usize,
     /// App worker processes (default: the app's, per its app.toml).
     #[arg(long)]
     workers: Option<u32>,
@@ -600,52 +600,67 @@ fn bench_run(args: BenchArgs) -> anyhow::Result<commands::bench::BenchRun> {
 }
 
 fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::DiagnoseRun> {
-    use commands::diagnose::{DiagnoseRun, DiagnoseTarget};
+    use commands::diagnose::{DiagnoseRun, DiagnoseTarget, UrlJob};
     if !(1..=MAX_FREQ).contains(&args.freq) {
         bail!(
             "--freq must be between 1 and {MAX_FREQ} Hz, not {}",
             args.freq
         );
     }
-    if args.connections == 0 {
+    if args.shape.connections == Some(0) {
         bail!("--connections must be at least 1");
     }
-    let target = match (args.app, args.pid.is_empty(), args.command.is_empty()) {
-        (Some(app), true, true) => {
+    let shape = args.shape.resolve_with(Duration::from_secs(10), 10)?;
+    let running = args.target.spec();
+    let target = match (args.app, running.is_some(), args.command.is_empty()) {
+        (Some(app), false, true) => {
             if !args.urls.is_empty() {
-                bail!("--url goes with --pid or a command; an app is loaded at its scenarios (--scenario)");
+                bail!("--url goes with a running target (--container, --pid, --cgroup) or a command; an app is loaded at its scenarios (--scenario)");
             }
             DiagnoseTarget::App {
                 app,
                 scenarios: args.scenarios,
             }
         }
-        (None, false, true) | (None, true, false) => {
+        (None, true, true) | (None, false, false) => {
             if args.urls.is_empty() {
                 bail!("say where to send load: --url http://127.0.0.1:PORT/path (repeatable)");
             }
             if !args.scenarios.is_empty() {
-                bail!("--scenario needs an app; with --pid or a command, use --url");
+                bail!("--scenario needs an app; with a running target or a command, use --url");
             }
-            for url in &args.urls {
-                crate::load::parse_url(url)?;
+            if args.check.mix.is_some() && args.urls.len() > 1 {
+                bail!("--mix loads one window at one base URL: give a single --url");
             }
-            if args.command.is_empty() {
-                DiagnoseTarget::Pids {
-                    pids: args.pid,
-                    urls: args.urls,
-                }
-            } else {
-                DiagnoseTarget::Command {
+            let jobs = args
+                .urls
+                .iter()
+                .map(|url| {
+                    let parsed = crate::load::parse_url(url)?;
+                    let (label, requests) = own_requests(&parsed.path, &args.request, &args.check)?;
+                    Ok(UrlJob {
+                        label: if args.check.mix.is_some() {
+                            format!("{label} at {url}")
+                        } else {
+                            url.clone()
+                        },
+                        url: url.clone(),
+                        requests,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            match running {
+                Some(spec) => DiagnoseTarget::Running { spec, jobs },
+                None => DiagnoseTarget::Command {
                     argv: args.command,
-                    urls: args.urls,
-                }
+                    jobs,
+                },
             }
         }
-        (None, true, true) => bail!(
-            "name what to diagnose: an app (runner list), ./path/app.toml, --pid PID --url URL, or -- CMD --url URL"
+        (None, false, true) => bail!(
+            "name what to diagnose: an app (runner list), ./path/app.toml, --container NAME --url URL, --pid PID --url URL, or -- CMD --url URL"
         ),
-        _ => bail!("diagnose one thing: an app, --pid, or a command"),
+        _ => bail!("diagnose one thing: an app, a running target (--container, --pid, --cgroup), or a command"),
     };
     let probes = [
         ProbeKind::Oncpu,
@@ -655,9 +670,16 @@ fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::Diagno
     ];
     Ok(DiagnoseRun {
         target,
-        duration: args.duration,
+        shape: crate::load::LoadShape {
+            threads: shape.threads,
+            cpus: Vec::new(),
+            schedule: shape.schedule,
+            max_requests: shape.max_requests,
+            timeout: args.shape.timeout,
+            think: args.shape.think,
+        },
+        ws_message: args.check.ws_message,
         warmup: args.warmup,
-        connections: args.connections,
         workers: args.workers,
         probe: ProbeConfig {
             freq_hz: args.freq,
@@ -912,7 +934,7 @@ mod tests {
             "5ms",
         ])
         .unwrap();
-        assert!(matches!(run.target, DiagnoseTarget::Pids { .. }));
+        assert!(matches!(run.target, DiagnoseTarget::Running { .. }));
         assert_eq!(run.probe.stall_threshold, Duration::from_millis(5));
         let run = diagnose(&["--url", "http://127.0.0.1:1/", "--", "python3", "app.py"]).unwrap();
         assert!(matches!(run.target, DiagnoseTarget::Command { .. }));

@@ -1,7 +1,9 @@
-//! `runner diagnose`: start the target (an app, running processes, or a command), then load
-//! each scenario or URL in turn while the evloop probe follows its event loops, one window
-//! each; analyse every window, write diagnosis.json, diagnosis.md and the stall flamegraphs,
-//! and print the verdicts.
+//! `runner diagnose`: start the target (an app or a command) or take a running one (a
+//! container, processes, a cgroup), then load each scenario or URL in turn while the evloop
+//! probe follows its event loops, one window each; analyse every window, write
+//! diagnosis.json, diagnosis.md and the stall flamegraphs, and print the verdicts. A running
+//! target that stops or restarts ends the run early: what was measured is written and the
+//! exit is nonzero.
 
 use std::{
     path::PathBuf,
@@ -32,6 +34,7 @@ use crate::{
     report,
     run_dir::{timestamp, RunDir},
     signals,
+    target::{Running, TargetSpec},
 };
 
 /// What to diagnose.
@@ -39,23 +42,31 @@ use crate::{
 pub enum DiagnoseTarget {
     /// A bundled app or an app.toml, and its scenarios (empty: every supported one).
     App { app: String, scenarios: Vec<String> },
-    /// Running processes, loaded at these URLs.
-    Pids { pids: Vec<u32>, urls: Vec<String> },
+    /// A running container, processes or cgroup, loaded at these URLs.
+    Running { spec: TargetSpec, jobs: Vec<UrlJob> },
     /// A command to launch, loaded at these URLs once they answer.
     Command {
         argv: Vec<String>,
-        urls: Vec<String>,
+        jobs: Vec<UrlJob>,
     },
+}
+
+/// One window of load at a URL: its requests (one, or a mix).
+#[derive(Clone, Debug)]
+pub struct UrlJob {
+    pub label: String,
+    pub url: String,
+    pub requests: Vec<RequestSpec>,
 }
 
 /// A validated `runner diagnose` invocation.
 #[derive(Clone, Debug)]
 pub struct DiagnoseRun {
     pub target: DiagnoseTarget,
-    /// Load per scenario or URL.
-    pub duration: Duration,
+    /// The load of each window (its CPUs are chosen per target).
+    pub shape: LoadShape,
+    pub ws_message: String,
     pub warmup: Duration,
-    pub connections: usize,
     pub workers: Option<u32>,
     pub probe: ProbeConfig,
     pub out: PathBuf,
@@ -79,6 +90,8 @@ struct Started {
     session: Option<Session>,
     /// A launched command, stopped at the end.
     child: Option<Child>,
+    /// A running target, watched and left running.
+    running: Option<Running>,
     dir: RunDir,
 }
 
@@ -90,42 +103,69 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     let mut t = start(d, &stop)?;
 
     let mut figures = Vec::new();
+    let mut failure = None;
+    let each = match d.shape.schedule.duration() {
+        Some(duration) => humantime::format_duration(duration).to_string(),
+        None => format!("{} requests", d.shape.max_requests.unwrap_or(0)),
+    };
     for (i, job) in t.jobs.iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         eprintln!(
-            "runner: [{}/{}] {} for {}",
+            "runner: [{}/{}] {} for {each}",
             i + 1,
             t.jobs.len(),
-            job.label,
-            humantime::format_duration(d.duration)
+            job.label
         );
         if !d.warmup.is_zero() {
             let warm = LoadConfig {
-                schedule: Schedule::closed(d.connections, Some(d.warmup)),
+                schedule: Schedule::closed(d.shape.schedule.max_connections(), Some(d.warmup)),
+                max_requests: None,
                 ..job.config.clone()
             };
             load::run(&warm, stop.clone(), &mut |_| {})?;
         }
+        // The window's own stop: Ctrl-C, or the running target going away.
+        let halt = Arc::new(AtomicBool::new(false));
         t.recorder.window_start(&job.label)?;
-        let outcome = t
-            .recorder
-            .record_while(|| load::run(&job.config, stop.clone(), &mut |_| {}), || {})?;
+        let running = t.running.as_ref();
+        let outcome = t.recorder.record_while(
+            || load::run(&job.config, halt.clone(), &mut |_| {}),
+            || {
+                if stop.load(Ordering::Relaxed) {
+                    halt.store(true, Ordering::Relaxed);
+                }
+                if failure.is_none() {
+                    failure = running.and_then(Running::gone);
+                    if failure.is_some() {
+                        halt.store(true, Ordering::Relaxed);
+                    }
+                }
+            },
+        )?;
         t.recorder.window_end()?;
         let total = &outcome.report.total;
         figures.push(LoadFigures {
             rps: total.rps,
             errors: total.error_total,
         });
+        if failure.is_none() {
+            failure = t.running.as_ref().and_then(Running::confirm);
+        }
+        if failure.is_some() {
+            break;
+        }
         if let Some(s) = t.session.as_mut() {
             if let Some(status) = s.app.exited() {
                 bail!("the app exited during {}: {status}", job.label);
             }
         }
     }
-    let interrupted = stop.load(Ordering::Relaxed);
-    if interrupted {
+    let interrupted = stop.load(Ordering::Relaxed) && failure.is_none();
+    if let Some(why) = &failure {
+        eprintln!("runner: {why}; writing what was measured until then");
+    } else if interrupted {
         eprintln!("runner: interrupted; writing what was measured");
     }
     eprintln!("runner: symbolizing");
@@ -146,6 +186,8 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
         .context("the evloop probe recorded nothing")?;
     let mut diagnosis = Diagnosis::new(&t.name, d.probe.stall_threshold);
     diagnosis.interrupted = interrupted;
+    diagnosis.target = t.running.as_ref().map(|r| r.facts.clone());
+    diagnosis.failure = failure.clone();
     for (i, window) in data.windows.iter().enumerate() {
         let load = figures.get(i).copied().unwrap_or_default();
         diagnosis
@@ -164,11 +206,16 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     }
     t.dir
         .write("diagnosis.json", serde_json::to_vec_pretty(&diagnosis)?)?;
-    t.dir
-        .write("diagnosis.md", report::diagnosis::markdown(&diagnosis))?;
+    let mut markdown = report::diagnosis::markdown(&diagnosis);
+    markdown.push_str(&report::target::diagnosis_section(&diagnosis));
+    t.dir.write("diagnosis.md", markdown)?;
     let dir = t.dir.finish()?;
     print!("{}", report::diagnosis::table(&diagnosis));
     println!("wrote {}", dir.display());
+    if let Some(why) = failure {
+        eprintln!("runner: {why}; the diagnosis is partial");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(if interrupted {
         ExitCode::from(130)
     } else {
@@ -176,15 +223,11 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The shape of each window's load: closed loop, one thread.
+/// The shape of each window's load, on these client CPUs.
 fn shape(d: &DiagnoseRun, cpus: Vec<usize>) -> LoadShape {
     LoadShape {
-        threads: 1,
         cpus,
-        schedule: Schedule::closed(d.connections, Some(d.duration)),
-        max_requests: None,
-        timeout: Duration::from_secs(10),
-        think: None,
+        ..d.shape.clone()
     }
 }
 
@@ -251,29 +294,29 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
                 recorder,
                 session: Some(session),
                 child: None,
+                running: None,
                 dir,
             })
         }
-        DiagnoseTarget::Pids { pids, urls } => {
-            for pid in pids {
-                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                    bail!("no process {pid}");
-                }
-            }
-            let jobs = url_jobs(urls, &shape(d, Vec::new()))?;
-            let target = Target {
-                tgids: pids.clone(),
-                cgroups: Vec::new(),
-            };
-            let recorder =
-                Recorder::start(&d.probe, &target, true).context("attaching the probes")?;
-            let name = format!(
-                "pid-{}",
-                pids.iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join("-")
+        DiagnoseTarget::Running { spec, jobs } => {
+            let running = Running::resolve(spec)?;
+            eprintln!(
+                "runner: diagnosing the running {} (runner does not start, change or stop it)",
+                crate::target::describe(&running.facts)
             );
+            let client_cpus = running
+                .cpuset()
+                .map(|used| {
+                    host::online_cpus()
+                        .into_iter()
+                        .filter(|c| !used.contains(c))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let jobs = url_jobs(jobs, &shape(d, client_cpus), &d.ws_message)?;
+            let recorder = Recorder::start(&d.probe, &running.probe_target(), true)
+                .context("attaching the probes")?;
+            let name = running.name().to_string();
             Ok(Started {
                 dir: folder(&name)?,
                 name,
@@ -281,10 +324,11 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
                 recorder,
                 session: None,
                 child: None,
+                running: Some(running),
             })
         }
-        DiagnoseTarget::Command { argv, urls } => {
-            let jobs = url_jobs(urls, &shape(d, Vec::new()))?;
+        DiagnoseTarget::Command { argv, jobs } => {
+            let jobs = url_jobs(jobs, &shape(d, Vec::new()), &d.ws_message)?;
             let gated = launch::spawn_gated(argv)?;
             let target = Target {
                 tgids: vec![gated.pid()],
@@ -312,20 +356,23 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
                 recorder,
                 session: None,
                 child: Some(child),
+                running: None,
             })
         }
     }
 }
 
-/// Jobs for `--url`s: a plain GET of each.
-fn url_jobs(urls: &[String], shape: &LoadShape) -> anyhow::Result<Vec<Job>> {
-    urls.iter()
-        .map(|url| {
-            let target = load::parse_url(url)?;
-            let requests = vec![RequestSpec::get(&target.path)];
+/// The load of each `--url` window.
+fn url_jobs(jobs: &[UrlJob], shape: &LoadShape, ws_message: &str) -> anyhow::Result<Vec<Job>> {
+    jobs.iter()
+        .map(|job| {
+            let target = load::parse_url(&job.url)?;
+            let mut config = LoadConfig::new(target, job.requests.clone(), shape.clone());
+            config.ws_message = ws_message.to_string();
+            config.validate()?;
             Ok(Job {
-                label: url.clone(),
-                config: LoadConfig::new(target, requests, shape.clone()),
+                label: job.label.clone(),
+                config,
             })
         })
         .collect()

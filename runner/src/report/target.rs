@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use crate::{
+    diagnose::Diagnosis,
     stacks::symbolize::SymbolStats,
     target::{
         cgroup::{CgroupResources, Limits},
@@ -170,6 +171,22 @@ pub fn section(out: &mut String, t: &TargetFacts, processes: &[ProcessFacts]) {
     if list.len() > MAX_PROCESSES {
         let _ = writeln!(out, "\n{} more processes.", list.len() - MAX_PROCESSES);
     }
+}
+
+/// What diagnosis.md adds for a running target: the failure, if the run ended early, and
+/// the target's section.
+pub fn diagnosis_section(d: &Diagnosis) -> String {
+    let mut out = String::new();
+    if let Some(f) = &d.failure {
+        let _ = writeln!(
+            out,
+            "\n> Failed: {f}. The entries cover the load until then."
+        );
+    }
+    if let Some(t) = &d.target {
+        section(&mut out, t, &[]);
+    }
+    out
 }
 
 #[cfg(test)]
