@@ -386,6 +386,11 @@ struct BenchArgs {
     /// Scenarios to run (default: ping).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
+    /// Compare services that already run instead of bundled apps: a TOML file of targets,
+    /// each a name, a container, pid or cgroup, a base URL, and scenarios, paths or mixes
+    /// (see README).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["apps", "scenarios"])]
+    targets: Option<PathBuf>,
     /// Runs per cell; the report shows medians.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -493,9 +498,20 @@ struct ProbeArgs {
     /// A cgroup v2 directory to record, with its descendants (repeatable).
     #[arg(long = "cgroup", value_name = "PATH")]
     cgroups: Vec<PathBuf>,
-    /// How long to record; with a command, recording also stops when it exits.
-    #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
+    /// A running Docker or Podman container (name, id, or compose service), found through
+    /// the Docker Engine API (DOCKER_HOST, /var/run/docker.sock or /run/podman/podman.sock).
+    #[arg(long, value_name = "NAME|ID", conflicts_with_all = ["pids", "cgroups"])]
+    container: Option<String>,
+    /// Drive load at this URL while recording (with the options of `runner load`); the
+    /// recording lasts as long as the load.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    #[command(flatten)]
+    request: RequestArgs,
+    #[command(flatten)]
+    check: CheckArgs,
     /// On-CPU sampling frequency in Hz (1 to 10000).
     #[arg(long, default_value_t = 99)]
     freq: u64,
@@ -541,7 +557,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Probe(args) => {
             let run = probe_run(args)?;
             let outcome = commands::probe::run(&run)?;
-            Ok(if outcome.interrupted {
+            Ok(if outcome.target_gone.is_some() {
+                ExitCode::FAILURE
+            } else if outcome.interrupted {
                 ExitCode::from(130)
             } else {
                 ExitCode::SUCCESS
@@ -572,9 +590,27 @@ fn bench_run(args: BenchArgs) -> anyhow::Result<commands::bench::BenchRun> {
         bail!("--runs must be at least 1");
     }
     let shape = args.shape.resolve(Duration::from_secs(30))?;
+    let targets = match &args.targets {
+        Some(file) => {
+            let entries = crate::target::file::read(file)?;
+            for e in &entries {
+                crate::load::parse_url(&e.url)
+                    .with_context(|| format!("{}: target `{}`", file.display(), e.name))?;
+                for w in &e.workloads {
+                    if let crate::target::file::Workload::Mix(mix) = w {
+                        crate::load::request::read_mix(mix)
+                            .with_context(|| format!("{}: target `{}`", file.display(), e.name))?;
+                    }
+                }
+            }
+            entries
+        }
+        None => Vec::new(),
+    };
     Ok(commands::bench::BenchRun {
         apps: args.apps,
         scenarios: args.scenarios,
+        targets,
         runs: args.runs,
         template: commands::profile::ProfileRun {
             target: commands::profile::ProfileTarget::App(String::new()),
@@ -855,11 +891,18 @@ fn probe_run(args: ProbeArgs) -> anyhow::Result<ProbeRun> {
         );
     }
     let has_processes = !args.pids.is_empty() || !args.cgroups.is_empty();
-    let target = match (has_processes, args.command.is_empty()) {
-        (false, true) => bail!("name a target: --pid PID, --cgroup PATH, or a command after --"),
-        (true, false) => bail!("give either --pid/--cgroup or a command after --, not both"),
-        (false, false) => TargetSpec::Command(args.command),
-        (true, true) => {
+    let target = match (has_processes, args.container, args.command.is_empty()) {
+        (false, None, true) => {
+            bail!(
+                "name a target: --pid PID, --cgroup PATH, --container NAME, or a command after --"
+            )
+        }
+        (true, _, false) | (_, Some(_), false) => {
+            bail!("give either --pid/--cgroup/--container or a command after --, not both")
+        }
+        (false, None, false) => TargetSpec::Command(args.command),
+        (false, Some(name), true) => TargetSpec::Container(name),
+        (true, _, true) => {
             for pid in &args.pids {
                 if *pid == 0 || !PathBuf::from(format!("/proc/{pid}")).exists() {
                     bail!("no process with PID {pid}");
@@ -877,12 +920,49 @@ fn probe_run(args: ProbeArgs) -> anyhow::Result<ProbeRun> {
             }
         }
     };
+    let shape = args.shape.resolve(Duration::from_secs(10))?;
+    let load = match &args.url {
+        Some(url) => {
+            let parsed = crate::load::parse_url(url)?;
+            let (_, requests) = own_requests(&parsed.path, &args.request, &args.check)?;
+            let mut config = crate::load::LoadConfig::new(
+                parsed,
+                requests,
+                crate::load::LoadShape {
+                    threads: shape.threads,
+                    cpus: Vec::new(),
+                    schedule: shape.schedule.clone(),
+                    max_requests: shape.max_requests,
+                    timeout: args.shape.timeout,
+                    think: args.shape.think,
+                },
+            );
+            config.ws_message = args.check.ws_message.clone();
+            config.validate()?;
+            Some(config)
+        }
+        None => {
+            let s = &args.shape;
+            if s.connections.is_some()
+                || s.requests.is_some()
+                || s.rate.is_some()
+                || !s.rates.is_empty()
+                || s.schedule.is_some()
+                || s.think.is_some()
+                || args.check.given()
+            {
+                bail!("the load options (-c, -n, --rate, --schedule, --mix, --expect-*...) shape the load of --url: give --url too");
+            }
+            None
+        }
+    };
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from("results").join(format!("probe-{}", crate::run_dir::timestamp()))
     });
     Ok(ProbeRun {
         target,
-        duration: args.duration,
+        duration: shape.schedule.duration().unwrap_or(Duration::from_secs(10)),
+        load,
         config: ProbeConfig {
             freq_hz: args.freq,
             offcpu_min: args.offcpu_min,
@@ -1027,7 +1107,7 @@ mod tests {
         let err = |args: &[&str]| format!("{:#}", parse(args).unwrap_err());
         assert_eq!(
             err(&["probe"]),
-            "name a target: --pid PID, --cgroup PATH, or a command after --"
+            "name a target: --pid PID, --cgroup PATH, --container NAME, or a command after --"
         );
         assert_eq!(
             err(&["probe", "--pid", "999999999"]),
@@ -1044,7 +1124,8 @@ mod tests {
         assert!(err(&["probe", "-d", "soon", "--", "true"]).contains("not a duration"));
         assert_eq!(
             err(&["probe", "--pid", "1", "--", "true"]),
-            "give either --pid/--cgroup or a command after --, not both"
+            "give either --pid/--cgroup/--container or a command after --, not both"
         );
+        assert!(err(&["probe", "--pid", "1", "--rate", "10"]).contains("give --url too"));
     }
 }

@@ -254,11 +254,19 @@ impl Plan {
     }
 
     fn run_id(&self) -> String {
+        let safe = |text: &str| {
+            text.replace(
+                |c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+                "-",
+            )
+            .trim_matches('-')
+            .to_string()
+        };
         format!(
             "{}-{}-{}",
             timestamp(),
-            self.name,
-            self.scenario_name.trim_matches('-')
+            safe(&self.name),
+            safe(&self.scenario_name)
         )
     }
 

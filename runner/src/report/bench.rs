@@ -76,6 +76,9 @@ pub fn markdown(bench: &Bench) -> String {
     if bench.interrupted {
         out.push_str("\nInterrupted: the matrix is incomplete.\n");
     }
+    for w in &bench.warnings {
+        let _ = writeln!(out, "\n> Warning: {w}.");
+    }
     for (scenario, cells) in by_scenario(bench) {
         let b_rps = best(&cells, |c| c.rps, true);
         let b_p99 = best(&cells, |c| c.p99_us, false);
