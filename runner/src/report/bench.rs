@@ -220,9 +220,14 @@ mod tests {
             runs_per_cell: 3,
             cells: cells.to_vec(),
             interrupted: false,
+            warnings: vec!["a and b run with different limits (CPU quota 1 CPUs vs none)".into()],
         };
         let md = markdown(&bench);
         assert!(md.contains("| a | 100.0 | 1.00 |"), "{md}");
+        assert!(
+            md.contains("> Warning: a and b run with different limits"),
+            "{md}"
+        );
         assert!(md.contains("| b | 50.0 | 0.50 |"), "{md}");
         assert!(md.contains("| c | failed: did not start"), "{md}");
         let html = html(&bench);
