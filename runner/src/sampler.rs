@@ -263,16 +263,30 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
+        let ticks = || {
+            let stat = Process::new(pid as i32).unwrap().stat().unwrap();
+            stat.utime + stat.stime
+        };
         let mut sampler = ResourceSampler::new();
-        for _ in 0..6 {
-            sampler.sample(&[pid, 999_999_999]);
+        sampler.sample(&[pid, 999_999_999]);
+        let (t0, began) = (ticks(), Instant::now());
+        for _ in 0..5 {
             std::thread::sleep(INTERVAL);
+            sampler.sample(&[pid, 999_999_999]);
         }
+        // What the child really used over the same window, however busy the machine is.
+        let used_pct = 100.0 * (ticks() - t0) as f64
+            / procfs::ticks_per_second() as f64
+            / began.elapsed().as_secs_f64();
         child.kill().unwrap();
         child.wait().unwrap();
         let summary = sampler.summary();
         assert_eq!(summary.samples, 6);
-        assert!(summary.cpu_pct_avg > 50.0, "{summary:?}");
+        assert!(used_pct > 5.0, "the child ran: {used_pct}");
+        assert!(
+            (summary.cpu_pct_avg - used_pct).abs() < 15.0,
+            "{summary:?} against {used_pct:.1}%"
+        );
         assert!(summary.rss_mb_max > 0.0);
         let csv = String::from_utf8(sampler.to_csv()).unwrap();
         assert!(csv.starts_with("t_s,pid,comm,cpu_pct"));
