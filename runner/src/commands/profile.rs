@@ -215,18 +215,22 @@ struct Plan {
 
 impl Plan {
     fn of(p: &ProfileRun) -> anyhow::Result<Self> {
+        // A running target first: what is wrong with it is the first thing to say.
+        let running = match &p.target {
+            ProfileTarget::Running { spec, url } => {
+                Some((Running::resolve(spec)?, load::parse_url(url)?))
+            }
+            ProfileTarget::App(_) => None,
+        };
         let apps_dir = apps_dir();
         let scenarios = Scenarios::read(&apps_dir)?;
-        let (name, app, running) = match &p.target {
-            ProfileTarget::App(app) => {
+        let (name, app) = match (&p.target, &running) {
+            (ProfileTarget::App(app), _) => {
                 let app = manifest::find(app, &apps_dir, &scenarios.names())?;
-                (app.name.clone(), Some(app), None)
+                (app.name.clone(), Some(app))
             }
-            ProfileTarget::Running { spec, url } => {
-                let running = Running::resolve(spec)?;
-                let url = load::parse_url(url)?;
-                (running.name().to_string(), None, Some((running, url)))
-            }
+            (_, Some((running, _))) => (running.name().to_string(), None),
+            (ProfileTarget::Running { .. }, None) => unreachable!("resolved above"),
         };
         let (scenario_name, requests, scenario) = match (&p.scenario, &p.own) {
             (_, Some((label, requests))) => (label.clone(), requests.clone(), None),

@@ -1,4 +1,5 @@
 """A plain-asyncio HTTP app (stdlib only) with anti-patterns the bundled apps lack:
+  /ping   answers at once                        -> fine
   /ok     awaits asyncio.sleep(0.005)            -> fine
   /cpu    burns ~30 ms of CPU in the handler     -> a CPU-bound stall
   /fetch  a blocking urllib call to a slow peer  -> blocked in network I/O
@@ -41,6 +42,10 @@ def burn_cpu():
     return n
 
 
+async def handle_ping():
+    return b"pong"
+
+
 async def handle_ok():
     await asyncio.sleep(0.005)
     return b"ok"
@@ -63,7 +68,13 @@ async def handle_file():
     return b"ok"
 
 
-ROUTES = {"/ok": handle_ok, "/cpu": handle_cpu, "/fetch": handle_fetch, "/file": handle_file}
+ROUTES = {
+    "/ping": handle_ping,
+    "/ok": handle_ok,
+    "/cpu": handle_cpu,
+    "/fetch": handle_fetch,
+    "/file": handle_file,
+}
 
 
 async def serve(reader, writer):
