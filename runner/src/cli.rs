@@ -31,7 +31,7 @@ struct Cli {
 enum Command {
     /// Attach the four probes (oncpu, offcpu, runqlat, syscalls) and the resource sampler to
     /// processes, a cgroup, or a command, and write flamegraphs and figures.
-    Probe(ProbeArgs),
+    Probe(Box<ProbeArgs>),
     /// Drive HTTP (or WebSocket echo) load at a URL: closed or open loop, schedules, mixes.
     Load(Box<LoadArgs>),
     /// Profile an app under load: provision, start, verify, warm up, then record latency,
@@ -555,7 +555,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Probe(args) => {
-            let run = probe_run(args)?;
+            let run = probe_run(*args)?;
             let outcome = commands::probe::run(&run)?;
             Ok(if outcome.target_gone.is_some() {
                 ExitCode::FAILURE
@@ -981,7 +981,7 @@ mod tests {
     fn parse(args: &[&str]) -> anyhow::Result<ProbeRun> {
         let cli = Cli::try_parse_from(std::iter::once("runner").chain(args.iter().copied()))?;
         match cli.command {
-            Command::Probe(a) => probe_run(a),
+            Command::Probe(a) => probe_run(*a),
             _ => unreachable!(),
         }
     }

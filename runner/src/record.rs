@@ -159,9 +159,9 @@ impl Recorder {
         }
         self.seen.extend(&pids);
         for &pid in &pids {
-            if !self.processes.contains_key(&pid) {
+            if let std::collections::btree_map::Entry::Vacant(e) = self.processes.entry(pid) {
                 if let Some(facts) = process::facts(pid) {
-                    self.processes.insert(pid, facts);
+                    e.insert(facts);
                 }
             }
         }

@@ -391,13 +391,16 @@ fn diagnose_names_the_blocking_handler_inside_a_container() {
     let mut engine = Engine::start("diagnose");
     // The other pyenv CPython than the profile test's, when there are two.
     let (python, _) = pyenv_pythons().pop().unwrap();
-    let (name, port) = async_app(&mut engine, "py", &python, &[]);
+    // Named as docker compose names it: the service name finds the container.
+    let service = format!("{}-api", engine.prefix);
+    let label = format!("com.docker.compose.service={service}");
+    let (name, port) = async_app(&mut engine, "py", &python, &["--label", &label]);
     let pid = engine.pid(&name);
     let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
     let out = results("diagnose");
     let output = engine
         .runner()
-        .args(["diagnose", "--container", &name])
+        .args(["diagnose", "--container", &service])
         .args(["--url", &url("/fetch"), "--url", &url("/ok")])
         .args(["-d", "2s", "--warmup", "0", "--out"])
         .arg(&out)
@@ -433,6 +436,10 @@ fn diagnose_names_the_blocking_handler_inside_a_container() {
     );
     assert_eq!(entry(&url("/ok"))["flagged"], false, "{d}");
     assert_eq!(d["target"]["container"]["name"], name.as_str());
+    assert_eq!(
+        d["target"]["container"]["compose_service"],
+        service.as_str()
+    );
     assert_eq!(d["target"]["processes"][0]["ns_pid"], 1);
     untouched(&engine, &name, pid);
 }
@@ -717,6 +724,10 @@ fn a_container_killed_mid_run_fails_the_run_and_keeps_what_was_measured() {
         "partial results are kept"
     );
     assert!(dir.join("oncpu.folded").exists() && dir.join("report.html").exists());
+    // The container's files, held open while it ran, still name its frames after it is gone.
+    let symbols = &summary["probes"]["symbolization"];
+    assert!(symbols["user_frames"].as_u64().unwrap() > 0, "{symbols}");
+    assert_eq!(symbols["unreadable"], serde_json::json!({}), "{symbols}");
     // runner did not bring it back.
     assert_ne!(engine.inspect(&name, "{{.State.Status}}"), "running");
 }

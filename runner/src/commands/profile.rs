@@ -107,7 +107,7 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
         None => {
             phase(1, &format!("provisioning and starting {}", plan.name));
             match start(&plan, p, &dir) {
-                Ok(session) => Started::App(session),
+                Ok(session) => Started::App(Box::new(session)),
                 Err(e) => {
                     dir.discard();
                     return Err(e.context(format!("starting {}", plan.name)));
@@ -342,7 +342,7 @@ impl Plan {
 
 /// The subject of the recording once up: an app runner started, or a running target.
 enum Started<'p> {
-    App(Session),
+    App(Box<Session>),
     Running(&'p Running),
 }
 
@@ -545,7 +545,7 @@ struct Stopped {
 /// scratch files from the run folder; the log stays. A running target is left as it is.
 fn stop_app(started: Started, p: &ProfileRun, stop: &Arc<AtomicBool>, dir: &RunDir) -> Stopped {
     let session = match started {
-        Started::App(session) => session,
+        Started::App(session) => *session,
         Started::Running(running) => {
             return Stopped {
                 facts: None,

@@ -1,8 +1,8 @@
 //! Symbolization: kernel frames from kallsyms, user frames from ELF symbols through blazesym.
 //! Each process's executable mappings are cached while it is alive, so a process that exits
-//! during a run is still symbolized afterwards. A process in another mount namespace (a
-//! container) has its files read through its root directory, held open from first sight, so
-//! its own libraries are used even after it exits. Frames in objects without a symbol table
+//! during a run is still symbolized afterwards. The files of a process in another mount
+//! namespace (a container) are opened through `/proc/PID/map_files` (or its root) when first
+//! seen and held open, so its own libraries are used, even after it exits. Frames in objects without a symbol table
 //! (stripped) or that cannot be read are counted per object and shown as `[object]`.
 
 use std::{
@@ -41,7 +41,8 @@ pub enum MappedObject {
     File {
         /// The path as the process names it.
         path: Arc<Path>,
-        /// Where runner reads it: the same path, or the path under the process's root.
+        /// Where runner reads it: the same path, a descriptor held open
+        /// (`/proc/self/fd/N`), or the path under the process's root.
         open: Arc<Path>,
     },
     Vdso,
@@ -52,9 +53,13 @@ pub enum MappedObject {
 #[derive(Debug, Default)]
 pub struct ProcessMaps {
     by_pid: HashMap<u32, Vec<Mapping>>,
-    /// Root directories of other mount namespaces, by namespace inode, held open.
-    roots: HashMap<u64, File>,
+    /// Files mapped by processes of other mount namespaces, held open by device and inode:
+    /// a container's files are gone with its mount namespace when its last process exits.
+    held: HashMap<((i32, i32), u64), File>,
 }
+
+/// Most files held open for other mount namespaces; past that, they are read by path.
+const MAX_HELD: usize = 512;
 
 /// The inode of a process's mount namespace.
 fn mount_ns(pid: &str) -> Option<u64> {
@@ -64,21 +69,34 @@ fn mount_ns(pid: &str) -> Option<u64> {
 }
 
 impl ProcessMaps {
-    /// Where runner reads the files of process `pid`: None for its own mount namespace,
-    /// else the process's root directory, opened once per namespace.
-    fn root_of(&mut self, pid: u32) -> Option<PathBuf> {
-        let ns = mount_ns(&pid.to_string())?;
-        if Some(ns) == mount_ns("self") {
-            return None;
+    /// Where runner reads a file that process `pid` maps at `start..end` as `path`: the path
+    /// itself in runner's own mount namespace, else a descriptor held open from now on
+    /// (`/proc/self/fd/N`), else the path under the process's root.
+    fn open_path(
+        &mut self,
+        pid: u32,
+        foreign: bool,
+        m: &procfs::process::MemoryMap,
+        path: &Path,
+    ) -> Arc<Path> {
+        if !foreign {
+            return Arc::from(path);
         }
-        if !self.roots.contains_key(&ns) {
-            let root = File::open(format!("/proc/{pid}/root")).ok()?;
-            self.roots.insert(ns, root);
+        let key = (m.dev, m.inode);
+        if !self.held.contains_key(&key) && self.held.len() < MAX_HELD {
+            let file = File::open(format!(
+                "/proc/{pid}/map_files/{:x}-{:x}",
+                m.address.0, m.address.1
+            ))
+            .or_else(|_| File::open(crate::cpython::discover::in_root(pid, path)));
+            if let Ok(file) = file {
+                self.held.insert(key, file);
+            }
         }
-        Some(PathBuf::from(format!(
-            "/proc/self/fd/{}",
-            self.roots[&ns].as_raw_fd()
-        )))
+        match self.held.get(&key) {
+            Some(file) => Arc::from(PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))),
+            None => Arc::from(crate::cpython::discover::in_root(pid, path)),
+        }
     }
 
     /// Re-reads `/proc/PID/maps`. Keeps the previous copy when the process is gone or a
@@ -87,32 +105,27 @@ impl ProcessMaps {
         let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else {
             return false;
         };
-        let root = self.root_of(pid);
-        let mut mappings: Vec<Mapping> = maps
+        let foreign = mount_ns(&pid.to_string()) != mount_ns("self");
+        let mut mappings: Vec<Mapping> = Vec::new();
+        for m in maps
             .into_iter()
             .filter(|m| m.perms.contains(MMPermissions::EXECUTE))
-            .map(|m| Mapping {
+        {
+            let object = match &m.pathname {
+                MMapPath::Path(path) => MappedObject::File {
+                    open: self.open_path(pid, foreign, &m, path),
+                    path: Arc::from(path.as_path()),
+                },
+                MMapPath::Vdso => MappedObject::Vdso,
+                _ => MappedObject::Anonymous,
+            };
+            mappings.push(Mapping {
                 start: m.address.0,
                 end: m.address.1,
                 offset: m.offset,
-                object: match m.pathname {
-                    MMapPath::Path(path) => {
-                        let open = match &root {
-                            Some(root) => {
-                                Arc::from(root.join(path.strip_prefix("/").unwrap_or(&path)))
-                            }
-                            None => Arc::from(path.as_path()),
-                        };
-                        MappedObject::File {
-                            path: Arc::from(path.as_path()),
-                            open,
-                        }
-                    }
-                    MMapPath::Vdso => MappedObject::Vdso,
-                    _ => MappedObject::Anonymous,
-                },
-            })
-            .collect();
+                object,
+            });
+        }
         if mappings.is_empty() {
             return false;
         }
