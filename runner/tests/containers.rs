@@ -235,23 +235,7 @@ fn async_app(engine: &mut Engine, name: &str, python: &Path, extra: &[&str]) -> 
 }
 
 fn results(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("container-results")
-        .join(test);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// The one folder inside `root`.
-fn only_dir(root: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(dirs.len(), 1, "one folder in {}: {dirs:?}", root.display());
-    dirs[0].clone()
+    fresh_dir("container-results", test)
 }
 
 fn ok(output: &Output, what: &str) {
