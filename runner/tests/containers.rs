@@ -425,6 +425,27 @@ fn diagnose_names_the_blocking_handler_inside_a_container() {
         service.as_str()
     );
     assert_eq!(d["target"]["processes"][0]["ns_pid"], 1);
+
+    // `runner probe` records the same container while loading it.
+    let out = results("probe");
+    let output = engine
+        .runner()
+        .args(["probe", "--container", &service, "--url", &url("/cpu")])
+        .args(["-d", "2s", "-c", "2", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    ok(&output, "runner probe --container --url");
+    let probe = json(&out, "probe.json");
+    assert_eq!(
+        probe["target"]["running"]["container"]["name"],
+        name.as_str()
+    );
+    assert_eq!(probe["target"]["processes"][0]["ns_pid"], 1, "{probe}");
+    assert!(probe["load"]["ok"].as_u64().unwrap() > 0, "{probe}");
+    assert!(probe["cgroup_resources"][0]["cpu_ns"].as_u64().unwrap() > 0);
+    assert!(read(&out, "oncpu.folded").contains("burn_cpu (async_app.py:"));
+    assert!(out.join("load.json").exists());
     untouched(&engine, &name, pid);
 }
 

@@ -360,6 +360,111 @@ mod tests {
         );
     }
 
+    /// A directory standing in for cgroup files.
+    fn fake(files: &[(&str, &str)]) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("runner-cgroup-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            fs::write(dir.join(name), text).unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn reads_a_pure_cgroup_v2_group() {
+        let dir = fake(&[
+            ("cpu.max", "50000 100000\n"),
+            ("cpuset.cpus.effective", "1\n"),
+            ("memory.max", "536870912\n"),
+            (
+                "cpu.stat",
+                "usage_usec 2000\nuser_usec 1500\nsystem_usec 500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 300\n",
+            ),
+            ("memory.current", "1048576\n"),
+            ("memory.peak", "2097152\n"),
+        ]);
+        let set = CgroupSet {
+            v2: Some(dir.clone()),
+            v1: BTreeMap::new(),
+        };
+        assert_eq!(
+            set.limits(),
+            Limits {
+                cpu_quota_cores: Some(0.5),
+                cpuset: Some("1".into()),
+                memory_max_bytes: Some(512 << 20),
+            }
+        );
+        let u = set.usage();
+        assert_eq!(u.cpu_ns, Some(2_000_000));
+        assert_eq!((u.user_ns, u.system_ns), (Some(1_500_000), Some(500_000)));
+        assert_eq!((u.nr_periods, u.nr_throttled), (Some(10), Some(4)));
+        assert_eq!(u.throttled_ns, Some(300_000));
+        assert_eq!(
+            (u.memory_bytes, u.memory_peak_bytes),
+            (Some(1 << 20), Some(2 << 20))
+        );
+        fs::write(dir.join("cpu.max"), "max 100000\n").unwrap();
+        fs::write(dir.join("memory.max"), "max\n").unwrap();
+        let l = set.limits();
+        assert_eq!((l.cpu_quota_cores, l.memory_max_bytes), (None, None));
+        fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn reads_v1_controllers_beside_an_empty_v2_group() {
+        // Hybrid: the v2 group only counts CPU time; limits, throttling and memory are v1's.
+        let v2 = fake(&[("cpu.stat", "usage_usec 7\nuser_usec 4\nsystem_usec 3\n")]);
+        let cpu = fake(&[
+            ("cpu.cfs_quota_us", "200000\n"),
+            ("cpu.cfs_period_us", "100000\n"),
+            (
+                "cpu.stat",
+                "nr_periods 5\nnr_throttled 2\nthrottled_time 9000\n",
+            ),
+        ]);
+        let memory = fake(&[
+            ("memory.limit_in_bytes", "9223372036854771712\n"),
+            ("memory.usage_in_bytes", "4096\n"),
+            ("memory.max_usage_in_bytes", "8192\n"),
+        ]);
+        let cpuset = fake(&[("cpuset.cpus", "0-1\n")]);
+        let set = CgroupSet {
+            v2: Some(v2.clone()),
+            v1: [
+                ("cpu".to_string(), cpu.clone()),
+                ("memory".to_string(), memory.clone()),
+                ("cpuset".to_string(), cpuset.clone()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        assert_eq!(
+            set.limits(),
+            Limits {
+                cpu_quota_cores: Some(2.0),
+                cpuset: Some("0-1".into()),
+                memory_max_bytes: None,
+            }
+        );
+        let u = set.usage();
+        assert_eq!(u.cpu_ns, Some(7_000));
+        assert_eq!(
+            (u.nr_periods, u.nr_throttled, u.throttled_ns),
+            (Some(5), Some(2), Some(9000))
+        );
+        assert_eq!(
+            (u.memory_bytes, u.memory_peak_bytes),
+            (Some(4096), Some(8192))
+        );
+        for d in [v2, cpu, memory, cpuset] {
+            fs::remove_dir_all(d).unwrap();
+        }
+    }
+
     #[test]
     fn samples_this_process_cgroup() {
         let set = CgroupSet::of_pid(std::process::id()).expect("own cgroups");

@@ -83,12 +83,12 @@ pub struct Engine {
     pub name: String,
 }
 
-/// Which engine endpoint to use: `DOCKER_HOST`, else the first socket that exists.
-fn endpoint() -> Result<String, ContainerError> {
-    if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
+/// Which engine endpoint to use: `DOCKER_HOST`, else the first of `sockets` that exists.
+fn endpoint(docker_host: Option<String>, sockets: &[&str]) -> Result<String, ContainerError> {
+    if let Some(host) = docker_host.filter(|h| !h.is_empty()) {
         return Ok(host);
     }
-    SOCKETS
+    sockets
         .iter()
         .find(|s| Path::new(s).exists())
         .map(|s| format!("unix://{s}"))
@@ -98,7 +98,7 @@ fn endpoint() -> Result<String, ContainerError> {
 impl Engine {
     /// Connects to the engine and agrees on an API version.
     pub fn connect() -> Result<Self, ContainerError> {
-        let endpoint = endpoint()?;
+        let endpoint = endpoint(std::env::var("DOCKER_HOST").ok(), &SOCKETS)?;
         let unreachable = |reason: String| ContainerError::Unreachable {
             endpoint: endpoint.clone(),
             reason,
@@ -305,6 +305,26 @@ fn api_reason(e: &ApiError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn docker_host_first_then_the_sockets_in_order() {
+        let tmp = std::env::temp_dir();
+        let here = tmp.to_str().unwrap();
+        assert_eq!(
+            endpoint(Some("tcp://h:2375".into()), &[here]).unwrap(),
+            "tcp://h:2375"
+        );
+        assert_eq!(
+            endpoint(None, &["/no/such.sock", here]).unwrap(),
+            format!("unix://{here}")
+        );
+        assert_eq!(
+            endpoint(Some(String::new()), &["/no/such.sock"])
+                .unwrap_err()
+                .to_string(),
+            "no Docker or Podman socket: DOCKER_HOST is not set and neither /var/run/docker.sock nor /run/podman/podman.sock exists (start Docker, run `podman system service`, or set DOCKER_HOST)"
+        );
+    }
 
     #[test]
     fn a_missing_socket_is_one_clear_line() {
