@@ -675,17 +675,21 @@ url = "http://127.0.0.1:{py_port}"
     assert!(read(&bench_dir, "report.html").contains("<table>"));
 }
 
-#[test]
-fn a_container_killed_mid_run_fails_the_run_and_keeps_what_was_measured() {
-    let _machine = exclusive();
-    let mut engine = Engine::start("killed");
-    let (python, _) = pyenv_pythons().remove(0);
-    let (name, port) = async_app(&mut engine, "py", &python, &[]);
-    let out = results("killed");
+/// Runs `runner profile --container NAME` at PORT for up to 30 s, calls `interrupt` once the
+/// load has run a few seconds, and returns runner's output, its run folder and how long it
+/// took in all.
+fn profile_interrupted(
+    engine: &Engine,
+    test: &str,
+    name: &str,
+    port: u16,
+    interrupt: impl FnOnce(),
+) -> (Output, PathBuf, Duration) {
+    let out = results(test);
     let started = Instant::now();
     let child = engine
         .runner()
-        .args(["profile", "--container", &name, "--url"])
+        .args(["profile", "--container", name, "--url"])
         .arg(format!("http://127.0.0.1:{port}/ok"))
         .args(["-d", "30s", "--warmup", "0", "-c", "4", "--out"])
         .arg(&out)
@@ -693,36 +697,35 @@ fn a_container_killed_mid_run_fails_the_run_and_keeps_what_was_measured() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Kill the container once the load has been running for a while: the results folder
-    // is created just before the recording starts (there is no warm-up).
+    // The results folder is created just before the recording starts (there is no warm-up).
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::fs::read_dir(&out).map_or(true, |d| d.count() == 0) {
         assert!(Instant::now() < deadline, "the run never started");
         sleep(Duration::from_millis(100));
     }
     sleep(Duration::from_secs(3));
-    let killed = podman().args(["kill", &name]).output().unwrap();
-    assert!(killed.status.success());
+    interrupt();
     let output = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    (output, only_dir(&out), took)
+}
+
+/// A run that failed when its container went away, with what it measured until then.
+fn failed_with_partial_results(output: &Output, dir: &Path, took: Duration, says: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(
-        started.elapsed() < Duration::from_secs(25),
-        "the run stopped when the container did"
+        took < Duration::from_secs(25),
+        "the run stopped with the container"
     );
     let last = stderr.lines().last().unwrap();
-    assert!(
-        last.starts_with(&format!(
-            "runner: container `{name}` stopped during the run"
-        )),
-        "{stderr}"
-    );
-    let dir = only_dir(&out);
-    let summary = json(&dir, "summary.json");
+    assert!(last.starts_with(&format!("runner: {says}")), "{stderr}");
+    let summary = json(dir, "summary.json");
     assert_eq!(summary["status"], "failed");
+    let failure = summary["failure"].as_str().unwrap();
     assert!(
-        summary["failure"].as_str().unwrap().contains("partial"),
-        "{summary}"
+        failure.starts_with(says) && failure.contains("partial"),
+        "{failure}"
     );
     assert!(
         summary["load"]["ok"].as_u64().unwrap() > 0,
@@ -733,8 +736,53 @@ fn a_container_killed_mid_run_fails_the_run_and_keeps_what_was_measured() {
     let symbols = &summary["probes"]["symbolization"];
     assert!(symbols["user_frames"].as_u64().unwrap() > 0, "{symbols}");
     assert_eq!(symbols["unreadable"], serde_json::json!({}), "{symbols}");
+}
+
+#[test]
+fn a_container_killed_mid_run_fails_the_run_and_keeps_what_was_measured() {
+    let _machine = exclusive();
+    let mut engine = Engine::start("killed");
+    let (python, _) = pyenv_pythons().remove(0);
+    let (name, port) = async_app(&mut engine, "py", &python, &[]);
+    let (output, dir, took) = profile_interrupted(&engine, "killed", &name, port, || {
+        assert!(podman()
+            .args(["kill", &name])
+            .output()
+            .unwrap()
+            .status
+            .success());
+    });
+    failed_with_partial_results(
+        &output,
+        &dir,
+        took,
+        &format!("container `{name}` stopped during the run"),
+    );
     // runner did not bring it back.
     assert_ne!(engine.inspect(&name, "{{.State.Status}}"), "running");
+}
+
+#[test]
+fn a_container_restarted_mid_run_fails_the_run() {
+    let _machine = exclusive();
+    let mut engine = Engine::start("restarted");
+    let (python, _) = pyenv_pythons().remove(0);
+    let (name, port) = async_app(&mut engine, "py", &python, &["--restart", "always"]);
+    let pid = engine.pid(&name);
+    let (output, dir, took) = profile_interrupted(&engine, "restarted", &name, port, || {
+        // The app crashes; the engine starts it again.
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    });
+    failed_with_partial_results(
+        &output,
+        &dir,
+        took,
+        &format!("container `{name}` restarted during the run (restart count 0 -> 1"),
+    );
 }
 
 #[test]

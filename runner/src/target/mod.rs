@@ -256,7 +256,7 @@ impl Running {
     pub fn gone(&self) -> Option<String> {
         if let Some(dead) = self.watched.iter().find(|w| !w.alive()) {
             return Some(match &self.facts.container {
-                Some(c) => self.container_change(c).unwrap_or_else(|| {
+                Some(c) => self.settled_change(c).unwrap_or_else(|| {
                     format!(
                         "container `{}` stopped during the run (its process {} ended)",
                         c.name, dead.pid
@@ -290,6 +290,19 @@ impl Running {
             return Some(why);
         }
         self.container_change(self.facts.container.as_ref()?)
+    }
+
+    /// What the engine says once it has caught up with the end of the container's first
+    /// process (a restart takes it a moment): asked for up to two seconds.
+    fn settled_change(&self, before: &ContainerFacts) -> Option<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+        loop {
+            let change = self.container_change(before);
+            if change.is_some() || std::time::Instant::now() >= deadline {
+                return change;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
     }
 
     fn container_change(&self, before: &ContainerFacts) -> Option<String> {
