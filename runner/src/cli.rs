@@ -30,14 +30,17 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Attach the four probes (oncpu, offcpu, runqlat, syscalls) and the resource sampler to
-    /// processes, a cgroup, or a command, and write flamegraphs and figures.
+    /// processes, a cgroup, a container, or a command (with load at --url if given), and write
+    /// flamegraphs and figures.
     Probe(Box<ProbeArgs>),
     /// Drive HTTP (or WebSocket echo) load at a URL: closed or open loop, schedules, mixes.
     Load(Box<LoadArgs>),
     /// Profile an app under load: provision, start, verify, warm up, then record latency,
-    /// flamegraphs, syscalls, run queue and resources into results/<run-id>/.
+    /// flamegraphs, syscalls, run queue and resources into results/<run-id>/. Or a service
+    /// that already runs (--container, --pid, --cgroup with --url), left as it is.
     Profile(Box<ProfileArgs>),
-    /// Profile the apps x scenarios matrix, --runs times per cell, medians side by side.
+    /// Profile the apps x scenarios matrix (or running services, --targets FILE), --runs
+    /// times per cell, medians side by side.
     Bench(Box<BenchArgs>),
     /// Re-render report.md and report.html of a run or bench folder.
     Report {
