@@ -358,7 +358,7 @@ struct TargetArgs {
     /// /run/podman/podman.sock).
     #[arg(long, value_name = "NAME|ID", conflicts_with_all = ["pids", "cgroup"])]
     container: Option<String>,
-    /// A running process, with the processes it forks (repeatable).
+    /// A running process, with its children and the processes they fork (repeatable).
     #[arg(long = "pid", value_name = "PID", conflicts_with = "cgroup")]
     pids: Vec<u32>,
     /// A cgroup v2 directory and its descendants (on hybrid machines, the directory under

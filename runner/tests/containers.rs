@@ -366,6 +366,28 @@ fn profile_a_python_container_on_its_own_cpython() {
         md.contains("## Target") && md.contains("| PID | PID inside |"),
         "{md}"
     );
+
+    // The same container named by its cgroup.
+    let out = results("profile-cgroup");
+    let output = engine
+        .runner()
+        .args([
+            "profile",
+            "--cgroup",
+            cgroup["path"].as_str().unwrap(),
+            "--url",
+        ])
+        .arg(format!("http://127.0.0.1:{port}/cpu"))
+        .args(["-d", "2s", "--warmup", "0", "-c", "2", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    ok(&output, "runner profile --cgroup");
+    let summary = json(&only_dir(&out), "summary.json");
+    assert_eq!(summary["target"]["kind"], "cgroup");
+    assert_eq!(summary["processes"][0]["ns_pid"], 1);
+    assert!(summary["resources"]["cgroup"]["cpu_ns"].as_u64().unwrap() > 0);
+    assert!(read(&only_dir(&out), "oncpu.folded").contains("burn_cpu (async_app.py:"));
     untouched(&engine, &name, pid);
 }
 
@@ -542,6 +564,31 @@ fn gunicorn_workers_respawned_inside_a_container_are_followed() {
         })),
         "{oncpu}"
     );
+
+    // The master's PID finds the workers it has now and those it forks later.
+    let out = results("gunicorn-pid");
+    let output = engine
+        .runner()
+        .args(["profile", "--pid", &master.to_string(), "--url"])
+        .arg(format!("http://127.0.0.1:{port}/"))
+        .args(["-d", "2s", "--warmup", "0", "-c", "4", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    ok(&output, "runner profile --pid (gunicorn master)");
+    let dir = only_dir(&out);
+    let summary = json(&dir, "summary.json");
+    assert_eq!(summary["target"]["kind"], "pid");
+    let walked = summary["probes"]["python"]["processes"].as_array().unwrap();
+    assert!(
+        walked
+            .iter()
+            .filter(|p| p["pid"] != master && p["stacks"].as_u64().unwrap() > 0)
+            .count()
+            >= 2,
+        "the workers' stacks: {walked:?}"
+    );
+    assert!(read(&dir, "oncpu.folded").contains("work (wsgi_app.py:"));
     untouched(&engine, &name, master);
 }
 

@@ -22,7 +22,7 @@ use process::{Identity, ProcessFacts};
 pub enum TargetSpec {
     /// A container name, id, id prefix, or compose service name.
     Container(String),
-    /// Processes, followed through fork.
+    /// Processes with their descendants, followed through fork.
     Pids(Vec<u32>),
     /// A cgroup v2 directory and its descendants.
     Cgroup(PathBuf),
@@ -105,13 +105,16 @@ impl Running {
                         .collect::<Vec<_>>()
                         .join("-")
                 );
+                // Its children now (a pre-fork server's workers) and, through fork, later.
+                let mut tgids = pids.clone();
+                tgids.extend(process::descendants(pids));
                 Ok(Self::new(
                     spec,
                     "pid",
                     name,
                     None,
                     probe::Target {
-                        tgids: pids.clone(),
+                        tgids,
                         cgroups: Vec::new(),
                     },
                     cgroups,

@@ -47,6 +47,30 @@ fn inner_pid(nspid: Option<&[i32]>) -> Option<u32> {
         .map(|&pid| pid as u32)
 }
 
+/// The processes descended from `roots` now (children, their children...), roots excluded.
+pub fn descendants(roots: &[u32]) -> Vec<u32> {
+    let Ok(all) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    let parents: Vec<(u32, u32)> = all
+        .flatten()
+        .filter_map(|p| p.stat().ok())
+        .map(|s| (s.pid as u32, s.ppid as u32))
+        .collect();
+    let mut found: Vec<u32> = Vec::new();
+    let mut frontier: Vec<u32> = roots.to_vec();
+    while let Some(parent) = frontier.pop() {
+        for &(pid, ppid) in &parents {
+            if ppid == parent && !found.contains(&pid) && !roots.contains(&pid) {
+                found.push(pid);
+                frontier.push(pid);
+            }
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
 /// A process as first seen: its start time tells it from a later one given the same PID.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Identity {
@@ -86,6 +110,30 @@ mod tests {
         assert!(!me.comm.is_empty());
         assert_eq!(inner_pid(Some(&[4242, 1])), Some(1));
         assert_eq!(inner_pid(Some(&[4242])), None);
+    }
+
+    #[test]
+    fn finds_the_children_of_a_process() {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 5 & sleep 5 & wait"])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut found = Vec::new();
+        while found.len() < 2 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            found = descendants(&[child.id()]);
+        }
+        for &pid in &found {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(descendants(&[]).is_empty());
     }
 
     #[test]
