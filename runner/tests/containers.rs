@@ -842,6 +842,11 @@ fn bad_targets_are_one_clear_line() {
         assert!(stderr.contains(says), "{says}: {stderr}");
     };
     let url = "http://127.0.0.1:9/";
+    let out = results("bad");
+    let missing = format!(
+        "no container `no-such-container-here` at {}",
+        engine.docker_host()
+    );
     for command in ["profile", "diagnose", "probe"] {
         let output = engine
             .runner()
@@ -852,16 +857,39 @@ fn bad_targets_are_one_clear_line() {
                 "--url",
                 url,
             ])
+            .arg("--out")
+            .arg(out.join(command))
             .output()
             .unwrap();
-        one_line(
-            output,
-            &format!(
-                "no container `no-such-container-here` at {}",
-                engine.docker_host()
-            ),
-        );
+        one_line(output, &missing);
     }
+    std::fs::create_dir_all(&out).unwrap();
+    let targets = out.join("targets.toml");
+    std::fs::write(
+        &targets,
+        "[[target]]\nname = \"gone\"\ncontainer = \"no-such-container-here\"\nurl = \"http://127.0.0.1:9\"\npaths = [\"/\"]\n",
+    )
+    .unwrap();
+    let output = engine
+        .runner()
+        .args(["bench", "--targets"])
+        .arg(&targets)
+        .arg("--out")
+        .arg(out.join("bench"))
+        .output()
+        .unwrap();
+    one_line(output, &format!("target `gone`: {missing}"));
+    // Nothing was left behind: no results folder of any of them.
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("targets.toml")],
+        "{left:?}"
+    );
     // A container that is not running.
     let stopped = engine.run("stopped", &[], &["/bin/true"]);
     let deadline = Instant::now() + Duration::from_secs(20);

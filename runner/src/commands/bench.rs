@@ -54,12 +54,13 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
         runs_per_cell: b.runs,
         ..Default::default()
     };
-    let root = create_owned(&b.template.out.join(&id))?;
+    let root = std::path::absolute(b.template.out.join(&id))?;
     let runs_dir = root.join("runs");
     let template = ProfileRun {
         out: runs_dir.clone(),
         ..b.template.clone()
     };
+    // Everything is looked up before the bench folder is made: bad input leaves nothing.
     let cells = if b.targets.is_empty() {
         app_cells(b, &template)?
     } else {
@@ -70,6 +71,7 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
         bench.warnings = warnings;
         cells
     };
+    let root = create_owned(&root)?;
     std::fs::create_dir_all(&runs_dir)?;
     let total = cells.len() * b.runs;
     let per_run = b
