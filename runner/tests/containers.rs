@@ -342,7 +342,7 @@ fn profile_a_python_container_on_its_own_cpython() {
     let id = engine.inspect(&name, "{{.Id}}");
     assert!(cgroup["path"].as_str().unwrap().contains(&id), "{cgroup}");
     let cpu_s = cgroup["cpu_ns"].as_u64().unwrap() as f64 / 1e9;
-    assert!(cpu_s > 0.5, "the app burned CPU for seconds: {cgroup}");
+    assert!(cpu_s > 0.2, "the app burned CPU: {cgroup}");
     assert!(
         cgroup["memory_bytes"].as_u64().unwrap() > 1 << 20,
         "{cgroup}"
@@ -744,17 +744,27 @@ fn profile_interrupted(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // The results folder is created just before the recording starts (there is no warm-up).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::read_dir(&out).map_or(true, |d| d.count() == 0) {
-        assert!(Instant::now() < deadline, "the run never started");
+    // Wait for the load: its four connections established to the app (the host's network).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while established(port) < 4 {
+        assert!(Instant::now() < deadline, "the load never started");
         sleep(Duration::from_millis(100));
     }
-    sleep(Duration::from_secs(3));
+    sleep(Duration::from_secs(2));
     interrupt();
     let output = child.wait_with_output().unwrap();
     let took = started.elapsed();
     (output, only_dir(&out), took)
+}
+
+/// Established TCP connections whose local port is `port` (the server's side).
+fn established(port: u16) -> usize {
+    use procfs::net::TcpState;
+    procfs::net::tcp()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.local_address.port() == port && e.state == TcpState::Established)
+        .count()
 }
 
 /// A run that failed when its container went away, with what it measured until then.
