@@ -495,7 +495,7 @@ struct LoadArgs {
 
 #[derive(Args, Debug)]
 struct ProbeArgs {
-    /// A process to record (repeatable); processes it forks are followed.
+    /// A process to record (repeatable), with its children; processes they fork are followed.
     #[arg(long = "pid", value_name = "PID")]
     pids: Vec<u32>,
     /// A cgroup v2 directory to record, with its descendants (repeatable).

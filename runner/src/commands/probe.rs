@@ -142,14 +142,21 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
             };
             (Some(gated), target, Vec::new())
         }
-        (TargetSpec::Processes { pids, cgroups }, _) => (
-            None,
-            Target {
-                tgids: pids.clone(),
-                cgroups: cgroups.clone(),
-            },
-            cgroups.clone(),
-        ),
+        (TargetSpec::Processes { pids, cgroups }, _) => {
+            // Followed processes include the children they have now (a server's workers).
+            let mut tgids = pids.clone();
+            if run.config.follow_fork {
+                tgids.extend(target::process::descendants(pids));
+            }
+            (
+                None,
+                Target {
+                    tgids,
+                    cgroups: cgroups.clone(),
+                },
+                cgroups.clone(),
+            )
+        }
         (TargetSpec::Container(_), Some(r)) => {
             let target = r.probe_target();
             let cgroups = target.cgroups.clone();
