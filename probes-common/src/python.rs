@@ -46,6 +46,12 @@ pub struct PyProc {
     pub frame_owner: u32,
     /// The owner value of shim frames owned by the C stack, or [`PY_NONE`].
     pub owner_cstack: u32,
+    /// Device and inode of the process's PID namespace (`stat /proc/PID/ns/pid`), so the walker
+    /// matches `native_thread_id` (the thread id inside that namespace, e.g. a container's)
+    /// against the current thread's id there. 0: compare with the thread id as the kernel's
+    /// initial namespace sees it.
+    pub pidns_dev: u64,
+    pub pidns_ino: u64,
 }
 
 /// One Python frame: its code object and the instruction it is at.

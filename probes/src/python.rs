@@ -4,8 +4,8 @@
 //! Userspace turns them into `qualname (file:line)`.
 
 use aya_ebpf::{
-    bindings::{BPF_F_NO_PREALLOC, BPF_NOEXIST},
-    helpers::{bpf_probe_read_user, bpf_probe_read_user_buf},
+    bindings::{bpf_pidns_info, BPF_F_NO_PREALLOC, BPF_NOEXIST},
+    helpers::{bpf_get_ns_current_pid_tgid, bpf_probe_read_user, bpf_probe_read_user_buf},
     macros::map,
     maps::{HashMap, PerCpuArray},
 };
@@ -99,11 +99,33 @@ fn byte(buf: &[u8; PY_FRAME_READ], offset: u32) -> u32 {
     u32::from(buf[offset])
 }
 
+/// The current thread's id as its process sees it (what CPython stores in
+/// `native_thread_id`): inside the process's PID namespace when userspace named one.
+#[inline(always)]
+fn native_tid(task: &Task, p: &PyProc) -> u64 {
+    if p.pidns_ino != 0 {
+        let mut ns = bpf_pidns_info { pid: 0, tgid: 0 };
+        // SAFETY: the helper writes `size_of::<bpf_pidns_info>()` bytes into `ns`.
+        let ret = unsafe {
+            bpf_get_ns_current_pid_tgid(
+                p.pidns_dev,
+                p.pidns_ino,
+                &mut ns,
+                core::mem::size_of::<bpf_pidns_info>() as u32,
+            )
+        };
+        if ret == 0 {
+            return u64::from(ns.pid);
+        }
+    }
+    u64::from(task.tid)
+}
+
 /// The thread's PyThreadState: the cached one if it still names this thread, else found by
 /// walking the interpreter's thread list.
 #[inline(always)]
 fn thread_state(task: &Task, p: &PyProc) -> Result<u64, Counter> {
-    let tid = u64::from(task.tid);
+    let tid = native_tid(task, p);
     // SAFETY: `task.state` points into the thread's entry.
     let cached = unsafe { (*task.state).py_tstate };
     if cached != 0 && read_u64(cached + u64::from(p.tstate_native_thread_id)) == Ok(tid) {

@@ -30,14 +30,17 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Attach the four probes (oncpu, offcpu, runqlat, syscalls) and the resource sampler to
-    /// processes, a cgroup, or a command, and write flamegraphs and figures.
-    Probe(ProbeArgs),
+    /// processes, a cgroup, a container, or a command (with load at --url if given), and write
+    /// flamegraphs and figures.
+    Probe(Box<ProbeArgs>),
     /// Drive HTTP (or WebSocket echo) load at a URL: closed or open loop, schedules, mixes.
     Load(Box<LoadArgs>),
     /// Profile an app under load: provision, start, verify, warm up, then record latency,
-    /// flamegraphs, syscalls, run queue and resources into results/<run-id>/.
+    /// flamegraphs, syscalls, run queue and resources into results/<run-id>/. Or a service
+    /// that already runs (--container, --pid, --cgroup with --url), left as it is.
     Profile(Box<ProfileArgs>),
-    /// Profile the apps x scenarios matrix, --runs times per cell, medians side by side.
+    /// Profile the apps x scenarios matrix (or running services, --targets FILE), --runs
+    /// times per cell, medians side by side.
     Bench(Box<BenchArgs>),
     /// Re-render report.md and report.html of a run or bench folder.
     Report {
@@ -69,29 +72,29 @@ enum Command {
 
 #[derive(Args, Debug)]
 struct DiagnoseArgs {
-    /// A bundled app's name, or the path of an app.toml (or use --pid, or -- CMD, with --url).
+    /// A bundled app's name, or the path of an app.toml (or a running target with --url: --container, --pid, --cgroup; or -- CMD).
     app: Option<String>,
     /// Diagnose only these scenarios (repeatable; default: every supported one).
     #[arg(long = "scenario", value_name = "S")]
     scenarios: Vec<String>,
-    /// A running process to watch, with the children it forks (repeatable).
-    #[arg(long, value_name = "PID")]
-    pid: Vec<u32>,
-    /// A URL to load while watching --pid or the command (repeatable; one window each).
+    #[command(flatten)]
+    target: TargetArgs,
+    /// A URL to load while watching a running target or the command (repeatable; one window
+    /// each; with --mix, the base URL).
     #[arg(long = "url", value_name = "URL")]
     urls: Vec<String>,
-    /// Load per scenario or URL.
-    #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    #[command(flatten)]
+    request: RequestArgs,
+    #[command(flatten)]
+    check: CheckArgs,
     /// Warm-up before each scenario, not measured.
     #[arg(long, default_value = "1s", value_parser = parse_warmup)]
     warmup: Duration,
     /// An iteration of an event loop at least this long is a stall.
     #[arg(long, default_value = "10ms", value_parser = parse_duration)]
     threshold: Duration,
-    /// Connections of the closed-loop load; a list (1,10,64) runs each scenario or URL at each.
-    #[arg(short = 'c', long, value_delimiter = ',', default_value = "10")]
-    connections: Vec<usize>,
     /// App worker processes (default: the app's, per its app.toml).
     #[arg(long)]
     workers: Option<u32>,
@@ -109,9 +112,15 @@ struct DiagnoseArgs {
 /// How much load, shared by `runner load` and `runner profile`.
 #[derive(Args, Debug)]
 struct ShapeArgs {
-    /// Connections (closed loop), or the most connections in flight (open loop).
-    #[arg(short = 'c', long, default_value_t = 50, allow_negative_numbers = true)]
-    connections: i64,
+    /// Connections (closed loop), or the most connections in flight (open loop) [default: 50;
+    /// diagnose: 10, or a list such as 1,10,64 to load each scenario or URL at each].
+    #[arg(
+        short = 'c',
+        long,
+        value_delimiter = ',',
+        allow_negative_numbers = true
+    )]
+    connections: Vec<i64>,
     /// Worker threads, each a pinned current-thread runtime.
     #[arg(short = 't', long, default_value_t = 1, allow_negative_numbers = true)]
     threads: i64,
@@ -154,8 +163,39 @@ struct Shape {
 impl ShapeArgs {
     /// Validates the shape; `default_duration` applies when neither -d nor -n is given.
     fn resolve(&self, default_duration: Duration) -> anyhow::Result<Shape> {
+        self.resolve_with(default_duration, 50)
+    }
+
+    /// The connection counts given with -c (`default` when none), each at least 1.
+    fn counts(&self, default: i64) -> anyhow::Result<Vec<usize>> {
+        if self.connections.is_empty() {
+            return Ok(vec![positive("connections (-c)", default)?]);
+        }
+        self.connections
+            .iter()
+            .map(|&c| positive("connections (-c)", c))
+            .collect()
+    }
+
+    /// The same, with a command's own default number of connections.
+    fn resolve_with(
+        &self,
+        default_duration: Duration,
+        default_connections: i64,
+    ) -> anyhow::Result<Shape> {
+        let connections = match self.connections.as_slice() {
+            [] => positive("connections (-c)", default_connections)?,
+            [one] => positive("connections (-c)", *one)?,
+            _ => bail!(
+                "-c takes one count here; runner diagnose takes a list (1,10,64), and --schedule sweep:... loads one after the other"
+            ),
+        };
+        self.shape_with(default_duration, connections)
+    }
+
+    /// The shape with `connections`, whatever -c said.
+    fn shape_with(&self, default_duration: Duration, connections: usize) -> anyhow::Result<Shape> {
         use crate::load::schedule::Schedule;
-        let connections = positive("connections (-c)", self.connections)?;
         let threads = positive("threads (-t)", self.threads)?;
         let max_requests = self
             .requests
@@ -236,6 +276,135 @@ impl RequestArgs {
     }
 }
 
+/// What else is requested and what counts as a correct response, shared by `runner load` and
+/// the commands that load a running target.
+#[derive(Args, Debug)]
+struct CheckArgs {
+    /// A weighted mix of requests from a TOML file (see README); replaces the URL's path.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["body", "body_file", "body_size", "multipart"])]
+    mix: Option<PathBuf>,
+    /// Statuses that count as correct (default: any 2xx).
+    #[arg(long, value_delimiter = ',')]
+    expect_status: Vec<u16>,
+    /// The body must be exactly this.
+    #[arg(long, conflicts_with_all = ["expect_json", "expect_sha256"])]
+    expect_body: Option<String>,
+    /// The body must be JSON containing these keys and values.
+    #[arg(long, conflicts_with = "expect_sha256")]
+    expect_json: Option<String>,
+    /// The body must have this SHA-256 (64 hex digits); needs --expect-size.
+    #[arg(long, requires = "expect_size")]
+    expect_sha256: Option<String>,
+    /// The body must have this many bytes (with --expect-sha256).
+    #[arg(long, requires = "expect_sha256")]
+    expect_size: Option<u64>,
+    /// WebSocket message to echo.
+    #[arg(long, default_value = "runner-echo")]
+    ws_message: String,
+}
+
+impl CheckArgs {
+    /// The expectations of a request of the user's own.
+    fn expect(&self) -> anyhow::Result<crate::load::request::Expect> {
+        use crate::load::request::{parse_sha256, BodyCheck, Expect, RequestError, StatusExpect};
+        let body = if let Some(body) = &self.expect_body {
+            Some(BodyCheck::Exact(body.clone().into()))
+        } else if let Some(json) = &self.expect_json {
+            Some(BodyCheck::JsonSubset(
+                serde_json::from_str(json).map_err(|e| RequestError::ExpectJson(e.to_string()))?,
+            ))
+        } else if let (Some(sha), Some(size)) = (&self.expect_sha256, self.expect_size) {
+            Some(BodyCheck::Digest {
+                size,
+                sha256: parse_sha256(sha)?,
+            })
+        } else {
+            None
+        };
+        let status = if self.expect_status.is_empty() {
+            StatusExpect::Success
+        } else {
+            StatusExpect::OneOf(self.expect_status.clone())
+        };
+        Ok(Expect { status, body })
+    }
+
+    /// True when any option of these was given.
+    fn given(&self) -> bool {
+        self.mix.is_some()
+            || !self.expect_status.is_empty()
+            || self.expect_body.is_some()
+            || self.expect_json.is_some()
+            || self.expect_sha256.is_some()
+    }
+}
+
+/// What a command loads when it is not a contract scenario: the `--mix` file's requests, or
+/// one request at `path` made of -m, -H and the body options, checked by the --expect
+/// options. Returns a label for folder names and reports with the requests.
+fn own_requests(
+    path: &str,
+    request: &RequestArgs,
+    check: &CheckArgs,
+) -> anyhow::Result<(String, Vec<crate::load::request::RequestSpec>)> {
+    use crate::load::request::{read_mix, RequestSpec};
+    if let Some(mix) = &check.mix {
+        let stem = mix
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "mix".into());
+        return Ok((format!("mix-{stem}"), read_mix(mix)?));
+    }
+    let label = format!(
+        "url{}",
+        path.replace(['/', '?', '&', '=', '{', '}', '.'], "-")
+            .trim_end_matches('-')
+    );
+    Ok((
+        label,
+        vec![RequestSpec {
+            name: "request".into(),
+            weight: 1,
+            method: request.method.clone(),
+            path: path.to_string(),
+            headers: request.headers.clone(),
+            body: request.body()?,
+            expect: check.expect()?,
+        }],
+    ))
+}
+
+/// A running target: a container, processes, or a cgroup.
+#[derive(Args, Debug, Default)]
+struct TargetArgs {
+    /// A running Docker or Podman container: name, id, or compose service name, found
+    /// through the Docker Engine API (DOCKER_HOST, /var/run/docker.sock or
+    /// /run/podman/podman.sock).
+    #[arg(long, value_name = "NAME|ID", conflicts_with_all = ["pids", "cgroup"])]
+    container: Option<String>,
+    /// A running process, with its children and the processes they fork (repeatable).
+    #[arg(long = "pid", value_name = "PID", conflicts_with = "cgroup")]
+    pids: Vec<u32>,
+    /// A cgroup v2 directory and its descendants (on hybrid machines, the directory under
+    /// /sys/fs/cgroup/unified).
+    #[arg(long, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    /// The target named, if any.
+    fn spec(&self) -> Option<crate::target::TargetSpec> {
+        use crate::target::TargetSpec;
+        if let Some(c) = &self.container {
+            Some(TargetSpec::Container(c.clone()))
+        } else if !self.pids.is_empty() {
+            Some(TargetSpec::Pids(self.pids.clone()))
+        } else {
+            self.cgroup.clone().map(TargetSpec::Cgroup)
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 struct BenchArgs {
     /// Apps to run (default: all bundled apps).
@@ -244,6 +413,11 @@ struct BenchArgs {
     /// Scenarios to run (default: ping).
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
+    /// Compare services that already run instead of bundled apps: a TOML file of targets,
+    /// each a name, a container, pid or cgroup, a base URL, and scenarios, paths or mixes
+    /// (see README).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["apps", "scenarios"])]
+    targets: Option<PathBuf>,
     /// Runs per cell; the report shows medians.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -266,17 +440,23 @@ struct BenchArgs {
 
 #[derive(Args, Debug)]
 struct ProfileArgs {
-    /// A bundled app's name, or the path of an app.toml of your own.
-    app: String,
+    /// A bundled app's name, or the path of an app.toml of your own. With --container, --pid
+    /// or --cgroup: the contract scenario to load, if any.
+    app: Option<String>,
     /// A contract scenario (see `runner list`); or use --url.
     scenario: Option<String>,
-    /// Load this path of the app instead of a contract scenario (with -m, -H, --body...).
-    #[arg(long, value_name = "PATH", conflicts_with = "scenario")]
+    #[command(flatten)]
+    target: TargetArgs,
+    /// For an app: a path of it to load instead of a scenario (with -m, -H, --body...). For a
+    /// running target: the full URL to load, or its base URL with a scenario or --mix.
+    #[arg(long, value_name = "URL|PATH")]
     url: Option<String>,
     #[command(flatten)]
     shape: ShapeArgs,
     #[command(flatten)]
     request: RequestArgs,
+    #[command(flatten)]
+    check: CheckArgs,
     /// Warm-up before recording, excluded from the results.
     #[arg(long, default_value = "5s", value_parser = parse_warmup)]
     warmup: Duration,
@@ -286,12 +466,13 @@ struct ProfileArgs {
     /// CPUs for the app (default: the upper half).
     #[arg(long, value_name = "LIST")]
     app_cpus: Option<String>,
-    /// CPUs for the load client and the database (default: the lower half).
+    /// CPUs for the load client and the database (default: the lower half; for a running
+    /// target, the CPUs outside its cpuset, or no pinning).
     #[arg(long, value_name = "LIST")]
     client_cpus: Option<String>,
-    /// Memory limit of the app, e.g. 2GiB.
-    #[arg(long, default_value = "2GiB")]
-    memory: String,
+    /// Memory limit of the app (default: 2GiB).
+    #[arg(long)]
+    memory: Option<String>,
     /// On-CPU sampling frequency in Hz.
     #[arg(long, default_value_t = 99)]
     freq: u64,
@@ -327,27 +508,8 @@ struct LoadArgs {
     /// CPUs to pin the worker threads to, e.g. 0 or 0,2-3.
     #[arg(long, value_name = "LIST")]
     cpus: Option<String>,
-    /// A weighted mix of requests from a TOML file (see README); replaces the URL's path.
-    #[arg(long, value_name = "FILE", conflicts_with_all = ["body", "body_file", "body_size", "multipart"])]
-    mix: Option<PathBuf>,
-    /// Statuses that count as correct (default: any 2xx).
-    #[arg(long, value_delimiter = ',')]
-    expect_status: Vec<u16>,
-    /// The body must be exactly this.
-    #[arg(long, conflicts_with_all = ["expect_json", "expect_sha256"])]
-    expect_body: Option<String>,
-    /// The body must be JSON containing these keys and values.
-    #[arg(long, conflicts_with = "expect_sha256")]
-    expect_json: Option<String>,
-    /// The body must have this SHA-256 (64 hex digits); needs --expect-size.
-    #[arg(long, requires = "expect_size")]
-    expect_sha256: Option<String>,
-    /// The body must have this many bytes (with --expect-sha256).
-    #[arg(long, requires = "expect_sha256")]
-    expect_size: Option<u64>,
-    /// WebSocket message to echo.
-    #[arg(long, default_value = "runner-echo")]
-    ws_message: String,
+    #[command(flatten)]
+    check: CheckArgs,
     /// Write the report as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -361,15 +523,26 @@ struct LoadArgs {
 
 #[derive(Args, Debug)]
 struct ProbeArgs {
-    /// A process to record (repeatable); processes it forks are followed.
+    /// A process to record (repeatable), with its children; processes they fork are followed.
     #[arg(long = "pid", value_name = "PID")]
     pids: Vec<u32>,
     /// A cgroup v2 directory to record, with its descendants (repeatable).
     #[arg(long = "cgroup", value_name = "PATH")]
     cgroups: Vec<PathBuf>,
-    /// How long to record; with a command, recording also stops when it exits.
-    #[arg(short = 'd', long, default_value = "10s", value_parser = parse_duration)]
-    duration: Duration,
+    /// A running Docker or Podman container (name, id, or compose service), found through
+    /// the Docker Engine API (DOCKER_HOST, /var/run/docker.sock or /run/podman/podman.sock).
+    #[arg(long, value_name = "NAME|ID", conflicts_with_all = ["pids", "cgroups"])]
+    container: Option<String>,
+    /// Drive load at this URL while recording (with the options of `runner load`); the
+    /// recording lasts as long as the load.
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    #[command(flatten)]
+    shape: ShapeArgs,
+    #[command(flatten)]
+    request: RequestArgs,
+    #[command(flatten)]
+    check: CheckArgs,
     /// On-CPU sampling frequency in Hz (1 to 10000).
     #[arg(long, default_value_t = 99)]
     freq: u64,
@@ -413,9 +586,11 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Command::Probe(args) => {
-            let run = probe_run(args)?;
+            let run = probe_run(*args)?;
             let outcome = commands::probe::run(&run)?;
-            Ok(if outcome.interrupted {
+            Ok(if outcome.target_gone.is_some() {
+                ExitCode::FAILURE
+            } else if outcome.interrupted {
                 ExitCode::from(130)
             } else {
                 ExitCode::SUCCESS
@@ -446,15 +621,34 @@ fn bench_run(args: BenchArgs) -> anyhow::Result<commands::bench::BenchRun> {
         bail!("--runs must be at least 1");
     }
     let shape = args.shape.resolve(Duration::from_secs(30))?;
+    let targets = match &args.targets {
+        Some(file) => {
+            let entries = crate::target::file::read(file)?;
+            for e in &entries {
+                crate::load::parse_url(&e.url)
+                    .with_context(|| format!("{}: target `{}`", file.display(), e.name))?;
+                for w in &e.workloads {
+                    if let crate::target::file::Workload::Mix(mix) = w {
+                        crate::load::request::read_mix(mix)
+                            .with_context(|| format!("{}: target `{}`", file.display(), e.name))?;
+                    }
+                }
+            }
+            entries
+        }
+        None => Vec::new(),
+    };
     Ok(commands::bench::BenchRun {
         apps: args.apps,
         scenarios: args.scenarios,
+        targets,
         runs: args.runs,
         repeat_disturbed: args.repeat_disturbed,
         template: commands::profile::ProfileRun {
-            app: String::new(),
+            target: commands::profile::ProfileTarget::App(String::new()),
             scenario: None,
-            url: None,
+            own: None,
+            ws_message: "runner-echo".into(),
             threads: shape.threads,
             schedule: shape.schedule,
             max_requests: shape.max_requests,
@@ -474,52 +668,75 @@ fn bench_run(args: BenchArgs) -> anyhow::Result<commands::bench::BenchRun> {
 }
 
 fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::DiagnoseRun> {
-    use commands::diagnose::{DiagnoseRun, DiagnoseTarget};
+    use commands::diagnose::{DiagnoseRun, DiagnoseTarget, UrlJob};
     if !(1..=MAX_FREQ).contains(&args.freq) {
         bail!(
             "--freq must be between 1 and {MAX_FREQ} Hz, not {}",
             args.freq
         );
     }
-    if args.connections.contains(&0) {
+    if args.shape.connections.contains(&0) {
         bail!("--connections must be at least 1");
     }
-    let target = match (args.app, args.pid.is_empty(), args.command.is_empty()) {
-        (Some(app), true, true) => {
+    let counts = args.shape.counts(10)?;
+    if counts.len() > 1
+        && (args.shape.rate.is_some()
+            || !args.shape.rates.is_empty()
+            || args.shape.schedule.is_some())
+    {
+        bail!("several connection counts (-c 1,10,64) run closed loops: drop --rate, --rates or --schedule");
+    }
+    let shape = args.shape.shape_with(Duration::from_secs(10), counts[0])?;
+    let running = args.target.spec();
+    let target = match (args.app, running.is_some(), args.command.is_empty()) {
+        (Some(app), false, true) => {
             if !args.urls.is_empty() {
-                bail!("--url goes with --pid or a command; an app is loaded at its scenarios (--scenario)");
+                bail!("--url goes with a running target (--container, --pid, --cgroup) or a command; an app is loaded at its scenarios (--scenario)");
             }
             DiagnoseTarget::App {
                 app,
                 scenarios: args.scenarios,
             }
         }
-        (None, false, true) | (None, true, false) => {
+        (None, true, true) | (None, false, false) => {
             if args.urls.is_empty() {
                 bail!("say where to send load: --url http://127.0.0.1:PORT/path (repeatable)");
             }
             if !args.scenarios.is_empty() {
-                bail!("--scenario needs an app; with --pid or a command, use --url");
+                bail!("--scenario needs an app; with a running target or a command, use --url");
             }
-            for url in &args.urls {
-                crate::load::parse_url(url)?;
+            if args.check.mix.is_some() && args.urls.len() > 1 {
+                bail!("--mix loads one window at one base URL: give a single --url");
             }
-            if args.command.is_empty() {
-                DiagnoseTarget::Pids {
-                    pids: args.pid,
-                    urls: args.urls,
-                }
-            } else {
-                DiagnoseTarget::Command {
+            let jobs = args
+                .urls
+                .iter()
+                .map(|url| {
+                    let parsed = crate::load::parse_url(url)?;
+                    let (label, requests) = own_requests(&parsed.path, &args.request, &args.check)?;
+                    Ok(UrlJob {
+                        label: if args.check.mix.is_some() {
+                            format!("{label} at {url}")
+                        } else {
+                            url.clone()
+                        },
+                        url: url.clone(),
+                        requests,
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            match running {
+                Some(spec) => DiagnoseTarget::Running { spec, jobs },
+                None => DiagnoseTarget::Command {
                     argv: args.command,
-                    urls: args.urls,
-                }
+                    jobs,
+                },
             }
         }
-        (None, true, true) => bail!(
-            "name what to diagnose: an app (runner list), ./path/app.toml, --pid PID --url URL, or -- CMD --url URL"
+        (None, false, true) => bail!(
+            "name what to diagnose: an app (runner list), ./path/app.toml, --container NAME --url URL, --pid PID --url URL, or -- CMD --url URL"
         ),
-        _ => bail!("diagnose one thing: an app, --pid, or a command"),
+        _ => bail!("diagnose one thing: an app, a running target (--container, --pid, --cgroup), or a command"),
     };
     let probes = [
         ProbeKind::Oncpu,
@@ -529,9 +746,17 @@ fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::Diagno
     ];
     Ok(DiagnoseRun {
         target,
-        duration: args.duration,
+        shape: crate::load::LoadShape {
+            threads: shape.threads,
+            cpus: Vec::new(),
+            schedule: shape.schedule,
+            max_requests: shape.max_requests,
+            timeout: args.shape.timeout,
+            think: args.shape.think,
+        },
+        connections: counts,
+        ws_message: args.check.ws_message,
         warmup: args.warmup,
-        connections: args.connections,
         workers: args.workers,
         probe: ProbeConfig {
             freq_hz: args.freq,
@@ -545,7 +770,7 @@ fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::Diagno
 }
 
 fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRun> {
-    use crate::load::request::{Expect, RequestSpec};
+    use commands::profile::ProfileTarget;
     if !(1..=MAX_FREQ).contains(&args.freq) {
         bail!(
             "--freq must be between 1 and {MAX_FREQ} Hz, not {}",
@@ -553,28 +778,62 @@ fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRu
         );
     }
     let shape = args.shape.resolve(Duration::from_secs(30))?;
-    let url = match &args.url {
-        Some(path) => {
-            if !path.starts_with('/') {
-                bail!("--url takes a path of the app, like /api/items, not `{path}`");
+    let (target, scenario, own) = match args.target.spec() {
+        Some(spec) => {
+            if args.scenario.is_some() {
+                bail!("a running target takes at most a scenario: runner profile --container NAME [SCENARIO] --url URL");
             }
-            Some(RequestSpec {
-                name: "url".into(),
-                weight: 1,
-                method: args.request.method.clone(),
-                path: path.clone(),
-                headers: args.request.headers.clone(),
-                body: args.request.body()?,
-                expect: Expect::default(),
-            })
+            for (given, flag) in [
+                (args.workers.is_some(), "--workers"),
+                (args.app_cpus.is_some(), "--app-cpus"),
+                (args.memory.is_some(), "--memory"),
+                (args.keep_running, "--keep-running"),
+            ] {
+                if given {
+                    bail!("{flag} applies to apps runner starts; a running target keeps its own settings");
+                }
+            }
+            let url = args.url.clone().ok_or_else(|| {
+                anyhow::anyhow!("say where the target answers: --url http://HOST:PORT/PATH")
+            })?;
+            let parsed = crate::load::parse_url(&url)?;
+            let scenario = args.app.clone();
+            if scenario.is_some() && args.check.given() {
+                bail!("a scenario brings its own requests and checks: drop --mix and --expect-*, or the scenario");
+            }
+            let own = match scenario {
+                Some(_) => None,
+                None => Some(own_requests(&parsed.path, &args.request, &args.check)?),
+            };
+            (ProfileTarget::Running { spec, url }, scenario, own)
         }
-        None => None,
+        None => {
+            let app = args.app.clone().ok_or_else(|| {
+                anyhow::anyhow!("name an app (runner list), ./path/app.toml, or a running target: --container NAME --url URL")
+            })?;
+            if let Some(path) = &args.url {
+                if !path.starts_with('/') {
+                    bail!("--url takes a path of the app, like /api/items, not `{path}` (a full URL goes with --container, --pid or --cgroup)");
+                }
+            }
+            let own = if args.url.is_some() || args.check.given() {
+                if args.scenario.is_some() {
+                    bail!("give a scenario or --url/--mix, not both");
+                }
+                let path = args.url.as_deref().unwrap_or("/");
+                Some(own_requests(path, &args.request, &args.check)?)
+            } else {
+                None
+            };
+            (ProfileTarget::App(app), args.scenario.clone(), own)
+        }
     };
     let cpus = |list: &Option<String>| list.as_deref().map(parse_cpus).transpose();
     Ok(commands::profile::ProfileRun {
-        app: args.app,
-        scenario: args.scenario,
-        url,
+        target,
+        scenario,
+        own,
+        ws_message: args.check.ws_message.clone(),
         threads: shape.threads,
         schedule: shape.schedule,
         max_requests: shape.max_requests,
@@ -584,7 +843,7 @@ fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRu
         workers: args.workers,
         app_cpus: cpus(&args.app_cpus)?,
         client_cpus: cpus(&args.client_cpus)?,
-        memory: Some(parse_size(&args.memory)?),
+        memory: Some(parse_size(args.memory.as_deref().unwrap_or("2GiB"))?),
         probe: ProbeConfig {
             freq_hz: args.freq,
             probes: args.probes.into_iter().collect(),
@@ -621,25 +880,9 @@ fn parse_size(text: &str) -> anyhow::Result<u64> {
 
 /// Parses a CPU list like `0,2-3`.
 fn parse_cpus(text: &str) -> anyhow::Result<Vec<usize>> {
-    let mut cpus = Vec::new();
-    for part in text.split(',') {
-        let bad =
-            || anyhow::anyhow!("--cpus `{text}`: `{part}` is not a CPU number or range like 2-3");
-        match part.split_once('-') {
-            Some((a, b)) => {
-                let (a, b): (usize, usize) = (
-                    a.trim().parse().map_err(|_| bad())?,
-                    b.trim().parse().map_err(|_| bad())?,
-                );
-                if b < a {
-                    return Err(bad());
-                }
-                cpus.extend(a..=b);
-            }
-            None => cpus.push(part.trim().parse().map_err(|_| bad())?),
-        }
-    }
-    Ok(cpus)
+    crate::host::parse_cpu_list(text).map_err(|part| {
+        anyhow::anyhow!("--cpus `{text}`: `{part}` is not a CPU number or range like 2-3")
+    })
 }
 
 fn positive(name: &str, value: i64) -> anyhow::Result<usize> {
@@ -650,11 +893,7 @@ fn positive(name: &str, value: i64) -> anyhow::Result<usize> {
 }
 
 fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
-    use crate::load::{
-        parse_url,
-        request::{parse_sha256, read_mix, BodyCheck, Expect, RequestSpec, StatusExpect},
-        LoadConfig,
-    };
+    use crate::load::{parse_url, LoadConfig};
     let shape = args.shape.resolve(Duration::from_secs(10))?;
     let target = parse_url(&args.url)?;
     let cpus = args
@@ -663,43 +902,7 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
         .map(parse_cpus)
         .transpose()?
         .unwrap_or_default();
-    let body_check = if let Some(body) = args.expect_body {
-        Some(BodyCheck::Exact(body.into()))
-    } else if let Some(json) = args.expect_json {
-        Some(BodyCheck::JsonSubset(serde_json::from_str(&json).map_err(
-            |e| crate::load::request::RequestError::ExpectJson(e.to_string()),
-        )?))
-    } else if let (Some(sha), Some(size)) = (args.expect_sha256, args.expect_size) {
-        Some(BodyCheck::Digest {
-            size,
-            sha256: parse_sha256(&sha)?,
-        })
-    } else {
-        None
-    };
-    let status = if args.expect_status.is_empty() {
-        StatusExpect::Success
-    } else {
-        StatusExpect::OneOf(args.expect_status)
-    };
-    let requests = match &args.mix {
-        Some(path) => read_mix(path)?,
-        None => {
-            let body = args.request.body()?;
-            vec![RequestSpec {
-                name: "request".into(),
-                weight: 1,
-                method: args.request.method.clone(),
-                path: target.path.clone(),
-                headers: args.request.headers.clone(),
-                body,
-                expect: Expect {
-                    status: status.clone(),
-                    body: body_check.clone(),
-                },
-            }]
-        }
-    };
+    let (_, requests) = own_requests(&target.path, &args.request, &args.check)?;
     let config = LoadConfig {
         target,
         requests,
@@ -709,7 +912,7 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
         max_requests: shape.max_requests,
         timeout: args.shape.timeout,
         think: args.shape.think,
-        ws_message: args.ws_message,
+        ws_message: args.check.ws_message,
     };
 
     config.validate()?;
@@ -729,11 +932,18 @@ fn probe_run(args: ProbeArgs) -> anyhow::Result<ProbeRun> {
         );
     }
     let has_processes = !args.pids.is_empty() || !args.cgroups.is_empty();
-    let target = match (has_processes, args.command.is_empty()) {
-        (false, true) => bail!("name a target: --pid PID, --cgroup PATH, or a command after --"),
-        (true, false) => bail!("give either --pid/--cgroup or a command after --, not both"),
-        (false, false) => TargetSpec::Command(args.command),
-        (true, true) => {
+    let target = match (has_processes, args.container, args.command.is_empty()) {
+        (false, None, true) => {
+            bail!(
+                "name a target: --pid PID, --cgroup PATH, --container NAME, or a command after --"
+            )
+        }
+        (true, _, false) | (_, Some(_), false) => {
+            bail!("give either --pid/--cgroup/--container or a command after --, not both")
+        }
+        (false, None, false) => TargetSpec::Command(args.command),
+        (false, Some(name), true) => TargetSpec::Container(name),
+        (true, _, true) => {
             for pid in &args.pids {
                 if *pid == 0 || !PathBuf::from(format!("/proc/{pid}")).exists() {
                     bail!("no process with PID {pid}");
@@ -751,12 +961,49 @@ fn probe_run(args: ProbeArgs) -> anyhow::Result<ProbeRun> {
             }
         }
     };
+    let shape = args.shape.resolve(Duration::from_secs(10))?;
+    let load = match &args.url {
+        Some(url) => {
+            let parsed = crate::load::parse_url(url)?;
+            let (_, requests) = own_requests(&parsed.path, &args.request, &args.check)?;
+            let mut config = crate::load::LoadConfig::new(
+                parsed,
+                requests,
+                crate::load::LoadShape {
+                    threads: shape.threads,
+                    cpus: Vec::new(),
+                    schedule: shape.schedule.clone(),
+                    max_requests: shape.max_requests,
+                    timeout: args.shape.timeout,
+                    think: args.shape.think,
+                },
+            );
+            config.ws_message = args.check.ws_message.clone();
+            config.validate()?;
+            Some(config)
+        }
+        None => {
+            let s = &args.shape;
+            if !s.connections.is_empty()
+                || s.requests.is_some()
+                || s.rate.is_some()
+                || !s.rates.is_empty()
+                || s.schedule.is_some()
+                || s.think.is_some()
+                || args.check.given()
+            {
+                bail!("the load options (-c, -n, --rate, --schedule, --mix, --expect-*...) shape the load of --url: give --url too");
+            }
+            None
+        }
+    };
     let out = args.out.unwrap_or_else(|| {
         PathBuf::from("results").join(format!("probe-{}", crate::run_dir::timestamp()))
     });
     Ok(ProbeRun {
         target,
-        duration: args.duration,
+        duration: shape.schedule.duration().unwrap_or(Duration::from_secs(10)),
+        load,
         config: ProbeConfig {
             freq_hz: args.freq,
             offcpu_min: args.offcpu_min,
@@ -775,7 +1022,7 @@ mod tests {
     fn parse(args: &[&str]) -> anyhow::Result<ProbeRun> {
         let cli = Cli::try_parse_from(std::iter::once("runner").chain(args.iter().copied()))?;
         match cli.command {
-            Command::Probe(a) => probe_run(a),
+            Command::Probe(a) => probe_run(*a),
             _ => unreachable!(),
         }
     }
@@ -808,7 +1055,7 @@ mod tests {
             "5ms",
         ])
         .unwrap();
-        assert!(matches!(run.target, DiagnoseTarget::Pids { .. }));
+        assert!(matches!(run.target, DiagnoseTarget::Running { .. }));
         assert_eq!(run.probe.stall_threshold, Duration::from_millis(5));
         let run = diagnose(&["--url", "http://127.0.0.1:1/", "--", "python3", "app.py"]).unwrap();
         assert!(matches!(run.target, DiagnoseTarget::Command { .. }));
@@ -901,7 +1148,7 @@ mod tests {
         let err = |args: &[&str]| format!("{:#}", parse(args).unwrap_err());
         assert_eq!(
             err(&["probe"]),
-            "name a target: --pid PID, --cgroup PATH, or a command after --"
+            "name a target: --pid PID, --cgroup PATH, --container NAME, or a command after --"
         );
         assert_eq!(
             err(&["probe", "--pid", "999999999"]),
@@ -918,7 +1165,8 @@ mod tests {
         assert!(err(&["probe", "-d", "soon", "--", "true"]).contains("not a duration"));
         assert_eq!(
             err(&["probe", "--pid", "1", "--", "true"]),
-            "give either --pid/--cgroup or a command after --, not both"
+            "give either --pid/--cgroup/--container or a command after --, not both"
         );
+        assert!(err(&["probe", "--pid", "1", "--rate", "10"]).contains("give --url too"));
     }
 }

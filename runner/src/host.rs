@@ -26,6 +26,26 @@ pub fn online_cpus() -> Vec<usize> {
         .unwrap_or_else(|_| vec![0])
 }
 
+/// Parses a CPU list like `0,2-3`; the error is the part that is not a CPU or a range.
+pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',') {
+        let bad = || part.to_string();
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let a: usize = a.trim().parse().map_err(|_| bad())?;
+                let b: usize = b.trim().parse().map_err(|_| bad())?;
+                if b < a {
+                    return Err(bad());
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.trim().parse().map_err(|_| bad())?),
+        }
+    }
+    Ok(cpus)
+}
+
 /// The default split: the app gets the upper half of the CPUs, the client the rest.
 pub fn default_cpus() -> (Vec<usize>, Vec<usize>) {
     let cpus = online_cpus();

@@ -11,7 +11,7 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::num::round1;
+use crate::{num::round1, target::cgroup::CgroupSet};
 
 /// A second is disturbed from these shares of its CPUs' time...
 const STEAL_PCT: f64 = 10.0;
@@ -29,7 +29,7 @@ pub struct Watch {
     pub client_cpus: Vec<usize>,
     /// Processes of the run besides the app and runner (the database), counted as its own.
     pub ours: Vec<u32>,
-    /// The app's cgroup v2 directory, for throttling.
+    /// The app's cgroup directory, for throttling.
     pub cgroup: Option<PathBuf>,
 }
 
@@ -90,13 +90,8 @@ impl MachineSampler {
             .watch
             .cgroup
             .as_ref()
-            .and_then(|d| std::fs::read_to_string(d.join("cpu.stat")).ok())
-            .and_then(|t| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix("throttled_usec "))
-                    .and_then(|v| v.trim().parse().ok())
-            })
-            .unwrap_or(0);
+            .and_then(|d| CgroupSet::of_dir(d).usage().throttled_ns)
+            .map_or(0, |ns| ns / 1000);
         self.samples.push(Sample {
             at: Instant::now(),
             cpus,

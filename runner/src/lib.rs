@@ -28,3 +28,4 @@ pub mod run_dir;
 pub mod sampler;
 pub mod signals;
 pub mod stacks;
+pub mod target;

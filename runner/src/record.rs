@@ -35,6 +35,10 @@ use crate::{
         symbolize::{ProcessMaps, SymbolStats, Symbolizer},
         Folded,
     },
+    target::{
+        cgroup::{CgroupResources, CgroupSet, UsageSampler},
+        process::{self, ProcessFacts},
+    },
 };
 
 /// How long after start new processes are looked for every [`EARLY_POLL`] when asked.
@@ -53,7 +57,11 @@ pub struct Recorder {
     open_window: Option<(String, Snapshot)>,
     start_ns: u64,
     seen: BTreeSet<u32>,
+    /// Every process seen, with its PID inside its own namespace.
+    processes: std::collections::BTreeMap<u32, ProcessFacts>,
     cgroups: Vec<CgroupTarget>,
+    /// The counters of each target cgroup.
+    usage: Vec<UsageSampler>,
     config: ProbeConfig,
     started: Instant,
     started_at: String,
@@ -80,6 +88,10 @@ pub struct Recording {
     /// Event-loop figures, when the evloop probe was attached.
     pub evloop: Option<EvloopData>,
     pub processes_seen: Vec<u32>,
+    /// The processes seen, with their PIDs inside their own namespaces.
+    pub processes: Vec<ProcessFacts>,
+    /// Each target cgroup's own counters over the recording.
+    pub cgroups: Vec<CgroupResources>,
 }
 
 impl Recorder {
@@ -110,7 +122,13 @@ impl Recorder {
             open_window: None,
             start_ns: evloop::now_ns(),
             seen: target.tgids.iter().copied().collect(),
+            processes: Default::default(),
             cgroups: target.cgroups.clone(),
+            usage: target
+                .cgroups
+                .iter()
+                .map(|c| UsageSampler::new(CgroupSet::of_dir(&c.path)))
+                .collect(),
             config: config.clone(),
             started: Instant::now(),
             started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
@@ -156,8 +174,18 @@ impl Recorder {
             self.maps.refresh(pid);
         }
         self.seen.extend(&pids);
+        for &pid in &pids {
+            if let std::collections::btree_map::Entry::Vacant(e) = self.processes.entry(pid) {
+                if let Some(facts) = process::facts(pid) {
+                    e.insert(facts);
+                }
+            }
+        }
         self.sampler.sample(&pids);
         self.machine.sample(self.sampler.total_cpu_ns());
+        for u in &mut self.usage {
+            u.sample();
+        }
         if let Some(probes) = self.probes.as_mut() {
             if let Err(err) = self.python.refresh(probes, &pids) {
                 eprintln!("warning: Python stacks: {:#}", anyhow::Error::from(err));
@@ -270,6 +298,13 @@ impl Recorder {
     /// window over the whole recording, labelled `whole`.
     pub fn finish(mut self, whole: &str) -> anyhow::Result<Recording> {
         let duration = self.started.elapsed();
+        for u in &mut self.usage {
+            u.sample();
+        }
+        let cgroups: Vec<CgroupResources> =
+            self.usage.iter().map(UsageSampler::resources).collect();
+        let processes: Vec<ProcessFacts> =
+            std::mem::take(&mut self.processes).into_values().collect();
         let empty = Recording {
             started_at: self.started_at.clone(),
             duration,
@@ -287,6 +322,8 @@ impl Recorder {
             python: PythonReport::default(),
             evloop: None,
             processes_seen: Vec::new(),
+            processes,
+            cgroups,
         };
         let Some(mut probes) = self.probes.take() else {
             return Ok(Recording {

@@ -1,18 +1,19 @@
 //! The resource sampler: CPU (user and sys), RSS, threads and context switches for each
 //! target process and in total, read through procfs at a fixed interval. CPU comes from the
-//! scheduler's nanosecond counts (per-thread schedstat, the target cgroup's cpu.stat), never
-//! from clock ticks, and is capped at what the CPUs a process may use allow.
+//! scheduler's nanosecond counts (per-thread schedstat, the target cgroup's counters), never
+//! from clock ticks, and is capped at what the CPUs a process may use allow. A process in
+//! another PID namespace (a container's) also gets its PID there (`ns_pid`).
 
 use std::{
     collections::{BTreeSet, HashMap},
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
 use procfs::process::Process;
 use serde::Serialize;
 
-use crate::num::round1;
+use crate::{num::round1, target::cgroup::CgroupSet};
 
 /// Sampling interval of the resource sampler (10 Hz).
 pub const INTERVAL: Duration = Duration::from_millis(100);
@@ -33,6 +34,8 @@ pub struct ResourceRow {
     pub threads: u64,
     pub ctx_voluntary: u64,
     pub ctx_involuntary: u64,
+    /// The PID inside the process's own PID namespace, when not runner's.
+    pub ns_pid: Option<u32>,
 }
 
 /// Averages and maxima over the run, from the total rows.
@@ -75,9 +78,10 @@ pub struct ResourceSampler {
     start: Instant,
     page_kb: u64,
     last: HashMap<u32, CpuTime>,
-    /// The target's cgroup (cgroup v2 directory), whose `cpu.stat` counts the CPU time of
-    /// every process that ran in it, exited ones included.
-    cgroup: Option<PathBuf>,
+    ns_pids: HashMap<u32, Option<u32>>,
+    /// The target's cgroup, whose counters include the CPU time of every process that ran in
+    /// it, exited ones too.
+    cgroup: Option<CgroupSet>,
     last_cgroup: Option<(u64, Instant)>,
     rows: Vec<ResourceRow>,
     /// The CPU time of the target so far, in nanoseconds, for other samplers.
@@ -97,7 +101,8 @@ impl ResourceSampler {
             start: Instant::now(),
             page_kb: procfs::page_size() / 1024,
             last: HashMap::new(),
-            cgroup,
+            ns_pids: HashMap::new(),
+            cgroup: cgroup.map(|dir| CgroupSet::of_dir(&dir)),
             last_cgroup: None,
             rows: Vec::new(),
             total_ns: 0,
@@ -126,9 +131,10 @@ impl ResourceSampler {
             threads: 0,
             ctx_voluntary: 0,
             ctx_involuntary: 0,
+            ns_pid: None,
         };
         let mut allowed: BTreeSet<usize> = BTreeSet::new();
-        let mut sum_ns = 0u64;
+        let mut delta_ns = 0u64;
         for &pid in pids {
             let Some(sample) = read_process(pid, self.page_kb) else {
                 self.last.remove(&pid);
@@ -138,12 +144,12 @@ impl ResourceSampler {
             // A process runs on at most as many CPUs as it may use, and as it has threads.
             let cap = sample.cpus.len().min(sample.threads as usize).max(1) as f64;
             let (user, sys) = match self.last.insert(pid, sample.cpu) {
-                Some(prev) => split(&prev, &sample.cpu, cap),
+                Some(prev) => {
+                    delta_ns += sample.cpu.ns.saturating_sub(prev.ns);
+                    split(&prev, &sample.cpu, cap)
+                }
                 None => (0.0, 0.0),
             };
-            if let Some(prev) = self.last.get(&pid) {
-                sum_ns += prev.ns;
-            }
             let row = ResourceRow {
                 t_s,
                 pid,
@@ -155,6 +161,10 @@ impl ResourceSampler {
                 threads: sample.threads,
                 ctx_voluntary: sample.ctx_voluntary,
                 ctx_involuntary: sample.ctx_involuntary,
+                ns_pid: *self
+                    .ns_pids
+                    .entry(pid)
+                    .or_insert_with(|| crate::target::process::facts(pid).and_then(|f| f.ns_pid)),
             };
             total.cpu_pct += row.cpu_pct;
             total.cpu_user_pct += row.cpu_user_pct;
@@ -167,7 +177,7 @@ impl ResourceSampler {
         }
         let cap = 100.0 * allowed.len().min(total.threads as usize).max(1) as f64;
         // The cgroup's count includes processes that exited between two samples.
-        match self.cgroup.as_deref().and_then(cgroup_usage_ns) {
+        match self.cgroup.as_ref().and_then(|c| c.usage().cpu_ns) {
             Some(ns) => {
                 if let Some((prev, at)) = self.last_cgroup.replace((ns, now)) {
                     let secs = (now - at).as_secs_f64().max(1e-3);
@@ -183,7 +193,7 @@ impl ResourceSampler {
                 }
                 self.total_ns = ns;
             }
-            None => self.total_ns = self.total_ns.max(sum_ns),
+            None => self.total_ns += delta_ns,
         }
         if total.cpu_pct > cap {
             let scale = cap / total.cpu_pct;
@@ -202,11 +212,11 @@ impl ResourceSampler {
     /// resources.csv.
     pub fn to_csv(&self) -> Vec<u8> {
         let mut out = String::from(
-            "t_s,pid,comm,cpu_pct,cpu_user_pct,cpu_sys_pct,rss_kb,threads,ctx_voluntary,ctx_involuntary\n",
+            "t_s,pid,comm,cpu_pct,cpu_user_pct,cpu_sys_pct,rss_kb,threads,ctx_voluntary,ctx_involuntary,ns_pid\n",
         );
         for r in &self.rows {
             out.push_str(&format!(
-                "{:.3},{},{},{:.1},{:.1},{:.1},{},{},{},{}\n",
+                "{:.3},{},{},{:.1},{:.1},{:.1},{},{},{},{},{}\n",
                 r.t_s,
                 r.pid,
                 csv_field(&r.comm),
@@ -216,7 +226,8 @@ impl ResourceSampler {
                 r.rss_kb,
                 r.threads,
                 r.ctx_voluntary,
-                r.ctx_involuntary
+                r.ctx_involuntary,
+                r.ns_pid.map(|p| p.to_string()).unwrap_or_default()
             ));
         }
         out.into_bytes()
@@ -275,15 +286,6 @@ fn split(prev: &CpuTime, now: &CpuTime, cap: f64) -> (f64, f64) {
     (pct * user_share, pct * (1.0 - user_share))
 }
 
-/// `usage_usec` of a cgroup v2 directory's cpu.stat, in nanoseconds.
-fn cgroup_usage_ns(dir: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix("usage_usec "))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|us| us * 1000)
-}
-
 fn read_process(pid: u32, page_kb: u64) -> Option<ProcessSample> {
     let process = Process::new(pid as i32).ok()?;
     let stat = process.stat().ok()?;
@@ -337,17 +339,31 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id();
+        let ticks = || {
+            let stat = Process::new(pid as i32).unwrap().stat().unwrap();
+            stat.utime + stat.stime
+        };
         let mut sampler = ResourceSampler::new(None);
-        for _ in 0..6 {
-            sampler.sample(&[pid, 999_999_999]);
+        sampler.sample(&[pid, 999_999_999]);
+        let (t0, began) = (ticks(), Instant::now());
+        for _ in 0..5 {
             std::thread::sleep(INTERVAL);
+            sampler.sample(&[pid, 999_999_999]);
         }
+        // What the child really used over the same window, however busy the machine is.
+        let used_pct = 100.0 * (ticks() - t0) as f64
+            / procfs::ticks_per_second() as f64
+            / began.elapsed().as_secs_f64();
         child.kill().unwrap();
         child.wait().unwrap();
         let summary = sampler.summary();
         assert_eq!(summary.samples, 6);
-        assert!(summary.cpu_pct_avg > 50.0, "{summary:?}");
-        // One busy thread can use one CPU, whatever the clock says.
+        assert!(used_pct > 5.0, "the child ran: {used_pct}");
+        assert!(
+            (summary.cpu_pct_avg - used_pct).abs() < 15.0,
+            "{summary:?} against {used_pct:.1}%"
+        );
+        // One busy thread can use one CPU, whatever the clocks say.
         assert!(summary.cpu_pct_max <= 100.0, "{summary:?}");
         assert!(summary.rss_mb_max > 0.0);
         let csv = String::from_utf8(sampler.to_csv()).unwrap();

@@ -12,28 +12,12 @@ use std::{
 use common::*;
 
 fn results(test: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("profile-results")
-        .join(test);
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
+    fresh_dir("profile-results", test)
 }
 
 /// The one run folder inside `root`.
 fn run_dir(root: &Path) -> PathBuf {
-    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    assert_eq!(
-        dirs.len(),
-        1,
-        "one run folder in {}: {dirs:?}",
-        root.display()
-    );
-    dirs[0].clone()
+    only_dir(root)
 }
 
 fn leftovers() -> Vec<String> {

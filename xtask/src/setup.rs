@@ -28,6 +28,11 @@ const PACKAGES: &[&str] = &[
     // For `cargo xtask bench load`: the server and the tool to compare against.
     "nginx-light",
     "wrk",
+    // The container tests: Podman serves the Docker Engine API; runc, because crun refuses
+    // hybrid cgroup hierarchies; gunicorn for the pre-fork app inside a container.
+    "podman",
+    "runc",
+    "python3-gunicorn",
 ];
 
 /// bpf-linker, built against Debian's LLVM 22.

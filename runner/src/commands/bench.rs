@@ -1,5 +1,6 @@
-//! `runner bench`: the apps x scenarios matrix, each cell profiled `--runs` times (with
-//! profile's pipeline) and reduced to medians.
+//! `runner bench`: the apps x scenarios matrix, or the targets x workloads matrix of services
+//! that already run (`--targets FILE`), each cell profiled `--runs` times (with profile's
+//! pipeline) and reduced to medians.
 
 use std::{
     process::ExitCode,
@@ -8,9 +9,10 @@ use std::{
 
 use anyhow::Context;
 
-use super::profile::{profile, ProfileRun};
+use super::profile::{profile, ProfileRun, ProfileTarget};
 use crate::{
     apps::{load_all, manifest::apps_dir, scenarios::Scenarios},
+    load::request::{read_mix, RequestSpec},
     report,
     results::{
         bench::{reduce, Bench, Cell, CellStatus, SCHEMA},
@@ -18,22 +20,181 @@ use crate::{
     },
     run_dir::{create_owned, timestamp, RunDir},
     signals,
+    target::{
+        file::{TargetEntry, Workload},
+        Running,
+    },
 };
 
 /// What `runner bench` runs.
 pub struct BenchRun {
     pub apps: Vec<String>,
     pub scenarios: Vec<String>,
+    /// Services that already run (from `--targets`); when given, apps are not started.
+    pub targets: Vec<TargetEntry>,
     pub runs: usize,
     /// How many times a run the machine disturbed is measured again.
     pub repeat_disturbed: usize,
-    /// The profile settings for every run (app, scenario and out are replaced).
+    /// The profile settings for every run (target, scenario and out are replaced).
     pub template: ProfileRun,
+}
+
+/// One cell to run: its row and column, and the profile of each run (None: unsupported).
+struct Planned {
+    row: String,
+    column: String,
+    run: Result<ProfileRun, String>,
 }
 
 /// Runs `runner bench`.
 pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
     let stop = signals::stop_flag()?;
+    let id = format!("bench-{}", timestamp());
+    let mut bench = Bench {
+        schema: SCHEMA.into(),
+        id: id.clone(),
+        runs_per_cell: b.runs,
+        ..Default::default()
+    };
+    let root = std::path::absolute(b.template.out.join(&id))?;
+    let runs_dir = root.join("runs");
+    let template = ProfileRun {
+        out: runs_dir.clone(),
+        ..b.template.clone()
+    };
+    // Everything is looked up before the bench folder is made: bad input leaves nothing.
+    let cells = if b.targets.is_empty() {
+        app_cells(b, &template)?
+    } else {
+        let (cells, warnings) = target_cells(b, &template)?;
+        for w in &warnings {
+            eprintln!("runner: warning: {w}");
+        }
+        bench.warnings = warnings;
+        cells
+    };
+    let root = create_owned(&root)?;
+    std::fs::create_dir_all(&runs_dir)?;
+    let total = cells.len() * b.runs;
+    let per_run = b
+        .template
+        .schedule
+        .duration()
+        .unwrap_or(Duration::from_secs(30))
+        + b.template.warmup
+        + Duration::from_secs(5);
+    let started = Instant::now();
+    let mut done = 0usize;
+    for planned in &cells {
+        let p = match &planned.run {
+            Ok(p) => p,
+            Err(reason) => {
+                bench.cells.push(Cell {
+                    app: planned.row.clone(),
+                    scenario: planned.column.clone(),
+                    status: CellStatus::Unsupported,
+                    reason: Some(reason.clone()),
+                    ..Default::default()
+                });
+                done += b.runs;
+                continue;
+            }
+        };
+        let mut summaries = Vec::new();
+        let mut dirs = Vec::new();
+        let mut failure = None;
+        for run in 1..=b.runs {
+            let eta = if done == 0 {
+                per_run * (total - done) as u32
+            } else {
+                started.elapsed() / done as u32 * (total - done) as u32
+            };
+            eprintln!(
+                "runner: bench [{}/{total}] {} {} run {run}/{} · ETA {}",
+                done + 1,
+                planned.row,
+                planned.column,
+                b.runs,
+                humantime::format_duration(Duration::from_secs(eta.as_secs()))
+            );
+            done += 1;
+            let mut outcome = profile(p);
+            // A run the machine disturbed is measured again (its folder stays, marked).
+            let mut repeats = 0;
+            while repeats < b.repeat_disturbed
+                && !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && matches!(&outcome, Ok(r) if r.summary.status == RunStatus::Ok
+                    && r.summary.interference.as_ref().is_some_and(|i| i.disturbed))
+            {
+                repeats += 1;
+                eprintln!(
+                    "runner: bench {} {} run {run}: the machine interfered; measuring it again ({repeats}/{})",
+                    planned.row, planned.column, b.repeat_disturbed
+                );
+                outcome = profile(p);
+            }
+            match outcome {
+                Ok(profiled) if profiled.summary.status == RunStatus::Ok => {
+                    dirs.push(format!(
+                        "runs/{}",
+                        profiled.dir.file_name().unwrap().to_string_lossy()
+                    ));
+                    summaries.push(profiled.summary);
+                }
+                Ok(profiled) => {
+                    failure = Some(
+                        profiled
+                            .summary
+                            .failure
+                            .unwrap_or_else(|| profiled.summary.status.to_string()),
+                    );
+                    if profiled.summary.status == RunStatus::Interrupted {
+                        bench.interrupted = true;
+                    }
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(format!("{e:#}"));
+                    break;
+                }
+            }
+            if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                bench.interrupted = true;
+                break;
+            }
+        }
+        let mut cell = reduce(&planned.row, &planned.column, &summaries, dirs);
+        if let Some(reason) = failure {
+            cell.status = if bench.interrupted {
+                CellStatus::Interrupted
+            } else {
+                CellStatus::Failed
+            };
+            eprintln!("runner: {} {}: {reason}", planned.row, planned.column);
+            cell.reason = Some(reason);
+        }
+        bench.cells.push(cell);
+        if bench.interrupted {
+            break;
+        }
+    }
+    let mut out = RunDir::at(&root)?;
+    out.write("summary.json", serde_json::to_vec_pretty(&bench)?)?;
+    out.write("summary.csv", report::bench::csv(&bench))?;
+    out.write("report.md", report::bench::markdown(&bench))?;
+    out.write("report.html", report::bench::html(&bench))?;
+    out.finish()?;
+    print!("{}", report::bench::markdown(&bench));
+    println!("results: {}", root.display());
+    Ok(if bench.interrupted {
+        ExitCode::from(130)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The bundled apps x scenarios.
+fn app_cells(b: &BenchRun, template: &ProfileRun) -> anyhow::Result<Vec<Planned>> {
     let dir = apps_dir();
     let scenarios = Scenarios::read(&dir)?;
     let (_, _, all_apps) = load_all()?;
@@ -58,134 +219,83 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
         }
         b.scenarios.clone()
     };
-    let id = format!("bench-{}", timestamp());
-    let root = create_owned(&b.template.out.join(&id))?;
-    let runs_dir = root.join("runs");
-    std::fs::create_dir_all(&runs_dir)?;
-    let total = apps.len() * names.len() * b.runs;
-    let per_run = b
-        .template
-        .schedule
-        .duration()
-        .unwrap_or(Duration::from_secs(30))
-        + b.template.warmup
-        + Duration::from_secs(5);
-    let started = Instant::now();
-    let mut done = 0usize;
-    let mut bench = Bench {
-        schema: SCHEMA.into(),
-        id: id.clone(),
-        runs_per_cell: b.runs,
-        ..Default::default()
-    };
-    'matrix: for app in &apps {
+    let mut cells = Vec::new();
+    for app in apps {
         for scenario in &names {
-            if let Some(reason) = app.unsupported_reason(scenario) {
-                bench.cells.push(Cell {
-                    app: app.name.clone(),
-                    scenario: scenario.clone(),
-                    status: CellStatus::Unsupported,
-                    reason: Some(reason.into()),
-                    ..Default::default()
-                });
-                done += b.runs;
-                continue;
-            }
-            let mut summaries = Vec::new();
-            let mut dirs = Vec::new();
-            let mut failure = None;
-            for run in 1..=b.runs {
-                let eta = if done == 0 {
-                    per_run * (total - done) as u32
-                } else {
-                    started.elapsed() / done as u32 * (total - done) as u32
-                };
-                eprintln!(
-                    "runner: bench [{}/{total}] {} {scenario} run {run}/{} · ETA {}",
-                    done + 1,
-                    app.name,
-                    b.runs,
-                    humantime::format_duration(Duration::from_secs(eta.as_secs()))
-                );
-                let p = ProfileRun {
-                    app: app.dir.join("app.toml").display().to_string(),
-                    scenario: Some(scenario.clone()),
-                    out: runs_dir.clone(),
-                    ..b.template.clone()
-                };
-                done += 1;
-                let mut outcome = profile(&p);
-                // A run the machine disturbed is measured again (its folder stays, marked).
-                let mut repeats = 0;
-                while repeats < b.repeat_disturbed
-                    && !stop.load(std::sync::atomic::Ordering::Relaxed)
-                    && matches!(&outcome, Ok(r) if r.summary.status == RunStatus::Ok
-                        && r.summary.interference.as_ref().is_some_and(|i| i.disturbed))
-                {
-                    repeats += 1;
-                    eprintln!(
-                        "runner: bench {} {scenario} run {run}: the machine interfered; measuring it again ({repeats}/{})",
-                        app.name, b.repeat_disturbed
-                    );
-                    outcome = profile(&p);
-                }
-                match outcome {
-                    Ok(profiled) if profiled.summary.status == RunStatus::Ok => {
-                        dirs.push(format!(
-                            "runs/{}",
-                            profiled.dir.file_name().unwrap().to_string_lossy()
-                        ));
-                        summaries.push(profiled.summary);
-                    }
-                    Ok(profiled) => {
-                        failure = Some(
-                            profiled
-                                .summary
-                                .failure
-                                .unwrap_or_else(|| profiled.summary.status.to_string()),
-                        );
-                        if profiled.summary.status == RunStatus::Interrupted {
-                            bench.interrupted = true;
-                        }
-                        break;
-                    }
-                    Err(e) => {
-                        failure = Some(format!("{e:#}"));
-                        break;
-                    }
-                }
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    bench.interrupted = true;
-                    break;
-                }
-            }
-            let mut cell = reduce(&app.name, scenario, &summaries, dirs);
-            if let Some(reason) = failure {
-                cell.status = if bench.interrupted {
-                    CellStatus::Interrupted
-                } else {
-                    CellStatus::Failed
-                };
-                eprintln!("runner: {} {scenario}: {reason}", app.name);
-                cell.reason = Some(reason);
-            }
-            bench.cells.push(cell);
-            if bench.interrupted {
-                break 'matrix;
+            cells.push(Planned {
+                row: app.name.clone(),
+                column: scenario.clone(),
+                run: match app.unsupported_reason(scenario) {
+                    Some(reason) => Err(reason.into()),
+                    None => Ok(ProfileRun {
+                        target: ProfileTarget::App(app.dir.join("app.toml").display().to_string()),
+                        scenario: Some(scenario.clone()),
+                        own: None,
+                        ..template.clone()
+                    }),
+                },
+            });
+        }
+    }
+    Ok(cells)
+}
+
+/// The running targets x their workloads. Every target is resolved first, so a missing or
+/// stopped one is reported before anything runs; targets whose limits differ are named.
+fn target_cells(
+    b: &BenchRun,
+    template: &ProfileRun,
+) -> anyhow::Result<(Vec<Planned>, Vec<String>)> {
+    let scenarios = Scenarios::read(&apps_dir())?;
+    let mut resolved = Vec::new();
+    for t in &b.targets {
+        let running = Running::resolve(&t.spec).with_context(|| format!("target `{}`", t.name))?;
+        eprintln!(
+            "runner: target {}: {}",
+            t.name,
+            crate::target::describe(&running.facts)
+        );
+        resolved.push((t, running));
+    }
+    let mut warnings = Vec::new();
+    if let Some((first, rest)) = resolved.split_first() {
+        for (t, running) in rest {
+            let diff = first.1.facts.limits.differences(&running.facts.limits);
+            if !diff.is_empty() {
+                warnings.push(format!(
+                    "{} and {} run with different limits ({}): the comparison is not like for like",
+                    first.0.name,
+                    t.name,
+                    diff.join("; ")
+                ));
             }
         }
     }
-    let mut out = RunDir::at(&root)?;
-    out.write("summary.json", serde_json::to_vec_pretty(&bench)?)?;
-    out.write("summary.csv", report::bench::csv(&bench))?;
-    out.write("report.md", report::bench::markdown(&bench))?;
-    out.write("report.html", report::bench::html(&bench))?;
-    out.finish()?;
-    print!("{}", report::bench::markdown(&bench));
-    println!("results: {}", root.display());
-    Ok(if bench.interrupted {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let mut cells = Vec::new();
+    for (t, _) in &resolved {
+        for w in &t.workloads {
+            let (scenario, own) = match w {
+                Workload::Scenario(s) => {
+                    scenarios.get(s)?;
+                    (Some(s.clone()), None)
+                }
+                Workload::Path(path) => (None, Some((w.label(), vec![RequestSpec::get(path)]))),
+                Workload::Mix(file) => (None, Some((w.label(), read_mix(file)?))),
+            };
+            cells.push(Planned {
+                row: t.name.clone(),
+                column: w.label(),
+                run: Ok(ProfileRun {
+                    target: ProfileTarget::Running {
+                        spec: t.spec.clone(),
+                        url: t.url.clone(),
+                    },
+                    scenario,
+                    own,
+                    ..template.clone()
+                }),
+            });
+        }
+    }
+    Ok((cells, warnings))
 }

@@ -1,7 +1,9 @@
-//! `runner diagnose`: start the target (an app, running processes, or a command), then load
-//! each scenario or URL in turn while the evloop probe follows its event loops, one window
-//! each; analyse every window, write diagnosis.json, diagnosis.md and the stall flamegraphs,
-//! and print the verdicts.
+//! `runner diagnose`: start the target (an app or a command) or take a running one (a
+//! container, processes, a cgroup), then load each scenario or URL in turn while the evloop
+//! probe follows its event loops, one window each; analyse every window, write
+//! diagnosis.json, diagnosis.md and the stall flamegraphs, and print the verdicts. A running
+//! target that stops or restarts ends the run early: what was measured is written and the
+//! exit is nonzero.
 
 use std::{
     path::PathBuf,
@@ -32,6 +34,7 @@ use crate::{
     report,
     run_dir::{timestamp, RunDir},
     signals,
+    target::{Running, TargetSpec},
 };
 
 /// What to diagnose.
@@ -39,23 +42,34 @@ use crate::{
 pub enum DiagnoseTarget {
     /// A bundled app or an app.toml, and its scenarios (empty: every supported one).
     App { app: String, scenarios: Vec<String> },
-    /// Running processes, loaded at these URLs.
-    Pids { pids: Vec<u32>, urls: Vec<String> },
+    /// A running container, processes or cgroup, loaded at these URLs.
+    Running { spec: TargetSpec, jobs: Vec<UrlJob> },
     /// A command to launch, loaded at these URLs once they answer.
     Command {
         argv: Vec<String>,
-        urls: Vec<String>,
+        jobs: Vec<UrlJob>,
     },
+}
+
+/// One window of load at a URL: its requests (one, or a mix).
+#[derive(Clone, Debug)]
+pub struct UrlJob {
+    pub label: String,
+    pub url: String,
+    pub requests: Vec<RequestSpec>,
 }
 
 /// A validated `runner diagnose` invocation.
 #[derive(Clone, Debug)]
 pub struct DiagnoseRun {
     pub target: DiagnoseTarget,
-    /// Load per scenario or URL, at each of the connection counts.
-    pub duration: Duration,
-    pub warmup: Duration,
+    /// The load of each window (its CPUs are chosen per target).
+    pub shape: LoadShape,
+    /// Several connection counts: each scenario or URL is loaded at each, closed loop, for
+    /// the shape's duration.
     pub connections: Vec<usize>,
+    pub ws_message: String,
+    pub warmup: Duration,
     pub workers: Option<u32>,
     pub probe: ProbeConfig,
     pub out: PathBuf,
@@ -67,20 +81,20 @@ struct Job {
     config: LoadConfig,
 }
 
-/// The jobs of `(label, config)` pairs at each of the connection counts; the label names the
-/// count when there are several.
+/// The jobs of `(label, config)` pairs, at each of the connection counts when there are
+/// several (the label then names the count).
 fn at_each_concurrency(d: &DiagnoseRun, jobs: Vec<(String, LoadConfig)>) -> Vec<Job> {
     let mut out = Vec::new();
     for (label, config) in jobs {
+        if d.connections.len() < 2 {
+            out.push(Job { label, config });
+            continue;
+        }
         for &c in &d.connections {
             out.push(Job {
-                label: if d.connections.len() > 1 {
-                    format!("{label} c={c}")
-                } else {
-                    label.clone()
-                },
+                label: format!("{label} c={c}"),
                 config: LoadConfig {
-                    schedule: Schedule::closed(c, Some(d.duration)),
+                    schedule: Schedule::closed(c, d.shape.schedule.duration()),
                     ..config.clone()
                 },
             });
@@ -104,6 +118,8 @@ struct Started {
     session: Option<Session>,
     /// A launched command, stopped at the end.
     child: Option<Child>,
+    /// A running target, watched and left running.
+    running: Option<Running>,
     dir: RunDir,
 }
 
@@ -115,30 +131,49 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     let mut t = start(d, &stop)?;
 
     let mut figures = Vec::new();
+    let mut failure = None;
+    let each = match d.shape.schedule.duration() {
+        Some(duration) => humantime::format_duration(duration).to_string(),
+        None => format!("{} requests", d.shape.max_requests.unwrap_or(0)),
+    };
     for (i, job) in t.jobs.iter().enumerate() {
         if stop.load(Ordering::Relaxed) {
             break;
         }
         eprintln!(
-            "runner: [{}/{}] {} for {}",
+            "runner: [{}/{}] {} for {each}",
             i + 1,
             t.jobs.len(),
-            job.label,
-            humantime::format_duration(d.duration)
+            job.label
         );
         if !d.warmup.is_zero() {
             let warm = LoadConfig {
                 schedule: Schedule::closed(job.config.schedule.max_connections(), Some(d.warmup)),
+                max_requests: None,
                 ..job.config.clone()
             };
             load::run(&warm, stop.clone(), &mut |_| {})?;
         }
         // What the warm-up (or the window before) left queued is not this window's.
         t.recorder.settle(SETTLE)?;
+        // The window's own stop: Ctrl-C, or the running target going away.
+        let halt = Arc::new(AtomicBool::new(false));
         t.recorder.window_start(&job.label)?;
-        let outcome = t
-            .recorder
-            .record_while(|| load::run(&job.config, stop.clone(), &mut |_| {}), || {})?;
+        let running = t.running.as_ref();
+        let outcome = t.recorder.record_while(
+            || load::run(&job.config, halt.clone(), &mut |_| {}),
+            || {
+                if stop.load(Ordering::Relaxed) {
+                    halt.store(true, Ordering::Relaxed);
+                }
+                if failure.is_none() {
+                    failure = running.and_then(Running::gone);
+                    if failure.is_some() {
+                        halt.store(true, Ordering::Relaxed);
+                    }
+                }
+            },
+        )?;
         // What this window's load left queued is.
         t.recorder.settle(SETTLE)?;
         t.recorder.window_end()?;
@@ -147,14 +182,22 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
             rps: total.rps,
             errors: total.error_total,
         });
+        if failure.is_none() {
+            failure = t.running.as_ref().and_then(Running::confirm);
+        }
+        if failure.is_some() {
+            break;
+        }
         if let Some(s) = t.session.as_mut() {
             if let Some(status) = s.app.exited() {
                 bail!("the app exited during {}: {status}", job.label);
             }
         }
     }
-    let interrupted = stop.load(Ordering::Relaxed);
-    if interrupted {
+    let interrupted = stop.load(Ordering::Relaxed) && failure.is_none();
+    if let Some(why) = &failure {
+        eprintln!("runner: {why}; writing what was measured until then");
+    } else if interrupted {
         eprintln!("runner: interrupted; writing what was measured");
     }
     eprintln!("runner: symbolizing");
@@ -175,6 +218,8 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
         .context("the evloop probe recorded nothing")?;
     let mut diagnosis = Diagnosis::new(&t.name, d.probe.stall_threshold);
     diagnosis.interrupted = interrupted;
+    diagnosis.target = t.running.as_ref().map(|r| r.facts.clone());
+    diagnosis.failure = failure.clone();
     for (i, window) in data.windows.iter().enumerate() {
         let load = figures.get(i).copied().unwrap_or_default();
         diagnosis
@@ -193,11 +238,16 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     }
     t.dir
         .write("diagnosis.json", serde_json::to_vec_pretty(&diagnosis)?)?;
-    t.dir
-        .write("diagnosis.md", report::diagnosis::markdown(&diagnosis))?;
+    let mut markdown = report::diagnosis::markdown(&diagnosis);
+    markdown.push_str(&report::target::diagnosis_section(&diagnosis));
+    t.dir.write("diagnosis.md", markdown)?;
     let dir = t.dir.finish()?;
     print!("{}", report::diagnosis::table(&diagnosis));
     println!("wrote {}", dir.display());
+    if let Some(why) = failure {
+        eprintln!("runner: {why}; the diagnosis is partial");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(if interrupted {
         ExitCode::from(130)
     } else {
@@ -205,15 +255,11 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The shape of each window's load: closed loop, one thread (the connections are set per job).
+/// The shape of each window's load, on these client CPUs.
 fn shape(d: &DiagnoseRun, cpus: Vec<usize>) -> LoadShape {
     LoadShape {
-        threads: 1,
         cpus,
-        schedule: Schedule::closed(1, Some(d.duration)),
-        max_requests: None,
-        timeout: Duration::from_secs(10),
-        think: None,
+        ..d.shape.clone()
     }
 }
 
@@ -281,29 +327,30 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
                 recorder,
                 session: Some(session),
                 child: None,
+                running: None,
                 dir,
             })
         }
-        DiagnoseTarget::Pids { pids, urls } => {
-            for pid in pids {
-                if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                    bail!("no process {pid}");
-                }
-            }
-            let jobs = at_each_concurrency(d, url_jobs(urls, &shape(d, Vec::new()))?);
-            let target = Target {
-                tgids: pids.clone(),
-                cgroups: Vec::new(),
-            };
-            let recorder =
-                Recorder::start(&d.probe, &target, true).context("attaching the probes")?;
-            let name = format!(
-                "pid-{}",
-                pids.iter()
-                    .map(u32::to_string)
-                    .collect::<Vec<_>>()
-                    .join("-")
+        DiagnoseTarget::Running { spec, jobs } => {
+            let running = Running::resolve(spec)?;
+            eprintln!(
+                "runner: diagnosing the running {} (runner does not start, change or stop it)",
+                crate::target::describe(&running.facts)
             );
+            let client_cpus = running
+                .cpuset()
+                .map(|used| {
+                    host::online_cpus()
+                        .into_iter()
+                        .filter(|c| !used.contains(c))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let jobs =
+                at_each_concurrency(d, url_jobs(jobs, &shape(d, client_cpus), &d.ws_message)?);
+            let recorder = Recorder::start(&d.probe, &running.probe_target(), true)
+                .context("attaching the probes")?;
+            let name = running.name().to_string();
             Ok(Started {
                 dir: folder(&name)?,
                 name,
@@ -311,10 +358,12 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
                 recorder,
                 session: None,
                 child: None,
+                running: Some(running),
             })
         }
-        DiagnoseTarget::Command { argv, urls } => {
-            let jobs = at_each_concurrency(d, url_jobs(urls, &shape(d, Vec::new()))?);
+        DiagnoseTarget::Command { argv, jobs } => {
+            let jobs =
+                at_each_concurrency(d, url_jobs(jobs, &shape(d, Vec::new()), &d.ws_message)?);
             let gated = launch::spawn_gated(argv)?;
             let target = Target {
                 tgids: vec![gated.pid()],
@@ -342,21 +391,25 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
                 recorder,
                 session: None,
                 child: Some(child),
+                running: None,
             })
         }
     }
 }
 
-/// (label, load) for `--url`s: a plain GET of each.
-fn url_jobs(urls: &[String], shape: &LoadShape) -> anyhow::Result<Vec<(String, LoadConfig)>> {
-    urls.iter()
-        .map(|url| {
-            let target = load::parse_url(url)?;
-            let requests = vec![RequestSpec::get(&target.path)];
-            Ok((
-                url.clone(),
-                LoadConfig::new(target, requests, shape.clone()),
-            ))
+/// (label, load) of each `--url` window.
+fn url_jobs(
+    jobs: &[UrlJob],
+    shape: &LoadShape,
+    ws_message: &str,
+) -> anyhow::Result<Vec<(String, LoadConfig)>> {
+    jobs.iter()
+        .map(|job| {
+            let target = load::parse_url(&job.url)?;
+            let mut config = LoadConfig::new(target, job.requests.clone(), shape.clone());
+            config.ws_message = ws_message.to_string();
+            config.validate()?;
+            Ok((job.label.clone(), config))
         })
         .collect()
 }

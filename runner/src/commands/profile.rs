@@ -1,6 +1,8 @@
 //! `runner profile APP SCENARIO`, a pipeline read top to bottom: provision and start the app
 //! (and its database), verify, warm up, record (probes + sampler) while the load runs, stop
-//! everything, analyse, write results/<run-id>/, print a summary.
+//! everything, analyse, write results/<run-id>/, print a summary. For a running target
+//! (`--container`, `--pid`, `--cgroup`) the same pipeline skips what does not apply: it
+//! provisions, starts, verifies and stops nothing, and watches the target instead.
 
 use std::{
     path::PathBuf,
@@ -37,16 +39,30 @@ use crate::{
     run_dir::{timestamp, RunDir},
     sampler::TOTAL_PID,
     signals,
+    target::{self, Running, TargetFacts, TargetSpec},
 };
+
+/// What `runner profile` measures.
+#[derive(Clone, Debug)]
+pub enum ProfileTarget {
+    /// A bundled app's name or the path of an app.toml: runner starts it.
+    App(String),
+    /// A service that already runs, answering at `url` (the URL to load, or the base URL of
+    /// a scenario or a mix).
+    Running { spec: TargetSpec, url: String },
+}
 
 /// A validated `runner profile` invocation.
 #[derive(Clone, Debug)]
 pub struct ProfileRun {
-    pub app: String,
-    /// A contract scenario, or None with `url`.
+    pub target: ProfileTarget,
+    /// A contract scenario, or None with `own`.
     pub scenario: Option<String>,
-    /// A request of the user's own (`--url PATH`).
-    pub url: Option<RequestSpec>,
+    /// Requests of the user's own (`--url` with -m, -H, --body..., or `--mix`), with a label
+    /// for the folder name.
+    pub own: Option<(String, Vec<RequestSpec>)>,
+    /// The message of WebSocket echo load.
+    pub ws_message: String,
     pub threads: usize,
     pub schedule: Schedule,
     pub max_requests: Option<u64>,
@@ -91,32 +107,47 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
     let plan = Plan::of(p)?;
     let mut dir = RunDir::create(&p.out, &plan.run_id())?;
 
-    phase(1, &format!("provisioning and starting {}", plan.app.name));
-    let session = match start(&plan, p, &dir) {
-        Ok(session) => session,
-        Err(e) => {
-            dir.discard();
-            return Err(e.context(format!("starting {}", plan.app.name)));
+    let started = match &plan.running {
+        None => {
+            phase(1, &format!("provisioning and starting {}", plan.name));
+            match start(&plan, p, &dir) {
+                Ok(session) => Started::App(Box::new(session)),
+                Err(e) => {
+                    dir.discard();
+                    return Err(e.context(format!("starting {}", plan.name)));
+                }
+            }
+        }
+        Some((running, _)) => {
+            phase(
+                1,
+                &format!(
+                    "profiling the running {} (runner does not start, change or stop it)",
+                    target::describe(&running.facts)
+                ),
+            );
+            Started::Running(running)
         }
     };
-    if let Err(e) = check(&plan, &session) {
-        drop(session);
+    if let Err(e) = check(&plan, &started) {
+        drop(started);
         dir.discard();
         return Err(e);
     }
-    let config = apps::load_config(
-        session.app.addr,
-        plan.requests.clone(),
-        plan.scenario.as_ref(),
-        plan.shape(p),
-    )?;
+    let config = plan.load_config(&started, p)?;
     warm_up(&config, p, &stop)?;
 
     phase(4, &recording_what(p));
-    let (session, measured) = record(&config, session, p, &plan.scenario_name, &stop)?;
+    let (started, measured) = record(&config, started, &plan, p, &stop)?;
 
-    phase(5, "detaching and stopping the app and database");
-    let stopped = stop_app(session, p, &stop, &dir);
+    phase(
+        5,
+        match started {
+            Started::App(_) => "detaching and stopping the app and database",
+            Started::Running(_) => "detaching (the target keeps running)",
+        },
+    );
+    let stopped = stop_app(started, p, &stop, &dir);
 
     phase(6, "writing results");
     let diagnosis = measured.recording.evloop.as_ref().and_then(|data| {
@@ -131,7 +162,7 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
             },
         ))
     });
-    write_measurements(&mut dir, &measured.recording, &measured.load)?;
+    write_measurements(&mut dir, &measured.recording, &measured.load, &stopped)?;
     let summary = summarise(&plan, &dir, &measured, &stopped, diagnosis);
     write_reports(&mut dir, &summary, &plan, p, &stopped, &measured.client)?;
     let final_dir = dir.finish()?;
@@ -170,11 +201,17 @@ fn phase(n: usize, text: &str) {
     eprintln!("runner: [{n}/7] {text}");
 }
 
-/// What a profile runs: the app, and the scenario or the user's own request.
+/// What a profile runs: the app or the running target, and the scenario or the user's own
+/// requests.
 struct Plan {
     apps_dir: PathBuf,
-    app: Manifest,
-    /// The scenario's name, or `url-PATH` for a request of the user's own.
+    /// The app's or the target's name.
+    name: String,
+    /// The app to start (None for a running target).
+    app: Option<Manifest>,
+    /// The running target, resolved, and where it answers.
+    running: Option<(Running, load::Target)>,
+    /// The scenario's name, or the label of the user's own requests (`url-PATH`, `mix-NAME`).
     scenario_name: String,
     scenario: Option<Scenario>,
     requests: Vec<RequestSpec>,
@@ -182,24 +219,31 @@ struct Plan {
 
 impl Plan {
     fn of(p: &ProfileRun) -> anyhow::Result<Self> {
+        // A running target first: what is wrong with it is the first thing to say.
+        let running = match &p.target {
+            ProfileTarget::Running { spec, url } => {
+                Some((Running::resolve(spec)?, load::parse_url(url)?))
+            }
+            ProfileTarget::App(_) => None,
+        };
         let apps_dir = apps_dir();
         let scenarios = Scenarios::read(&apps_dir)?;
-        let app = manifest::find(&p.app, &apps_dir, &scenarios.names())?;
-        let (scenario_name, requests, scenario) = match (&p.scenario, &p.url) {
-            (_, Some(spec)) => (
-                format!(
-                    "url{}",
-                    spec.path.replace(['/', '?', '&', '=', '{', '}'], "-")
-                ),
-                vec![spec.clone()],
-                None,
-            ),
-            (Some(name), None) => {
-                let s = scenarios.get(name)?;
-                if let Some(reason) = app.unsupported_reason(name) {
-                    bail!("{} does not support {name}: {reason}", app.name);
+        let (name, app) = match (&p.target, &running) {
+            (ProfileTarget::App(app), _) => {
+                let app = manifest::find(app, &apps_dir, &scenarios.names())?;
+                (app.name.clone(), Some(app))
+            }
+            (_, Some((running, _))) => (running.name().to_string(), None),
+            (ProfileTarget::Running { .. }, None) => unreachable!("resolved above"),
+        };
+        let (scenario_name, requests, scenario) = match (&p.scenario, &p.own) {
+            (_, Some((label, requests))) => (label.clone(), requests.clone(), None),
+            (Some(sc), None) => {
+                let s = scenarios.get(sc)?;
+                if let Some(reason) = app.as_ref().and_then(|a| a.unsupported_reason(sc)) {
+                    bail!("{name} does not support {sc}: {reason}");
                 }
-                (name.clone(), s.requests(), Some(s.clone()))
+                (sc.clone(), s.requests(), Some(s.clone()))
             }
             (None, None) => bail!(
                 "name a scenario ({}) or --url PATH",
@@ -208,7 +252,9 @@ impl Plan {
         };
         Ok(Self {
             apps_dir,
+            name,
             app,
+            running,
             scenario_name,
             scenario,
             requests,
@@ -216,16 +262,40 @@ impl Plan {
     }
 
     fn run_id(&self) -> String {
+        let safe = |text: &str| {
+            text.replace(
+                |c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+                "-",
+            )
+            .trim_matches('-')
+            .to_string()
+        };
         format!(
             "{}-{}-{}",
             timestamp(),
-            self.app.name,
-            self.scenario_name.trim_matches('-')
+            safe(&self.name),
+            safe(&self.scenario_name)
         )
     }
 
-    /// The CPUs of the app and of the client (and database).
-    fn cpus(p: &ProfileRun) -> (Vec<usize>, Vec<usize>) {
+    /// The CPUs of the app and of the client (and database). A running target keeps its
+    /// own; the client avoids its cpuset when that leaves CPUs free, else is not pinned.
+    fn cpus(&self, p: &ProfileRun) -> (Vec<usize>, Vec<usize>) {
+        if let Some((running, _)) = &self.running {
+            let client = p.client_cpus.clone().unwrap_or_else(|| {
+                let used = running.cpuset().unwrap_or_default();
+                let free: Vec<usize> = host::online_cpus()
+                    .into_iter()
+                    .filter(|c| !used.contains(c))
+                    .collect();
+                if used.is_empty() {
+                    Vec::new()
+                } else {
+                    free
+                }
+            });
+            return (running.cpuset().unwrap_or_default(), client);
+        }
         let (app, client) = host::default_cpus();
         (
             p.app_cpus.clone().unwrap_or(app),
@@ -236,18 +306,54 @@ impl Plan {
     fn shape(&self, p: &ProfileRun) -> LoadShape {
         LoadShape {
             threads: p.threads,
-            cpus: Self::cpus(p).1,
+            cpus: self.cpus(p).1,
             schedule: p.schedule.clone(),
             max_requests: p.max_requests,
             timeout: p.timeout,
             think: p.think,
         }
     }
+
+    /// The load: at the app's address, or at the target's URL (a scenario's path and
+    /// scheme on the URL's host and port).
+    fn load_config(&self, started: &Started, p: &ProfileRun) -> anyhow::Result<LoadConfig> {
+        let mut config = match (started, &self.running) {
+            (Started::App(session), _) => apps::load_config(
+                session.app.addr,
+                self.requests.clone(),
+                self.scenario.as_ref(),
+                self.shape(p),
+            )?,
+            (Started::Running(_), Some((_, url))) => {
+                let mut target = url.clone();
+                if let Some(s) = &self.scenario {
+                    let scheme = if s.websocket { "ws" } else { "http" };
+                    target = load::parse_url(&format!(
+                        "{scheme}://{}{}",
+                        url.authority,
+                        if s.websocket { s.path() } else { "/" }
+                    ))?;
+                }
+                LoadConfig::new(target, self.requests.clone(), self.shape(p))
+            }
+            (Started::Running(_), None) => unreachable!("a running target has a URL"),
+        };
+        config.ws_message = p.ws_message.clone();
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// The subject of the recording once up: an app runner started, or a running target.
+enum Started<'p> {
+    App(Box<Session>),
+    Running(&'p Running),
 }
 
 /// Provisions and starts the app (and its database), its files in the run folder.
 fn start(plan: &Plan, p: &ProfileRun, dir: &RunDir) -> anyhow::Result<Session> {
-    let (app_cpus, client_cpus) = Plan::cpus(p);
+    let (app_cpus, client_cpus) = plan.cpus(p);
+    let app = plan.app.as_ref().context("an app to start")?;
     let opts = SessionOptions {
         workers: p.workers,
         app_cpus,
@@ -256,7 +362,7 @@ fn start(plan: &Plan, p: &ProfileRun, dir: &RunDir) -> anyhow::Result<Session> {
         run_dir: dir.path().to_path_buf(),
     };
     let session = Session::start(
-        &plan.app,
+        app,
         &plan.scenario.iter().collect::<Vec<_>>(),
         &plan.apps_dir,
         &opts,
@@ -268,8 +374,19 @@ fn start(plan: &Plan, p: &ProfileRun, dir: &RunDir) -> anyhow::Result<Session> {
     Ok(session)
 }
 
-/// Verifies the scenario against the contract (a request of the user's own is not checked).
-fn check(plan: &Plan, session: &Session) -> anyhow::Result<()> {
+/// Verifies the scenario against the contract (a request of the user's own, or a running
+/// target, is not checked: its responses are checked during the load).
+fn check(plan: &Plan, started: &Started) -> anyhow::Result<()> {
+    let session = match started {
+        Started::App(session) => session,
+        Started::Running(_) => {
+            phase(
+                2,
+                "running target: skipping provisioning, start and verification",
+            );
+            return Ok(());
+        }
+    };
     let Some(s) = &plan.scenario else {
         phase(2, "custom --url: skipping contract verification");
         return Ok(());
@@ -277,10 +394,10 @@ fn check(plan: &Plan, session: &Session) -> anyhow::Result<()> {
     phase(2, &format!("verifying {}", plan.scenario_name));
     let checks = verify::check(session.app.addr, s, session.database_url.as_deref());
     if checks.iter().any(|c| !c.ok) {
-        print!("{}", report::verify::table(&plan.app.name, &checks));
+        print!("{}", report::verify::table(&plan.name, &checks));
         bail!(
             "{} fails verification of {}; nothing was measured",
-            plan.app.name,
+            plan.name,
             plan.scenario_name
         );
     }
@@ -320,47 +437,98 @@ fn recording_what(p: &ProfileRun) -> String {
     )
 }
 
+/// How the subject was lost during the load.
+enum Lost {
+    /// The app runner started died, with its exit status.
+    AppDied(String),
+    /// The running target stopped, restarted or went away: why.
+    TargetGone(String),
+}
+
 /// What the recording stage measured.
 struct Measured {
     recording: Recording,
     interference: Interference,
     load: LoadOutcome,
-    /// The app's exit status, when it died during the load.
-    app_died: Option<String>,
+    lost: Option<Lost>,
     elapsed: Duration,
     client: ClientUsage,
 }
 
-/// Attaches the probes and the sampler to the app, runs the load, and detaches.
-fn record(
+impl Started<'_> {
+    /// What the probes filter on.
+    fn probe_target(&self) -> Target {
+        match self {
+            Started::App(session) => {
+                let cgroup = session.app.groups.target();
+                Target {
+                    tgids: if cgroup.is_some() {
+                        Vec::new()
+                    } else {
+                        session.app.pids()
+                    },
+                    cgroups: cgroup.into_iter().collect(),
+                }
+            }
+            Started::Running(running) => running.probe_target(),
+        }
+    }
+
+    /// What the run owns on the machine and where it runs, for the interference figures. A
+    /// target that is not pinned may use every CPU.
+    fn watch(&self, plan: &Plan, p: &ProfileRun) -> Watch {
+        let (mut app_cpus, mut client_cpus) = plan.cpus(p);
+        for cpus in [&mut app_cpus, &mut client_cpus] {
+            if cpus.is_empty() {
+                *cpus = host::online_cpus();
+            }
+        }
+        match self {
+            Started::App(session) => Watch {
+                app_cpus,
+                client_cpus,
+                ours: session.helper_pids(),
+                cgroup: session.app.groups.v2.clone(),
+            },
+            Started::Running(running) => Watch {
+                app_cpus,
+                client_cpus,
+                ours: Vec::new(),
+                cgroup: running
+                    .probe_target()
+                    .cgroups
+                    .first()
+                    .map(|c| c.path.clone()),
+            },
+        }
+    }
+
+    /// Checked on every tick: whether the subject is gone.
+    fn lost(&mut self) -> Option<Lost> {
+        match self {
+            Started::App(session) => session.app.exited().map(Lost::AppDied),
+            Started::Running(running) => running.gone().map(Lost::TargetGone),
+        }
+    }
+}
+
+/// Attaches the probes and the sampler to the subject, runs the load, and detaches.
+fn record<'p>(
     config: &LoadConfig,
-    mut session: Session,
+    mut started: Started<'p>,
+    plan: &Plan,
     p: &ProfileRun,
-    label: &str,
     stop: &Arc<AtomicBool>,
-) -> anyhow::Result<(Session, Measured)> {
-    let cgroup = session.app.groups.target();
-    let target = Target {
-        tgids: if cgroup.is_some() {
-            Vec::new()
-        } else {
-            session.app.pids()
-        },
-        cgroups: cgroup.into_iter().collect(),
-    };
+) -> anyhow::Result<(Started<'p>, Measured)> {
+    let label = plan.scenario_name.as_str();
+    let target = started.probe_target();
     let mut recorder =
         Recorder::start(&p.probe, &target, !p.no_probes).context("attaching the probes")?;
-    let (app_cpus, client_cpus) = Plan::cpus(p);
-    recorder.watch(Watch {
-        app_cpus,
-        client_cpus,
-        ours: session.helper_pids(),
-        cgroup: session.app.groups.v2.clone(),
-    });
+    recorder.watch(started.watch(plan, p));
     let (user0, sys0, _) = host::self_usage();
     let bar = report::progress::bar(p.schedule.duration());
-    let mut app_died = None;
-    let started = Instant::now();
+    let mut lost = None;
+    let began = Instant::now();
     // The event-loop window covers the load and what it left queued, nothing else.
     recorder.window_start(label)?;
     let load = recorder.record_while(
@@ -370,19 +538,23 @@ fn record(
             })
         },
         || {
-            if app_died.is_none() {
-                if let Some(status) = session.app.exited() {
-                    app_died = Some(status);
+            if lost.is_none() {
+                lost = started.lost();
+                if lost.is_some() {
                     stop.store(true, Ordering::Relaxed);
                 }
             }
         },
     );
-    let elapsed = started.elapsed();
+    let elapsed = began.elapsed();
     report::progress::finish(bar);
     recorder.settle(SETTLE)?;
     recorder.window_end()?;
     let load = load?;
+    // A container that restarted between two ticks has a new process: the engine knows.
+    if let (None, Started::Running(running)) = (&lost, &started) {
+        lost = running.confirm().map(Lost::TargetGone);
+    }
     let (user1, sys1, max_rss_mb) = host::self_usage();
     let recording = recorder.finish(label)?;
     let series = &load.report.timeseries;
@@ -397,12 +569,12 @@ fn record(
     for r in series {
         responses[r.second as usize] += r.ok + r.errors;
     }
-    let interference = recording.machine.assess(started, &responses);
+    let interference = recording.machine.assess(began, &responses);
     let measured = Measured {
         recording,
         interference,
         load,
-        app_died,
+        lost,
         elapsed,
         client: ClientUsage {
             cpu_user_s: user1 - user0,
@@ -410,26 +582,41 @@ fn record(
             max_rss_mb,
         },
     };
-    Ok((session, measured))
+    Ok((started, measured))
 }
 
-/// What is known of the app once it is stopped.
+/// What is known of the subject once the recording is over.
 struct Stopped {
-    facts: SessionFacts,
+    /// The app runner started (None for a running target).
+    facts: Option<SessionFacts>,
     log_tail: String,
     framework_version: Option<String>,
+    /// The running target (None for an app).
+    target: Option<TargetFacts>,
 }
 
 /// Stops the app and its database (after Ctrl-C with --keep-running), and removes their
-/// scratch files from the run folder; the log stays.
-fn stop_app(session: Session, p: &ProfileRun, stop: &Arc<AtomicBool>, dir: &RunDir) -> Stopped {
+/// scratch files from the run folder; the log stays. A running target is left as it is.
+fn stop_app(started: Started, p: &ProfileRun, stop: &Arc<AtomicBool>, dir: &RunDir) -> Stopped {
+    let session = match started {
+        Started::App(session) => *session,
+        Started::Running(running) => {
+            return Stopped {
+                facts: None,
+                log_tail: String::new(),
+                framework_version: None,
+                target: Some(running.facts.clone()),
+            }
+        }
+    };
     let stopped = Stopped {
         log_tail: session.app.log_tail(20),
         framework_version: venv::package_version(
             session.facts.python_path.as_deref(),
             &session.facts.framework,
         ),
-        facts: session.facts.clone(),
+        facts: Some(session.facts.clone()),
+        target: None,
     };
     if p.keep_running {
         eprintln!(
@@ -453,6 +640,7 @@ fn write_measurements(
     dir: &mut RunDir,
     recording: &Recording,
     load: &LoadOutcome,
+    stopped: &Stopped,
 ) -> anyhow::Result<()> {
     for (name, bytes) in report::recording::files(recording)? {
         dir.write(name, bytes)?;
@@ -481,7 +669,9 @@ fn write_measurements(
         report::load::to_csv(&load.report.timeseries),
     )?;
     dir.write("load.json", report::load::to_json(&load.report))?;
-    dir.note("app.log");
+    if stopped.facts.is_some() {
+        dir.note("app.log");
+    }
     Ok(())
 }
 
@@ -496,8 +686,8 @@ fn summarise(
     stopped: &Stopped,
     diagnosis: Option<diagnose::Entry>,
 ) -> Summary {
-    let interrupted = m.load.report.interrupted && m.app_died.is_none();
-    let status = if m.app_died.is_some() {
+    let interrupted = m.load.report.interrupted && m.lost.is_none();
+    let status = if m.lost.is_some() {
         RunStatus::Failed
     } else if interrupted {
         RunStatus::Interrupted
@@ -507,14 +697,17 @@ fn summarise(
     Summary {
         schema: SCHEMA.into(),
         run_id: dir.id().to_string(),
-        app: plan.app.name.clone(),
+        app: plan.name.clone(),
         scenario: plan.scenario_name.clone(),
         status,
-        failure: m.app_died.as_ref().map(|s| {
-            format!(
+        failure: m.lost.as_ref().map(|lost| match lost {
+            Lost::AppDied(s) => format!(
                 "the app died during the load ({s}); log tail:\n{}",
                 stopped.log_tail
-            )
+            ),
+            Lost::TargetGone(why) => {
+                format!("{why}; the results are partial, up to that moment")
+            }
         }),
         started_at: m.recording.started_at.clone(),
         load: LoadSummary::new(&m.load.report, spectrum(&m.load.histogram)),
@@ -529,7 +722,10 @@ fn summarise(
                 .skip(1)
                 .map(|r| ((r.t_s * 10.0).round() / 10.0, r.cpu_pct))
                 .collect(),
+            cgroup: m.recording.cgroups.first().cloned(),
         },
+        target: stopped.target.clone(),
+        processes: m.recording.processes.clone(),
         probes: ProbeSummary::of(&m.recording),
         diagnosis,
         interference: Some(m.interference.clone()),
@@ -560,7 +756,7 @@ fn write_reports(
     client: &ClientUsage,
 ) -> anyhow::Result<()> {
     dir.write("summary.json", serde_json::to_vec_pretty(summary)?)?;
-    let client_cpus = Plan::cpus(p).1;
+    let client_cpus = plan.cpus(p).1;
     let run = RunInfo {
         schema: RUN_SCHEMA,
         run_id: &summary.run_id,
@@ -570,7 +766,8 @@ fn write_reports(
         kernel_release: host::kernel_release(),
         cpu_model: host::cpu_model(),
         online_cpus: host::online_cpus().len(),
-        app: &stopped.facts,
+        app: stopped.facts.as_ref(),
+        target: stopped.target.as_ref(),
         framework_version: stopped.framework_version.clone(),
         scenario: &plan.scenario_name,
         client_cpus: &client_cpus,

@@ -1,5 +1,7 @@
 //! Finding CPython in a process: the executable or a libpython mapping that defines
 //! `_PyRuntime`, where it is loaded, which version it is (`Py_Version`), and its layout.
+//! Files are read through the process's own root (`/proc/PID/root`), so the interpreter of a
+//! container is found even when the host has another Python, or none, at that path.
 
 use std::{
     collections::HashMap,
@@ -55,6 +57,9 @@ pub enum DiscoverError {
 /// A file mapping: start, end, file offset.
 type Range = (u64, u64, u64);
 
+/// A mapped file, the same whichever mount namespace names it: device and inode.
+type FileId = ((i32, i32), u64);
+
 /// File offsets of the two symbols in one module.
 #[derive(Clone, Copy, Debug)]
 struct Symbols {
@@ -67,7 +72,7 @@ struct Symbols {
 #[derive(Default)]
 pub struct Finder {
     inspector: Inspector,
-    symbols: HashMap<PathBuf, Option<Symbols>>,
+    symbols: HashMap<FileId, Option<Symbols>>,
 }
 
 impl Finder {
@@ -76,24 +81,24 @@ impl Finder {
         let maps = Process::new(pid as i32)
             .and_then(|p| p.maps())
             .map_err(|source| DiscoverError::Maps { pid, source })?;
-        let mut modules: Vec<(PathBuf, Vec<Range>)> = Vec::new();
+        let mut modules: Vec<(PathBuf, FileId, Vec<Range>)> = Vec::new();
         for m in maps.iter() {
             let MMapPath::Path(path) = &m.pathname else {
                 continue;
             };
             let range = (m.address.0, m.address.1, m.offset);
-            match modules.iter_mut().find(|(p, _)| p == path) {
-                Some((_, ranges)) => ranges.push(range),
-                None => modules.push((path.clone(), vec![range])),
+            match modules.iter_mut().find(|(p, _, _)| p == path) {
+                Some((_, _, ranges)) => ranges.push(range),
+                None => modules.push((path.clone(), (m.dev, m.inode), vec![range])),
             }
         }
         // libpython first: with a shared build the executable is a small stub. An embedding
         // executable (python3, uwsgi, ...) may hold the interpreter itself.
         let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
-        modules.retain(|(p, _)| is_libpython(p) || Some(p) == exe.as_ref());
-        modules.sort_by_key(|(p, _)| !is_libpython(p));
-        for (path, ranges) in &modules {
-            let Some(symbols) = self.symbols(path) else {
+        modules.retain(|(p, _, _)| is_libpython(p) || Some(p) == exe.as_ref());
+        modules.sort_by_key(|(p, _, _)| !is_libpython(p));
+        for (path, file, ranges) in &modules {
+            let Some(symbols) = self.symbols(pid, path, *file) else {
                 continue;
             };
             let module = path.display().to_string();
@@ -132,11 +137,12 @@ impl Finder {
         Ok(None)
     }
 
-    fn symbols(&mut self, path: &Path) -> Option<Symbols> {
-        if let Some(cached) = self.symbols.get(path) {
+    /// The symbols of `path` as process `pid` sees it, read through its root.
+    fn symbols(&mut self, pid: u32, path: &Path, file: FileId) -> Option<Symbols> {
+        if let Some(cached) = self.symbols.get(&file) {
             return *cached;
         }
-        let source = Elf::new(path).into();
+        let source = Elf::new(in_root(pid, path)).into();
         let found = self
             .inspector
             .lookup(&source, &["_PyRuntime", "Py_Version"])
@@ -155,9 +161,16 @@ impl Finder {
                     version: offset(1),
                 })
             });
-        self.symbols.insert(path.to_path_buf(), found);
+        self.symbols.insert(file, found);
         found
     }
+}
+
+/// `path` as process `pid` names it, reachable from here: through its root directory.
+pub fn in_root(pid: u32, path: &Path) -> PathBuf {
+    let mut full = PathBuf::from(format!("/proc/{pid}/root"));
+    full.push(path.strip_prefix("/").unwrap_or(path));
+    full
 }
 
 fn file_name(path: &Path) -> &str {

@@ -241,6 +241,8 @@ impl Layout {
             frame_instr: self.frame_instr as u32,
             frame_owner: self.frame_owner as u32,
             owner_cstack: self.owner_cstack.map_or(PY_NONE, u32::from),
+            pidns_dev: 0,
+            pidns_ino: 0,
         }
     }
 }

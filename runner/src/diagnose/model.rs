@@ -14,6 +14,13 @@ pub struct Diagnosis {
     /// Ctrl-C stopped the run: the last entry may have had less load than asked.
     pub interrupted: bool,
     pub entries: Vec<Entry>,
+    /// The running target diagnosed (a container, processes, a cgroup), as it was at start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<crate::target::TargetFacts>,
+    /// Why the run failed early (the target stopped or restarted); the entries cover the
+    /// load until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
 
 impl Diagnosis {
@@ -25,6 +32,8 @@ impl Diagnosis {
             threshold_ms: threshold.as_secs_f64() * 1000.0,
             interrupted: false,
             entries: Vec::new(),
+            target: None,
+            failure: None,
         }
     }
 }

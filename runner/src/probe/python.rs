@@ -97,7 +97,11 @@ impl Python {
             }
             let known = match self.finder.find(pid) {
                 Ok(Some(interp)) => {
-                    let entry = interp.layout.proc_entry(interp.runtime);
+                    let mut entry = interp.layout.proc_entry(interp.runtime);
+                    if let Ok(ns) = std::fs::metadata(format!("/proc/{pid}/ns/pid")) {
+                        use std::os::unix::fs::MetadataExt;
+                        (entry.pidns_dev, entry.pidns_ino) = (ns.dev(), ns.ino());
+                    }
                     map.insert(pid, entry, 0)
                         .map_err(|source| ProbeError::Map {
                             map: "PY_PROCS",

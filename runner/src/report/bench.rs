@@ -76,6 +76,9 @@ pub fn markdown(bench: &Bench) -> String {
     if bench.interrupted {
         out.push_str("\nInterrupted: the matrix is incomplete.\n");
     }
+    for w in &bench.warnings {
+        let _ = writeln!(out, "\n> Warning: {w}.");
+    }
     for (scenario, cells) in by_scenario(bench) {
         let b_rps = best(&cells, |c| c.rps, true);
         let b_p99 = best(&cells, |c| c.p99_us, false);
@@ -217,9 +220,14 @@ mod tests {
             runs_per_cell: 3,
             cells: cells.to_vec(),
             interrupted: false,
+            warnings: vec!["a and b run with different limits (CPU quota 1 CPUs vs none)".into()],
         };
         let md = markdown(&bench);
         assert!(md.contains("| a | 100.0 | 1.00 |"), "{md}");
+        assert!(
+            md.contains("> Warning: a and b run with different limits"),
+            "{md}"
+        );
         assert!(md.contains("| b | 50.0 | 0.50 |"), "{md}");
         assert!(md.contains("| c | failed: did not start"), "{md}");
         let html = html(&bench);

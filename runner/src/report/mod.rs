@@ -11,6 +11,7 @@ pub mod progress;
 pub mod recording;
 pub mod run;
 pub mod svg;
+pub mod target;
 pub mod terminal;
 pub mod verify;
 

@@ -1,7 +1,7 @@
 //! What a recording saw, presented: its files (folded stacks, flamegraphs, syscall and
 //! run-queue JSON, resources CSV) and its lines in a terminal summary.
 
-use super::flamegraph;
+use super::{flamegraph, target};
 use crate::record::Recording;
 
 /// The recording's files: (name, bytes). Without probes only resources.csv.
@@ -36,6 +36,12 @@ pub fn lines(rec: &Recording) -> String {
         "resources  cpu avg {:.1}% max {:.1}% · rss avg {:.1} MB max {:.1} MB · threads max {}\n",
         r.cpu_pct_avg, r.cpu_pct_max, r.rss_mb_avg, r.rss_mb_max, r.threads_max
     ));
+    for c in &rec.cgroups {
+        out.push_str(&format!("cgroup     {}\n", target::cgroup_line(c)));
+    }
+    if let Some(line) = target::processes_line(&rec.processes) {
+        out.push_str(&format!("processes  {line}\n"));
+    }
     if rec.counters.is_none() {
         return out;
     }
@@ -78,6 +84,9 @@ pub fn lines(rec: &Recording) -> String {
         out.push_str(&format!(
             "python     process {pid}: no Python stacks: {reason}\n"
         ));
+    }
+    if let Some(line) = target::unnamed_line(&rec.symbols) {
+        out.push_str(&format!("symbols    {line}\n"));
     }
     out.push_str(&format!(
         "off-CPU    {:.1} ms blocked, {:.1} ms preempted\n",

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use super::{
     diagnosis, markdown_html, page_head,
     svg::{line_chart, Series, XAxis},
+    target,
 };
 use crate::{num::ms, results::summary::Summary, run_dir::ARTIFACTS};
 
@@ -73,10 +74,27 @@ pub fn markdown(s: &Summary) -> String {
             );
         }
     }
+    if let Some(t) = &s.target {
+        target::section(&mut out, t, &s.processes);
+    }
     let r = &s.resources;
     let _ = writeln!(out, "\n## App resources\n");
     let _ = writeln!(out, "CPU avg {:.1}% (max {:.1}%), RSS avg {:.1} MB (max {:.1} MB), threads max {}, context switches {} voluntary / {} involuntary.",
         r.summary.cpu_pct_avg, r.summary.cpu_pct_max, r.summary.rss_mb_avg, r.summary.rss_mb_max, r.summary.threads_max, r.summary.ctx_voluntary, r.summary.ctx_involuntary);
+    if let Some(c) = &r.cgroup {
+        let _ = writeln!(
+            out,
+            "\nIts cgroup (`{}`), from the cgroup's own counters: {}. Limits: {}.",
+            c.path.display(),
+            target::cgroup_line(c),
+            target::limits(&c.limits)
+        );
+    }
+    if s.target.is_none() {
+        if let Some(line) = target::processes_line(&s.processes) {
+            let _ = writeln!(out, "\n{line}.");
+        }
+    }
     if let Some(p) = &s.probes {
         let _ = writeln!(out, "\n## Kernel view\n");
         let _ = writeln!(out, "On-CPU samples {}; off-CPU {:.1} ms ({:.1} ms blocked, {:.1} ms preempted); run queue p50 {} us, p99 {} us; lost records {}.",
@@ -95,6 +113,9 @@ pub fn markdown(s: &Summary) -> String {
                 sc.total_us / 1000.0,
                 sc.p99_us
             );
+        }
+        if let Some(line) = target::unnamed_line(&p.symbolization) {
+            let _ = writeln!(out, "\nNative frames without names: {line}.");
         }
         frame_table(&mut out, "top on-CPU frame", &p.top_frames);
         if !p.top_python_frames.is_empty() {

@@ -62,6 +62,9 @@ pub struct Bench {
     pub runs_per_cell: usize,
     pub cells: Vec<Cell>,
     pub interrupted: bool,
+    /// What makes the comparison unfair (running targets with different limits).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// The cell of `app` x `scenario` from the summaries of its runs (in `dirs`): medians.

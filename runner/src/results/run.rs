@@ -1,5 +1,6 @@
-//! run.json (`runner.run/v1`): what a run was: the machine, the app and how it was started,
-//! the load's settings, the probes, and runner's own cost.
+//! run.json (`runner.run/v1`): what a run was: the machine, the app and how it was started
+//! (or the running target: container, image, cgroup, limits, restarts), the load's settings,
+//! the probes, and runner's own cost.
 
 use serde::Serialize;
 
@@ -7,6 +8,7 @@ use crate::{
     apps::session::SessionFacts,
     load::{request::RequestSpec, schedule::Schedule},
     probe::ProbeConfig,
+    target::TargetFacts,
 };
 
 /// The schema tag of run.json.
@@ -23,7 +25,12 @@ pub struct RunInfo<'a> {
     pub kernel_release: String,
     pub cpu_model: Option<String>,
     pub online_cpus: usize,
-    pub app: &'a SessionFacts,
+    /// The app runner started; absent for a running target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app: Option<&'a SessionFacts>,
+    /// The running target; absent for an app runner started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<&'a TargetFacts>,
     pub framework_version: Option<String>,
     pub scenario: &'a str,
     pub client_cpus: &'a [usize],

@@ -11,6 +11,8 @@ use crate::{
     probe::python::PythonReport,
     record::{Recording, TopFrame},
     sampler::ResourceSummary,
+    stacks::symbolize::SymbolStats,
+    target::{cgroup::CgroupResources, process::ProcessFacts, TargetFacts},
 };
 
 /// Latency figures kept in a summary, in microseconds.
@@ -137,6 +139,10 @@ pub struct Resources {
     pub summary: ResourceSummary,
     /// (seconds, CPU %) of the app, summed over its processes.
     pub cpu_series: Vec<(f64, f64)>,
+    /// The cgroup's own counters (CPU time, memory, throttling) and limits, when the target
+    /// is a cgroup: a container, `--cgroup`, or an app runner started.
+    #[serde(default)]
+    pub cgroup: Option<CgroupResources>,
 }
 
 /// One syscall among the top ones.
@@ -168,6 +174,9 @@ pub struct ProbeSummary {
     /// Python interpreters found and what their stack walker saw.
     #[serde(default)]
     pub python: PythonReport,
+    /// How native frames were named: stripped and unreadable objects among them.
+    #[serde(default)]
+    pub symbolization: SymbolStats,
 }
 
 impl ProbeSummary {
@@ -216,6 +225,7 @@ impl ProbeSummary {
                 .map(|f| (f.frame, f.samples, f.share))
                 .collect(),
             python: rec.python.clone(),
+            symbolization: rec.symbols.clone(),
         })
     }
 }
@@ -230,6 +240,12 @@ pub struct Summary {
     pub status: RunStatus,
     pub failure: Option<String>,
     pub started_at: String,
+    /// A running target runner profiled (container, processes, cgroup), as it was at start.
+    #[serde(default)]
+    pub target: Option<TargetFacts>,
+    /// Every process recorded, with its PID inside its own namespace (a container's).
+    #[serde(default)]
+    pub processes: Vec<ProcessFacts>,
     pub load: LoadSummary,
     pub resources: Resources,
     pub probes: Option<ProbeSummary>,

@@ -1,9 +1,14 @@
 //! Symbolization: kernel frames from kallsyms, user frames from ELF symbols through blazesym.
 //! Each process's executable mappings are cached while it is alive, so a process that exits
-//! during a run is still symbolized afterwards.
+//! during a run is still symbolized afterwards. The files of a process in another mount
+//! namespace (a container) are opened through `/proc/PID/map_files` (or its root) when first
+//! seen and held open, so its own libraries are used, even after it exits. Frames in objects without a symbol table
+//! (stripped) or that cannot be read are counted per object and shown as `[object]`.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -33,7 +38,13 @@ pub struct Mapping {
 /// What a mapping maps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MappedObject {
-    File(Arc<Path>),
+    File {
+        /// The path as the process names it.
+        path: Arc<Path>,
+        /// Where runner reads it: the same path, a descriptor held open
+        /// (`/proc/self/fd/N`), or the path under the process's root.
+        open: Arc<Path>,
+    },
     Vdso,
     Anonymous,
 }
@@ -42,29 +53,79 @@ pub enum MappedObject {
 #[derive(Debug, Default)]
 pub struct ProcessMaps {
     by_pid: HashMap<u32, Vec<Mapping>>,
+    /// Files mapped by processes of other mount namespaces, held open by device and inode:
+    /// a container's files are gone with its mount namespace when its last process exits.
+    held: HashMap<((i32, i32), u64), File>,
+}
+
+/// Most files held open for other mount namespaces; past that, they are read by path.
+const MAX_HELD: usize = 512;
+
+/// The inode of a process's mount namespace.
+fn mount_ns(pid: &str) -> Option<u64> {
+    std::fs::metadata(format!("/proc/{pid}/ns/mnt"))
+        .ok()
+        .map(|m| m.ino())
 }
 
 impl ProcessMaps {
+    /// Where runner reads a file that process `pid` maps at `start..end` as `path`: the path
+    /// itself in runner's own mount namespace, else a descriptor held open from now on
+    /// (`/proc/self/fd/N`), else the path under the process's root.
+    fn open_path(
+        &mut self,
+        pid: u32,
+        foreign: bool,
+        m: &procfs::process::MemoryMap,
+        path: &Path,
+    ) -> Arc<Path> {
+        if !foreign {
+            return Arc::from(path);
+        }
+        let key = (m.dev, m.inode);
+        if !self.held.contains_key(&key) && self.held.len() < MAX_HELD {
+            let file = File::open(format!(
+                "/proc/{pid}/map_files/{:x}-{:x}",
+                m.address.0, m.address.1
+            ))
+            .or_else(|_| File::open(crate::cpython::discover::in_root(pid, path)));
+            if let Ok(file) = file {
+                self.held.insert(key, file);
+            }
+        }
+        match self.held.get(&key) {
+            Some(file) => Arc::from(PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))),
+            None => Arc::from(crate::cpython::discover::in_root(pid, path)),
+        }
+    }
+
     /// Re-reads `/proc/PID/maps`. Keeps the previous copy when the process is gone or a
     /// zombie (whose maps read empty); returns whether a fresh copy was taken.
     pub fn refresh(&mut self, pid: u32) -> bool {
         let Ok(maps) = Process::new(pid as i32).and_then(|p| p.maps()) else {
             return false;
         };
-        let mut mappings: Vec<Mapping> = maps
+        let foreign = mount_ns(&pid.to_string()) != mount_ns("self");
+        let mut mappings: Vec<Mapping> = Vec::new();
+        for m in maps
             .into_iter()
             .filter(|m| m.perms.contains(MMPermissions::EXECUTE))
-            .map(|m| Mapping {
+        {
+            let object = match &m.pathname {
+                MMapPath::Path(path) => MappedObject::File {
+                    open: self.open_path(pid, foreign, &m, path),
+                    path: Arc::from(path.as_path()),
+                },
+                MMapPath::Vdso => MappedObject::Vdso,
+                _ => MappedObject::Anonymous,
+            };
+            mappings.push(Mapping {
                 start: m.address.0,
                 end: m.address.1,
                 offset: m.offset,
-                object: match m.pathname {
-                    MMapPath::Path(path) => MappedObject::File(Arc::from(path.as_path())),
-                    MMapPath::Vdso => MappedObject::Vdso,
-                    _ => MappedObject::Anonymous,
-                },
-            })
-            .collect();
+                object,
+            });
+        }
         if mappings.is_empty() {
             return false;
         }
@@ -95,13 +156,47 @@ impl ProcessMaps {
 }
 
 /// How well symbolization went, for probe.json.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SymbolStats {
     pub kernel_frames: u64,
     pub kernel_unknown: u64,
     pub user_frames: u64,
     pub user_unmapped: u64,
     pub user_no_symbol: u64,
+    /// Frames in objects without a symbol table (stripped), by object as the process names
+    /// it; they show as `[file name]`.
+    #[serde(default)]
+    pub stripped: BTreeMap<String, u64>,
+    /// Frames in objects runner could not read, by object; they show as `[file name]`.
+    #[serde(default)]
+    pub unreadable: BTreeMap<String, u64>,
+}
+
+/// Whether an object can name its addresses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ObjectSymbols {
+    /// It has a symbol table (`.symtab`).
+    Full,
+    /// Only dynamic symbols, or none: stripped.
+    Stripped,
+    Unreadable,
+}
+
+/// Reads whether the ELF file at `path` has a symbol table.
+fn object_symbols(path: &Path) -> ObjectSymbols {
+    use object::Object;
+    let Ok(file) = File::open(path) else {
+        return ObjectSymbols::Unreadable;
+    };
+    let cache = object::ReadCache::new(file);
+    let Ok(elf) = object::File::parse(&cache) else {
+        return ObjectSymbols::Unreadable;
+    };
+    if elf.symbol_table().is_some() {
+        ObjectSymbols::Full
+    } else {
+        ObjectSymbols::Stripped
+    }
 }
 
 /// Names kernel and user addresses, caching every answer.
@@ -110,6 +205,7 @@ pub struct Symbolizer {
     maps: ProcessMaps,
     kernel: HashMap<u64, String>,
     user: HashMap<(Arc<Path>, u64), String>,
+    objects: HashMap<Arc<Path>, ObjectSymbols>,
     stats: SymbolStats,
 }
 
@@ -124,6 +220,7 @@ impl Symbolizer {
             maps,
             kernel: HashMap::new(),
             user: HashMap::new(),
+            objects: HashMap::new(),
             stats: SymbolStats::default(),
         }
     }
@@ -191,12 +288,24 @@ impl FrameNamer for Symbolizer {
             return UNKNOWN.to_string();
         };
         match &mapping.object {
-            MappedObject::File(path) => {
+            MappedObject::File { path, open } => {
                 let file_offset = addr - mapping.start + mapping.offset;
-                match self.elf_symbol(path, file_offset) {
+                match self.elf_symbol(open, file_offset) {
                     Some(name) => name,
                     None => {
                         self.stats.user_no_symbol += 1;
+                        let kind = *self
+                            .objects
+                            .entry(open.clone())
+                            .or_insert_with(|| object_symbols(open));
+                        let counts = match kind {
+                            ObjectSymbols::Full => None,
+                            ObjectSymbols::Stripped => Some(&mut self.stats.stripped),
+                            ObjectSymbols::Unreadable => Some(&mut self.stats.unreadable),
+                        };
+                        if let Some(counts) = counts {
+                            *counts.entry(path.display().to_string()).or_insert(0) += 1;
+                        }
                         let base = path.file_name().map(|n| n.to_string_lossy().into_owned());
                         format!("[{}]", base.unwrap_or_else(|| path.display().to_string()))
                     }
@@ -228,6 +337,21 @@ mod tests {
             "got {name}"
         );
         assert_eq!(sym.user(pid, 8), UNKNOWN);
+    }
+
+    #[test]
+    fn tells_stripped_objects_from_those_with_symbols() {
+        // Debian ships libc with dynamic symbols only; the test binary has a symbol table.
+        assert_eq!(
+            object_symbols(Path::new("/usr/lib/x86_64-linux-gnu/libc.so.6")),
+            ObjectSymbols::Stripped
+        );
+        let own = std::env::current_exe().unwrap();
+        assert_eq!(object_symbols(&own), ObjectSymbols::Full);
+        assert_eq!(
+            object_symbols(Path::new("/no/such/object.so")),
+            ObjectSymbols::Unreadable
+        );
     }
 
     #[test]

@@ -58,6 +58,27 @@ pub fn out_dir(test: &str) -> PathBuf {
     dir
 }
 
+/// A fresh results folder for one test: `CARGO_TARGET_TMPDIR/GROUP/TEST`.
+pub fn fresh_dir(group: &str, test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(group)
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The one folder inside `root` (a run's results folder).
+pub fn only_dir(root: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one folder in {}: {dirs:?}", root.display());
+    dirs[0].clone()
+}
+
 /// Runs `runner probe --out DIR ARGS...` and insists that it succeeded.
 pub fn probe(out: &Path, args: &[&str]) -> Output {
     let output = runner()
