@@ -193,6 +193,7 @@ impl AppGroups {
         let own = own_path("").unwrap_or_else(|| "/".into());
         let parent = root.join(own.trim_start_matches('/'));
         let v2 = parent.join(label);
+        crate::journal::add(crate::journal::Item::Cgroup { path: v2.clone() });
         fs::create_dir_all(&v2).map_err(io(&v2))?;
         groups.v2 = Some(v2.clone());
         let Some(limit) = memory else {
@@ -209,6 +210,7 @@ impl AppGroups {
             own_path("memory"),
         ) {
             let dir = v1_root.join(own_mem.trim_start_matches('/')).join(label);
+            crate::journal::add(crate::journal::Item::Cgroup { path: dir.clone() });
             fs::create_dir_all(&dir).map_err(io(&dir))?;
             fs::write(dir.join("memory.limit_in_bytes"), limit.to_string()).map_err(io(&dir))?;
             groups.v1_memory = Some(dir);
@@ -240,6 +242,27 @@ impl AppGroups {
         self.v2.as_deref().and_then(|d| resolve(d).ok())
     }
 
+    /// Processes the kernel killed for going over the memory limit (v2 memory.events, or the
+    /// v1 group's memory.oom_control).
+    pub fn oom_kills(&self) -> u64 {
+        let read = |file: PathBuf| {
+            fs::read_to_string(file)
+                .ok()?
+                .lines()
+                .find_map(|l| l.strip_prefix("oom_kill "))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        self.v2
+            .as_ref()
+            .and_then(|d| read(d.join("memory.events")))
+            .or_else(|| {
+                self.v1_memory
+                    .as_ref()
+                    .and_then(|d| read(d.join("memory.oom_control")))
+            })
+            .unwrap_or(0)
+    }
+
     /// Removes the groups (they must be empty); retries briefly while processes exit.
     pub fn remove(&self) {
         for dir in self.v2.iter().chain(self.v1_memory.iter()) {
@@ -248,6 +271,9 @@ impl AppGroups {
                     break;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            if !dir.exists() {
+                crate::journal::remove(&crate::journal::Item::Cgroup { path: dir.clone() });
             }
         }
     }

@@ -151,7 +151,14 @@ struct ShapeArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     timeout: Duration,
+    /// A run whose share of failed requests is above this (percent) fails; so does one
+    /// without a single correct response.
+    #[arg(long, default_value_t = 5.0, value_name = "PERCENT")]
+    max_error_rate: f64,
 }
+
+/// A run this long gets a warning.
+const LONG_RUN: Duration = Duration::from_secs(24 * 3600);
 
 /// The shape's threads, request budget and schedule.
 struct Shape {
@@ -164,6 +171,17 @@ impl ShapeArgs {
     /// Validates the shape; `default_duration` applies when neither -d nor -n is given.
     fn resolve(&self, default_duration: Duration) -> anyhow::Result<Shape> {
         self.resolve_with(default_duration, 50)
+    }
+
+    /// The share of failed requests (percent) above which a run fails.
+    fn error_rate(&self) -> anyhow::Result<f64> {
+        if !(0.0..=100.0).contains(&self.max_error_rate) {
+            bail!(
+                "--max-error-rate is a percentage from 0 to 100, not {}",
+                self.max_error_rate
+            );
+        }
+        Ok(self.max_error_rate)
     }
 
     /// The connection counts given with -c (`default` when none), each at least 1.
@@ -211,6 +229,21 @@ impl ShapeArgs {
             (None, Some(_)) => None,
             (None, None) => Some(default_duration),
         };
+        if let Some(d) = duration.filter(|d| *d >= LONG_RUN) {
+            eprintln!(
+                "runner: warning: -d {} is a long run; Ctrl-C stops it early and keeps what was measured",
+                humantime::format_duration(d)
+            );
+        }
+        if let (Some(think), Some(d)) = (self.think, duration) {
+            if think >= d {
+                eprintln!(
+                    "runner: warning: --think {} is as long as the run ({}): each connection sends at most one request",
+                    humantime::format_duration(think),
+                    humantime::format_duration(d)
+                );
+            }
+        }
         let schedule = if let Some(spec) = &self.schedule {
             Schedule::parse(spec, connections)?
         } else if let Some(rate) = self.rate {
@@ -584,6 +617,18 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Parses the command line, runs the command and returns the process exit code.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    // Whatever a killed runner left behind is cleaned up first.
+    let reaped = crate::journal::reap();
+    for r in &reaped {
+        if !r.done.is_empty() {
+            eprintln!(
+                "runner: an earlier runner (pid {}, `{}`) ended without cleaning up; now done: {}",
+                r.pid,
+                r.command,
+                r.done.join("; ")
+            );
+        }
+    }
     match cli.command {
         Command::Probe(args) => {
             let run = probe_run(*args)?;
@@ -596,15 +641,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
-        Command::Load(args) => {
-            let run = load_run(*args)?;
-            let interrupted = commands::load::run(&run)?;
-            Ok(if interrupted {
-                ExitCode::from(130)
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
+        Command::Load(args) => commands::load::run(&load_run(*args)?),
         Command::Profile(args) => commands::profile::run(&profile_run(*args)?),
         Command::Bench(args) => commands::bench::run(&bench_run(*args)?),
         Command::Report { dir } => commands::report::rerender(&dir),
@@ -612,7 +649,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::List { json } => commands::apps::list(json),
         Command::Verify { app, scenarios } => commands::apps::verify(&app, &scenarios),
         Command::Diagnose(args) => commands::diagnose::run(&diagnose_run(*args)?),
-        Command::Doctor => commands::doctor(),
+        Command::Doctor => commands::doctor(&reaped),
     }
 }
 
@@ -654,6 +691,7 @@ fn bench_run(args: BenchArgs) -> anyhow::Result<commands::bench::BenchRun> {
             max_requests: shape.max_requests,
             timeout: args.shape.timeout,
             think: args.shape.think,
+            max_error_rate: args.shape.error_rate()?,
             warmup: args.warmup,
             workers: None,
             app_cpus: None,
@@ -757,7 +795,7 @@ fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::Diagno
         connections: counts,
         ws_message: args.check.ws_message,
         warmup: args.warmup,
-        workers: args.workers,
+        workers: workers(args.workers)?,
         probe: ProbeConfig {
             freq_hz: args.freq,
             probes: probes.into_iter().collect(),
@@ -828,7 +866,16 @@ fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRu
             (ProfileTarget::App(app), args.scenario.clone(), own)
         }
     };
-    let cpus = |list: &Option<String>| list.as_deref().map(parse_cpus).transpose();
+    let app_cpus = args
+        .app_cpus
+        .as_deref()
+        .map(|t| online_cpus("--app-cpus", t))
+        .transpose()?;
+    let client_cpus = args
+        .client_cpus
+        .as_deref()
+        .map(|t| online_cpus("--client-cpus", t))
+        .transpose()?;
     Ok(commands::profile::ProfileRun {
         target,
         scenario,
@@ -839,10 +886,11 @@ fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRu
         max_requests: shape.max_requests,
         timeout: args.shape.timeout,
         think: args.shape.think,
+        max_error_rate: args.shape.error_rate()?,
         warmup: args.warmup,
-        workers: args.workers,
-        app_cpus: cpus(&args.app_cpus)?,
-        client_cpus: cpus(&args.client_cpus)?,
+        workers: workers(args.workers)?,
+        app_cpus,
+        client_cpus,
         memory: Some(parse_size(args.memory.as_deref().unwrap_or("2GiB"))?),
         probe: ProbeConfig {
             freq_hz: args.freq,
@@ -885,6 +933,27 @@ fn parse_cpus(text: &str) -> anyhow::Result<Vec<usize>> {
     })
 }
 
+/// A CPU list the machine can honour: every CPU online.
+fn online_cpus(flag: &str, text: &str) -> anyhow::Result<Vec<usize>> {
+    let cpus = parse_cpus(text).map_err(|e| anyhow::anyhow!("{flag}: {e:#}"))?;
+    let online = crate::host::online_cpus();
+    if let Some(missing) = cpus.iter().find(|c| !online.contains(c)) {
+        bail!(
+            "{flag} {text}: CPU {missing} is not online on this machine (online: {})",
+            crate::host::cpu_list_text(&online)
+        );
+    }
+    Ok(cpus)
+}
+
+/// A worker count of at least one.
+fn workers(value: Option<u32>) -> anyhow::Result<Option<u32>> {
+    if value == Some(0) {
+        bail!("--workers must be at least 1, not 0");
+    }
+    Ok(value)
+}
+
 fn positive(name: &str, value: i64) -> anyhow::Result<usize> {
     if value < 1 {
         bail!("{name} must be at least 1, not {value}");
@@ -899,7 +968,7 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
     let cpus = args
         .cpus
         .as_deref()
-        .map(parse_cpus)
+        .map(|t| online_cpus("--cpus", t))
         .transpose()?
         .unwrap_or_default();
     let (_, requests) = own_requests(&target.path, &args.request, &args.check)?;
@@ -921,6 +990,7 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
         json: args.json,
         hgrm: args.hgrm,
         csv: args.csv,
+        max_error_rate: args.shape.error_rate()?,
     })
 }
 

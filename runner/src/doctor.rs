@@ -249,6 +249,37 @@ fn check_build_tools() -> Check {
 }
 
 /// The checks as a table, fixes indented under the checks that need them.
+/// What earlier runners left behind (cleaned up at this start), and the runs alive now.
+pub fn render_runs(
+    reaped: &[crate::journal::Reaped],
+    live: &[(u32, Vec<usize>, Vec<usize>)],
+) -> String {
+    let mut out = String::new();
+    if reaped.is_empty() {
+        out.push_str("ok    leftovers  no earlier runner left anything behind\n");
+    }
+    for r in reaped {
+        out.push_str(&format!(
+            "fixed leftovers  runner pid {} (`{}`) ended without cleaning up: {}\n",
+            r.pid,
+            r.command,
+            if r.done.is_empty() {
+                "nothing was left".to_string()
+            } else {
+                r.done.join("; ")
+            }
+        ));
+    }
+    for (pid, app, client) in live {
+        out.push_str(&format!(
+            "info  runs       runner pid {pid} is running (app CPUs {}, client CPUs {})\n",
+            crate::host::cpu_list_text(app),
+            crate::host::cpu_list_text(client)
+        ));
+    }
+    out
+}
+
 pub fn render(checks: &[Check]) -> String {
     let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut out = String::new();

@@ -1,7 +1,7 @@
 //! Facts about this machine, recorded with results: kernel, CPU model, online CPUs, and the
 //! default split of the CPUs between the app and the load client.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 /// The kernel release, e.g. `6.18.44`.
 pub fn kernel_release() -> String {
@@ -46,6 +46,12 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
+/// A CPU list as text, with ranges: `0-3,6`.
+pub fn cpu_list_text(cpus: &[usize]) -> String {
+    let v: Vec<u64> = cpus.iter().map(|&c| c as u64).collect();
+    crate::num::runs(&v).join(",")
+}
+
 /// The default split: the app gets the upper half of the CPUs, the client the rest.
 pub fn default_cpus() -> (Vec<usize>, Vec<usize>) {
     let cpus = online_cpus();
@@ -75,4 +81,60 @@ pub fn self_usage() -> (f64, f64, f64) {
     unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (tv(u.ru_utime), tv(u.ru_stime), u.ru_maxrss as f64 / 1024.0)
+}
+
+/// How busy each of `cpus` is over `over` (percent of its time running anything, stolen time
+/// included).
+pub fn busy_cpus(cpus: &[usize], over: Duration) -> Vec<(usize, f64)> {
+    use procfs::CurrentSI;
+    let look = || -> Option<Vec<(u64, u64)>> {
+        let stats = procfs::KernelStats::current().ok()?;
+        Some(
+            stats
+                .cpu_time
+                .iter()
+                .map(|c| {
+                    let idle = c.idle + c.iowait.unwrap_or(0);
+                    let all = c.user
+                        + c.nice
+                        + c.system
+                        + c.irq.unwrap_or(0)
+                        + c.softirq.unwrap_or(0)
+                        + c.steal.unwrap_or(0)
+                        + idle;
+                    (all - idle, all)
+                })
+                .collect(),
+        )
+    };
+    let Some(before) = look() else {
+        return Vec::new();
+    };
+    std::thread::sleep(over);
+    let Some(after) = look() else {
+        return Vec::new();
+    };
+    cpus.iter()
+        .filter_map(|&c| {
+            let (b, a) = (before.get(c)?, after.get(c)?);
+            let all = a.1.saturating_sub(b.1).max(1);
+            Some((c, 100.0 * a.0.saturating_sub(b.0) as f64 / all as f64))
+        })
+        .collect()
+}
+
+/// Makes sure this process may open `need` files: raises the soft limit up to the hard one,
+/// or says how far short it falls.
+pub fn ensure_open_files(need: u64) -> Result<(), String> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).map_err(|e| e.to_string())?;
+    if soft >= need {
+        return Ok(());
+    }
+    if hard < need {
+        return Err(format!(
+            "this needs about {need} open files, but the limit is {hard} (ulimit -Hn): raise it, or use fewer connections"
+        ));
+    }
+    setrlimit(Resource::RLIMIT_NOFILE, need, hard).map_err(|e| e.to_string())
 }

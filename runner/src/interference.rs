@@ -11,7 +11,10 @@ use std::{
 
 use serde::{Deserialize, Serialize};
 
-use crate::{num::round1, target::cgroup::CgroupSet};
+use crate::{
+    num::{round1, runs},
+    target::cgroup::CgroupSet,
+};
 
 /// A second is disturbed from these shares of its CPUs' time...
 const STEAL_PCT: f64 = 10.0;
@@ -289,27 +292,9 @@ fn findings(seconds: &[Second]) -> Vec<String> {
                 .filter(|s| s.marks.contains(&kind))
                 .map(|s| s.second)
                 .collect();
-            format!("second(s) {}: {}", ranges(&at), kind.describe())
+            format!("second(s) {}: {}", runs(&at).join(", "), kind.describe())
         })
         .collect()
-}
-
-fn ranges(v: &[u64]) -> String {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < v.len() {
-        let mut j = i;
-        while j + 1 < v.len() && v[j + 1] == v[j] + 1 {
-            j += 1;
-        }
-        out.push(if i == j {
-            v[i].to_string()
-        } else {
-            format!("{}-{}", v[i], v[j])
-        });
-        i = j + 1;
-    }
-    out.join(", ")
 }
 
 #[cfg(test)]
@@ -372,6 +357,6 @@ mod tests {
             .findings
             .iter()
             .any(|f| f.starts_with("second(s) 1: the app got no CPU")));
-        assert_eq!(ranges(&[1, 2, 3, 7, 9, 10]), "1-3, 7, 9-10");
+        assert_eq!(runs(&[1, 2, 3, 7, 9, 10]).join(", "), "1-3, 7, 9-10");
     }
 }

@@ -28,7 +28,7 @@ pub enum LaunchError {
     Pipe(#[source] std::io::Error),
     #[error("cannot fork")]
     Fork(#[source] Errno),
-    #[error("cannot start `{command}`: {source}")]
+    #[error("cannot start `{command}`")]
     Exec {
         command: String,
         #[source]
@@ -40,6 +40,8 @@ pub enum LaunchError {
 #[derive(Debug)]
 pub struct Gated {
     pid: u32,
+    /// Its journal entry, crossed out once it has ended.
+    item: crate::journal::Item,
     command: String,
     gate: OwnedFd,
     exec_status: OwnedFd,
@@ -49,6 +51,7 @@ pub struct Gated {
 #[derive(Debug)]
 pub struct Child {
     pid: u32,
+    item: crate::journal::Item,
     status: Option<i32>,
 }
 
@@ -106,8 +109,11 @@ pub fn spawn_gated(argv: &[String]) -> Result<Gated, LaunchError> {
     }
     drop(gate_read);
     drop(status_write);
+    let item = crate::journal::process_item(pid as u32);
+    crate::journal::add(item.clone());
     Ok(Gated {
         pid: pid as u32,
+        item,
         command: argv.join(" "),
         gate: gate_write,
         exec_status: status_read,
@@ -137,6 +143,7 @@ impl Gated {
         };
         let mut child = Child {
             pid: self.pid,
+            item: self.item.clone(),
             status: None,
         };
         if n == 4 {
@@ -154,6 +161,7 @@ impl Gated {
         drop(self.gate);
         let mut child = Child {
             pid: self.pid,
+            item: self.item.clone(),
             status: None,
         };
         child.wait_exit();
@@ -175,6 +183,9 @@ impl Child {
                 Err(Errno::ECHILD) => self.status = Some(-1),
                 _ => {}
             }
+            if self.status.is_some() {
+                crate::journal::remove(&self.item);
+            }
         }
         self.status
     }
@@ -189,6 +200,7 @@ impl Child {
                 _ => {}
             }
         }
+        crate::journal::remove(&self.item);
     }
 
     /// Stops the child's whole process group: SIGTERM, then SIGKILL after `grace`.
@@ -229,7 +241,8 @@ mod tests {
     #[test]
     fn reports_a_command_that_cannot_start() {
         let gated = spawn_gated(&["/no/such/program".into()]).unwrap();
-        let err = gated.release().unwrap_err().to_string();
+        let err = format!("{:#}", anyhow::Error::new(gated.release().unwrap_err()));
+        // The cause once, not twice.
         assert_eq!(
             err,
             "cannot start `/no/such/program`: No such file or directory (os error 2)"

@@ -6,11 +6,13 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    match runner::cli::run() {
+    let code = match runner::cli::run() {
         Ok(code) => code,
         Err(err) => {
             eprintln!("runner: {err:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    runner::journal::close();
+    code
 }

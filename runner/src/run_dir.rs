@@ -11,6 +11,8 @@ use std::{
 
 use anyhow::Context;
 
+use crate::journal;
+
 /// A file a results folder can hold.
 #[derive(Clone, Copy, Debug)]
 pub struct Artifact {
@@ -112,14 +114,23 @@ impl RunDir {
                 format!("{id}-{n}")
             };
             let partial = root.join(format!(".{id}.partial"));
-            match std::fs::create_dir(&partial) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e).with_context(|| format!("creating {}", partial.display())),
+            journal::add(journal::Item::Partial {
+                path: partial.clone(),
+            });
+            if let Err(e) = std::fs::create_dir(&partial) {
+                // Not ours: another run's folder, or none at all.
+                journal::remove(&journal::Item::Partial {
+                    path: partial.clone(),
+                });
+                if e.kind() == ErrorKind::AlreadyExists {
+                    continue;
+                }
+                return Err(e).with_context(|| format!("creating {}", partial.display()));
             }
             let final_dir = root.join(&id);
             if final_dir.exists() {
                 let _ = std::fs::remove_dir(&partial);
+                journal::remove(&journal::Item::Partial { path: partial });
                 continue;
             }
             return Ok(Self {
@@ -190,14 +201,34 @@ impl RunDir {
         if self.partial != self.final_dir {
             rename_noreplace(&self.partial, &self.final_dir)
                 .with_context(|| format!("moving results to {}", self.final_dir.display()))?;
+            journal::remove(&self.journal_item());
         }
         give_to_invoker(&self.final_dir);
         Ok(self.final_dir.clone())
     }
 
+    /// Nothing was measured, but the app's log tells why: the folder is kept with the log
+    /// alone, and the log's path returned. Without a log, the folder is removed.
+    pub fn keep_log(mut self) -> Option<PathBuf> {
+        if !self.partial.join("app.log").exists() {
+            self.discard();
+            return None;
+        }
+        self.note("app.log");
+        let dir = self.finish().ok()?;
+        Some(dir.join("app.log"))
+    }
+
     /// Removes the folder and everything in it (nothing was measured).
     pub fn discard(self) {
         let _ = std::fs::remove_dir_all(&self.partial);
+        journal::remove(&self.journal_item());
+    }
+
+    fn journal_item(&self) -> journal::Item {
+        journal::Item::Partial {
+            path: self.partial.clone(),
+        }
     }
 }
 

@@ -426,7 +426,7 @@ fn diagnose_names_the_blocking_handler_inside_a_container() {
     let fetch = entry(&url("/fetch"));
     assert_eq!(fetch["flagged"], true, "{fetch:#}");
     let worst = &fetch["culprits"][0];
-    assert_eq!(worst["cause"], "syscall", "{worst:#}");
+    assert_eq!(worst["cause"], "blocking", "{worst:#}");
     let frame = worst["frame"].as_str().unwrap();
     assert!(
         frame.starts_with("handle_fetch (async_app.py:"),

@@ -105,7 +105,7 @@ impl Manifest {
             std::fs::read_to_string(path).map_err(|e| ManifestError::Read(path.into(), e))?;
         let mut manifest: Manifest = toml::from_str(&text).map_err(|e| ManifestError::Parse {
             path: path.into(),
-            message: e.message().to_string(),
+            message: crate::toml_error::describe(&text, &e),
         })?;
         manifest.dir = path
             .parent()

@@ -154,7 +154,8 @@ impl Postgres {
         unsafe {
             cmd.pre_exec(move || {
                 if let Some(set) = &set {
-                    let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set);
+                    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), set)
+                        .map_err(std::io::Error::from)?;
                 }
                 Ok(())
             });
@@ -163,6 +164,7 @@ impl Postgres {
             step: "starting postgres",
             detail: e.to_string(),
         })?;
+        crate::journal::add(crate::journal::process_item(child.id()));
         let mut pg = Self {
             dir: dir.clone(),
             child: Some(child),
@@ -242,6 +244,7 @@ impl Postgres {
     /// Stops the server (SIGINT: fast shutdown, then SIGKILL) and removes its files.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let item = crate::journal::process_item(child.id());
             let pid = nix::unistd::Pid::from_raw(child.id() as i32);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
             let deadline = Instant::now() + Duration::from_secs(5);
@@ -253,6 +256,7 @@ impl Postgres {
             }
             let _ = child.kill();
             let _ = child.wait();
+            crate::journal::remove(&item);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -37,19 +37,17 @@ pub enum AppError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{app} exited during start-up ({status}); log tail ({log}):\n{tail}")]
+    #[error("{app} exited during start-up ({status}); log tail:\n{tail}")]
     Exited {
         app: String,
         status: String,
-        log: String,
         tail: String,
     },
-    #[error("{app} did not answer GET {path} with 2xx within {secs}s; log tail ({log}):\n{tail}")]
+    #[error("{app} did not answer GET {path} with 2xx within {secs}s; log tail:\n{tail}")]
     NotReady {
         app: String,
         path: String,
         secs: u64,
-        log: String,
         tail: String,
     },
 }
@@ -91,6 +89,8 @@ pub struct AppProcess {
     pub command: String,
     pub log: PathBuf,
     pub groups: AppGroups,
+    /// Its memory limit, to name it when it kills the app.
+    memory: Option<u64>,
     child: Option<Child>,
 }
 
@@ -154,7 +154,8 @@ impl AppProcess {
                     }
                 }
                 if let Some(set) = &set {
-                    let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), set);
+                    nix::sched::sched_setaffinity(Pid::from_raw(0), set)
+                        .map_err(std::io::Error::from)?;
                 }
                 libc::setsid();
                 Ok(())
@@ -175,12 +176,14 @@ impl AppProcess {
                 source,
             }
         })?;
+        crate::journal::add(crate::journal::process_item(child.id()));
         Ok(Self {
             name: app.name.clone(),
             addr: SocketAddr::from(([127, 0, 0, 1], opts.port)),
             command,
             log: opts.log.clone(),
             groups,
+            memory: opts.memory,
             child: Some(child),
         })
     }
@@ -193,7 +196,14 @@ impl AppProcess {
     /// The exit status, if the app's main process has exited.
     pub fn exited(&mut self) -> Option<String> {
         let child = self.child.as_mut()?;
-        child.try_wait().ok().flatten().map(|s| s.to_string())
+        let status = child.try_wait().ok().flatten()?;
+        Some(match (self.groups.oom_kills(), self.memory) {
+            (n, Some(limit)) if n > 0 => format!(
+                "{status}: killed by the memory limit ({}; raise it with --memory)",
+                crate::num::size_text(limit)
+            ),
+            _ => status.to_string(),
+        })
     }
 
     /// Waits until GET `path` answers 2xx.
@@ -204,7 +214,6 @@ impl AppProcess {
                 return Err(AppError::Exited {
                     app: self.name.clone(),
                     status,
-                    log: self.log.display().to_string(),
                     tail: self.log_tail(20),
                 });
             }
@@ -218,7 +227,6 @@ impl AppProcess {
                     app: self.name.clone(),
                     path: path.into(),
                     secs: timeout.as_secs(),
-                    log: self.log.display().to_string(),
                     tail: self.log_tail(20),
                 });
             }
@@ -275,8 +283,10 @@ impl AppProcess {
             std::thread::sleep(Duration::from_millis(100));
         }
         if let Some(mut child) = self.child.take() {
+            let item = crate::journal::process_item(child.id());
             let _ = child.kill();
             let _ = child.wait();
+            crate::journal::remove(&item);
         }
         self.groups.remove();
     }

@@ -85,7 +85,7 @@ impl Scenarios {
             std::fs::read_to_string(&path).map_err(|e| ScenarioError::Read(path.clone(), e))?;
         let file: File = toml::from_str(&text).map_err(|e| ScenarioError::Parse {
             path: path.clone(),
-            message: e.message().to_string(),
+            message: crate::toml_error::describe(&text, &e),
         })?;
         let mut all: Vec<Scenario> = file
             .scenario

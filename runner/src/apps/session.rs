@@ -27,7 +27,7 @@ pub struct SessionOptions {
     pub app_cpus: Vec<usize>,
     pub client_cpus: Vec<usize>,
     pub memory: Option<u64>,
-    /// Where logs and scratch files go.
+    /// Where the app's log goes (its writable state goes to a scratch folder of its own).
     pub run_dir: PathBuf,
 }
 
@@ -60,29 +60,43 @@ pub struct Session {
     pub facts: SessionFacts,
     // Dropped after the app: the app stops first.
     postgres: Option<Postgres>,
-    _tmp: ShortTmp,
+    _scratch: Scratch,
 }
 
-/// The app's TMPDIR: short, under the system temp folder, because Unix socket paths made
-/// inside it (multiprocessing, as Sanic's manager uses) must fit in 107 bytes, and a results
-/// folder can be deep. Removed when the session ends.
-struct ShortTmp(PathBuf);
+/// The app's writable state (TMPDIR, HOME, the SQLite file, the PostgreSQL cluster), owned
+/// by the app's user in a folder of the system's temp folder, whatever `--out` or the working
+/// folder allow that user. Short, because Unix socket paths made in TMPDIR (multiprocessing,
+/// as Sanic's manager uses) must fit in 107 bytes. Journaled, and removed when the session
+/// ends.
+struct Scratch(PathBuf);
 
-impl ShortTmp {
+impl Scratch {
     fn create(user: &RunAs) -> anyhow::Result<Self> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("runner-{}-{n}", std::process::id()));
+        crate::journal::add(crate::journal::Item::Scratch { path: dir.clone() });
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         user.own(&dir)?;
         Ok(Self(dir))
     }
+
+    /// A folder inside, owned by the app's user.
+    fn folder(&self, name: &str, user: &RunAs) -> anyhow::Result<PathBuf> {
+        let dir = self.0.join(name);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        user.own(&dir)?;
+        Ok(dir)
+    }
 }
 
-impl Drop for ShortTmp {
+impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        crate::journal::remove(&crate::journal::Item::Scratch {
+            path: self.0.clone(),
+        });
     }
 }
 
@@ -170,6 +184,7 @@ impl Session {
             }
             Language::Rust => (None, Some(build_rust(app, progress)?)),
         };
+        let scratch = Scratch::create(&user)?;
         let needs_db = scenarios.iter().any(|s| s.needs_db);
         let mut postgres = None;
         let database_url = match std::env::var("DATABASE_URL") {
@@ -180,7 +195,7 @@ impl Session {
             _ if needs_db => {
                 progress("starting PostgreSQL");
                 let pg = Postgres::start(
-                    &opts.run_dir,
+                    &scratch.0,
                     &apps_dir.join("shared/init.sql"),
                     &opts.client_cpus,
                     &RunAs::for_apps(),
@@ -197,15 +212,11 @@ impl Session {
             }
             _ => None,
         };
-        let sqlite_dir = opts.run_dir.join("sqlite");
-        std::fs::create_dir_all(&sqlite_dir)?;
-        user.own(&sqlite_dir)?;
+        let sqlite_dir = scratch.folder("sqlite", &user)?;
         // A home of the app's own: it runs as another user, and libraries look there (asyncpg
         // probes ~/.postgresql for client certificates).
-        let home = opts.run_dir.join("home");
-        std::fs::create_dir_all(&home)?;
-        user.own(&home)?;
-        let tmp = ShortTmp::create(&user)?;
+        let home = scratch.folder("home", &user)?;
+        let tmp = scratch.folder("tmp", &user)?;
         let mut env = vec![
             ("HOME".to_string(), home.display().to_string()),
             ("DB_POOL_SIZE".to_string(), app.db_pool.to_string()),
@@ -213,7 +224,7 @@ impl Session {
                 "SQLITE_PATH".to_string(),
                 sqlite_dir.join("app.db").display().to_string(),
             ),
-            ("TMPDIR".to_string(), tmp.0.display().to_string()),
+            ("TMPDIR".to_string(), tmp.display().to_string()),
             // The framework-neutral kit every bundled Python app imports (apps/shared/python).
             (
                 "PYTHONPATH".to_string(),
@@ -251,7 +262,7 @@ impl Session {
             database_url,
             facts,
             postgres,
-            _tmp: tmp,
+            _scratch: scratch,
         })
     }
 }

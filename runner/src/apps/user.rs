@@ -50,10 +50,18 @@ impl RunAs {
         }
     }
 
-    /// A command that runs as this user (no-op when runner already is this user).
+    /// A command that runs as this user (no-op when runner already is this user), and that
+    /// is killed if runner dies first.
     pub fn command(&self, program: &Path) -> Command {
         let mut cmd = Command::new(program);
         self.switch_in_child(&mut cmd);
+        // SAFETY: prctl is async-signal-safe; set after the uid switch, which would clear it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
         cmd
     }
 

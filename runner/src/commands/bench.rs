@@ -18,7 +18,7 @@ use crate::{
         bench::{reduce, Bench, Cell, CellStatus, SCHEMA},
         summary::RunStatus,
     },
-    run_dir::{create_owned, timestamp, RunDir},
+    run_dir::{timestamp, RunDir},
     signals,
     target::{
         file::{TargetEntry, Workload},
@@ -56,12 +56,7 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
         runs_per_cell: b.runs,
         ..Default::default()
     };
-    let root = std::path::absolute(b.template.out.join(&id))?;
-    let runs_dir = root.join("runs");
-    let template = ProfileRun {
-        out: runs_dir.clone(),
-        ..b.template.clone()
-    };
+    let template = b.template.clone();
     // Everything is looked up before the bench folder is made: bad input leaves nothing.
     let cells = if b.targets.is_empty() {
         app_cells(b, &template)?
@@ -73,7 +68,10 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
         bench.warnings = warnings;
         cells
     };
-    let root = create_owned(&root)?;
+    // Written as a partial folder, renamed into place when the matrix is done.
+    let mut out = RunDir::create(&b.template.out, &id)?;
+    bench.id = out.id().to_string();
+    let runs_dir = out.path().join("runs");
     std::fs::create_dir_all(&runs_dir)?;
     let total = cells.len() * b.runs;
     let per_run = b
@@ -86,14 +84,18 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut done = 0usize;
     for planned in &cells {
-        let p = match &planned.run {
+        let run = planned.run.as_ref().map(|p| ProfileRun {
+            out: runs_dir.clone(),
+            ..p.clone()
+        });
+        let p = match &run {
             Ok(p) => p,
             Err(reason) => {
                 bench.cells.push(Cell {
                     app: planned.row.clone(),
                     scenario: planned.column.clone(),
                     status: CellStatus::Unsupported,
-                    reason: Some(reason.clone()),
+                    reason: Some(reason.to_string()),
                     ..Default::default()
                 });
                 done += b.runs;
@@ -178,12 +180,11 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
             break;
         }
     }
-    let mut out = RunDir::at(&root)?;
     out.write("summary.json", serde_json::to_vec_pretty(&bench)?)?;
     out.write("summary.csv", report::bench::csv(&bench))?;
     out.write("report.md", report::bench::markdown(&bench))?;
     out.write("report.html", report::bench::html(&bench))?;
-    out.finish()?;
+    let root = out.finish()?;
     print!("{}", report::bench::markdown(&bench));
     println!("results: {}", root.display());
     Ok(if bench.interrupted {

@@ -207,9 +207,6 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     }
     if let Some(session) = t.session.take() {
         drop(session);
-        for scratch in ["sqlite", "postgres", "home"] {
-            let _ = std::fs::remove_dir_all(t.dir.path().join(scratch));
-        }
         t.dir.note("app.log");
     }
     let data = recording
@@ -279,6 +276,9 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
             );
             let dir = folder(&app.name)?;
             let (app_cpus, client_cpus) = host::default_cpus();
+            for warning in crate::journal::claim_cpus(&app_cpus, &client_cpus) {
+                eprintln!("runner: warning: {warning}");
+            }
             let opts = SessionOptions {
                 workers: d.workers,
                 app_cpus,
@@ -291,7 +291,9 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
             }) {
                 Ok(s) => s,
                 Err(e) => {
-                    dir.discard();
+                    if let Some(log) = dir.keep_log() {
+                        eprintln!("runner: the app's log is kept at {}", log.display());
+                    }
                     return Err(e.context(format!("starting {}", app.name)));
                 }
             };

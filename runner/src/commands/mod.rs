@@ -14,10 +14,15 @@ use std::process::ExitCode;
 
 use crate::doctor;
 
-/// `runner doctor`: prints the checks; fails when any check fails.
-pub fn doctor() -> anyhow::Result<ExitCode> {
+/// `runner doctor`: prints the checks, and what earlier runners left (cleaned up at this
+/// start) or hold now; fails when any check fails.
+pub fn doctor(reaped: &[crate::journal::Reaped]) -> anyhow::Result<ExitCode> {
     let checks = doctor::run_checks();
     print!("{}", doctor::render(&checks));
+    print!(
+        "{}",
+        doctor::render_runs(reaped, &crate::journal::live_runs())
+    );
     let failed = checks
         .iter()
         .filter(|c| c.status == doctor::Status::Fail)

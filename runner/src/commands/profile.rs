@@ -68,6 +68,8 @@ pub struct ProfileRun {
     pub max_requests: Option<u64>,
     pub timeout: Duration,
     pub think: Option<Duration>,
+    /// A run with more failed requests than this share (percent) fails.
+    pub max_error_rate: f64,
     pub warmup: Duration,
     pub workers: Option<u32>,
     pub app_cpus: Option<Vec<usize>>,
@@ -93,8 +95,21 @@ pub struct Profiled {
 
 /// Runs `runner profile`.
 pub fn run(p: &ProfileRun) -> anyhow::Result<ExitCode> {
-    Ok(profile(p)?.exit)
+    match profile(p) {
+        Ok(profiled) => Ok(profiled.exit),
+        Err(e) if e.is::<NothingMeasured>() => {
+            eprintln!("runner: {e}");
+            Ok(ExitCode::from(130))
+        }
+        Err(e) => Err(e),
+    }
 }
+
+/// Stopped (Ctrl-C, SIGTERM, SIGHUP) before the load began: nothing was measured, and
+/// nothing is kept.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted before the load began: nothing was measured")]
+pub struct NothingMeasured;
 
 /// The profile pipeline; prints progress and the summary, and returns the results.
 pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
@@ -105,7 +120,11 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
     }
     let stop = signals::stop_flag()?;
     let plan = Plan::of(p)?;
+    for warning in plan.cpu_warnings(p) {
+        eprintln!("runner: warning: {warning}");
+    }
     let mut dir = RunDir::create(&p.out, &plan.run_id())?;
+    let interrupted = || stop.load(Ordering::Relaxed);
 
     let started = match &plan.running {
         None => {
@@ -113,7 +132,9 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
             match start(&plan, p, &dir) {
                 Ok(session) => Started::App(Box::new(session)),
                 Err(e) => {
-                    dir.discard();
+                    if let Some(log) = dir.keep_log() {
+                        eprintln!("runner: the app's log is kept at {}", log.display());
+                    }
                     return Err(e.context(format!("starting {}", plan.name)));
                 }
             }
@@ -129,6 +150,11 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
             Started::Running(running)
         }
     };
+    if interrupted() {
+        drop(started);
+        dir.discard();
+        return Err(NothingMeasured.into());
+    }
     if let Err(e) = check(&plan, &started) {
         drop(started);
         dir.discard();
@@ -136,6 +162,11 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
     }
     let config = plan.load_config(&started, p)?;
     warm_up(&config, p, &stop)?;
+    if interrupted() {
+        drop(started);
+        dir.discard();
+        return Err(NothingMeasured.into());
+    }
 
     phase(4, &recording_what(p));
     let (started, measured) = record(&config, started, &plan, p, &stop)?;
@@ -147,7 +178,11 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
             Started::Running(_) => "detaching (the target keeps running)",
         },
     );
-    let stopped = stop_app(started, p, &stop, &dir);
+    // A stop asked for after the load (while stopping, or writing) still marks the run; with
+    // --keep-running, Ctrl-C is how the app is stopped.
+    let stopped_early = interrupted();
+    let stopped = stop_app(started, p, &stop);
+    let interrupted = stopped_early || (!p.keep_running && interrupted());
 
     phase(6, "writing results");
     let diagnosis = measured.recording.evloop.as_ref().and_then(|data| {
@@ -163,7 +198,7 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
         ))
     });
     write_measurements(&mut dir, &measured.recording, &measured.load, &stopped)?;
-    let summary = summarise(&plan, &dir, &measured, &stopped, diagnosis);
+    let summary = summarise(&plan, p, &dir, &measured, &stopped, diagnosis, interrupted);
     write_reports(&mut dir, &summary, &plan, p, &stopped, &measured.client)?;
     let final_dir = dir.finish()?;
 
@@ -301,6 +336,12 @@ impl Plan {
             p.app_cpus.clone().unwrap_or(app),
             p.client_cpus.clone().unwrap_or(client),
         )
+    }
+
+    /// Claims this run's CPUs; says what would distort the measurement.
+    fn cpu_warnings(&self, p: &ProfileRun) -> Vec<String> {
+        let (app, client) = self.cpus(p);
+        crate::journal::claim_cpus(&app, &client)
     }
 
     fn shape(&self, p: &ProfileRun) -> LoadShape {
@@ -595,9 +636,9 @@ struct Stopped {
     target: Option<TargetFacts>,
 }
 
-/// Stops the app and its database (after Ctrl-C with --keep-running), and removes their
-/// scratch files from the run folder; the log stays. A running target is left as it is.
-fn stop_app(started: Started, p: &ProfileRun, stop: &Arc<AtomicBool>, dir: &RunDir) -> Stopped {
+/// Stops the app and its database (after Ctrl-C with --keep-running); the log stays in the
+/// run folder. A running target is left as it is.
+fn stop_app(started: Started, p: &ProfileRun, stop: &Arc<AtomicBool>) -> Stopped {
     let session = match started {
         Started::App(session) => *session,
         Started::Running(running) => {
@@ -629,9 +670,6 @@ fn stop_app(started: Started, p: &ProfileRun, stop: &Arc<AtomicBool>, dir: &RunD
         }
     }
     drop(session);
-    for scratch in ["sqlite", "postgres", "home"] {
-        let _ = std::fs::remove_dir_all(dir.path().join(scratch));
-    }
     stopped
 }
 
@@ -681,13 +719,28 @@ const REPORTS: [&str; 4] = ["summary.json", "run.json", "report.md", "report.htm
 /// summary.json's figures.
 fn summarise(
     plan: &Plan,
+    p: &ProfileRun,
     dir: &RunDir,
     m: &Measured,
     stopped: &Stopped,
     diagnosis: Option<diagnose::Entry>,
+    interrupted: bool,
 ) -> Summary {
-    let interrupted = m.load.report.interrupted && m.lost.is_none();
-    let status = if m.lost.is_some() {
+    let lost = m.lost.as_ref().map(|lost| match lost {
+        Lost::AppDied(s) => format!(
+            "the app died during the load ({s}); log tail:\n{}",
+            stopped.log_tail
+        ),
+        Lost::TargetGone(why) => format!("{why}; the results are partial, up to that moment"),
+    });
+    let interrupted = (m.load.report.interrupted || interrupted) && lost.is_none();
+    // An interrupted run is judged on what it did; a finished one also on its errors.
+    let failure = lost.or_else(|| {
+        (!interrupted)
+            .then(|| m.load.report.total.failure(p.max_error_rate))
+            .flatten()
+    });
+    let status = if failure.is_some() {
         RunStatus::Failed
     } else if interrupted {
         RunStatus::Interrupted
@@ -700,15 +753,7 @@ fn summarise(
         app: plan.name.clone(),
         scenario: plan.scenario_name.clone(),
         status,
-        failure: m.lost.as_ref().map(|lost| match lost {
-            Lost::AppDied(s) => format!(
-                "the app died during the load ({s}); log tail:\n{}",
-                stopped.log_tail
-            ),
-            Lost::TargetGone(why) => {
-                format!("{why}; the results are partial, up to that moment")
-            }
-        }),
+        failure,
         started_at: m.recording.started_at.clone(),
         load: LoadSummary::new(&m.load.report, spectrum(&m.load.histogram)),
         resources: Resources {

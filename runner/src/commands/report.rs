@@ -60,6 +60,14 @@ fn read_summary(dir: &Path) -> anyhow::Result<Summary> {
 /// written into RUN_B.
 pub fn compare(a_dir: &Path, b_dir: &Path) -> anyhow::Result<ExitCode> {
     let (a, b) = (read_summary(a_dir)?, read_summary(b_dir)?);
+    let run = |d: &Path| {
+        std::fs::read(d.join("run.json"))
+            .ok()
+            .and_then(|t| serde_json::from_slice::<serde_json::Value>(&t).ok())
+    };
+    for w in report::compare::warnings(&a, &b, run(a_dir).as_ref(), run(b_dir).as_ref()) {
+        eprintln!("runner: warning: not like for like: {w}");
+    }
     print!("{}", report::compare::table(&a, &b));
     let folded =
         |d: &Path| std::fs::read_to_string(d.join("oncpu.folded")).map(|t| Folded::parse(&t));

@@ -88,6 +88,36 @@ pub struct Figures {
 }
 
 impl Figures {
+    /// Why these figures make a failed run, if they do: no correct response at all, or a
+    /// share of errors above `max_error_pct`.
+    pub fn failure(&self, max_error_pct: f64) -> Option<String> {
+        let errors = || {
+            self.errors
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(k, n)| format!("{k} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if self.requests == 0 {
+            return Some("no request completed: nothing answered".into());
+        }
+        if self.ok == 0 {
+            return Some(format!(
+                "no correct response in {} requests ({})",
+                self.requests,
+                errors()
+            ));
+        }
+        let pct = 100.0 * self.error_total as f64 / self.requests as f64;
+        (pct > max_error_pct).then(|| {
+            format!(
+                "{pct:.1}% of the requests failed ({}), above --max-error-rate {max_error_pct}%",
+                errors()
+            )
+        })
+    }
+
     /// Figures of `stats` over `duration_s` seconds; `open` adds the open-loop figures.
     pub fn new(stats: &StepStats, duration_s: f64, open: Option<f64>) -> Self {
         let d = duration_s.max(1e-9);
@@ -178,6 +208,30 @@ pub fn step_rate(step: &Step) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_without_correct_responses_or_with_many_errors_fails() {
+        let figures = |ok: u64, errors: u64| {
+            let mut stats = StepStats::new(1);
+            stats.ok = ok;
+            stats.errors[ErrorClass::Status4xx as usize] = errors;
+            Figures::new(&stats, 1.0, None)
+        };
+        assert!(figures(0, 9038)
+            .failure(5.0)
+            .unwrap()
+            .contains("no correct response"));
+        assert!(figures(0, 0)
+            .failure(5.0)
+            .unwrap()
+            .contains("nothing answered"));
+        assert!(figures(90, 10)
+            .failure(5.0)
+            .unwrap()
+            .contains("10.0% of the requests failed"));
+        assert_eq!(figures(96, 4).failure(5.0), None);
+        assert_eq!(figures(90, 10).failure(20.0), None);
+    }
 
     #[test]
     fn throughput_counts_only_correct_responses() {

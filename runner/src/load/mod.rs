@@ -36,6 +36,8 @@ pub enum LoadError {
     Url(String),
     #[error("{scheme}:// is not supported; runner load speaks plain HTTP/1.1 (http://) and WebSocket (ws://)")]
     Scheme { scheme: String },
+    #[error("`{url}`: `{port}` is not a port (1 to 65535)")]
+    Port { url: String, port: String },
     #[error("cannot resolve `{host}`")]
     Resolve {
         host: String,
@@ -83,7 +85,21 @@ pub fn parse_url(url: &str) -> Result<Target, LoadError> {
     if host.is_empty() {
         return Err(LoadError::Url(url.into()));
     }
-    let port = authority.port_u16().unwrap_or(80);
+    // The port as written (the URI parser drops one that does not fit in 16 bits).
+    let hostport = authority.as_str().rsplit('@').next().unwrap_or_default();
+    let after_host = hostport.rsplit(']').next().unwrap_or(hostport);
+    let port = match after_host.rsplit_once(':') {
+        None => 80,
+        Some((_, text)) => match text.parse::<u16>() {
+            Ok(p) if p > 0 => p,
+            _ => {
+                return Err(LoadError::Port {
+                    url: url.into(),
+                    port: text.into(),
+                })
+            }
+        },
+    };
     let addr = (host, port)
         .to_socket_addrs()
         .map_err(|e| LoadError::Resolve {
@@ -216,6 +232,9 @@ pub fn run(
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<LoadOutcome, LoadError> {
     config.validate()?;
+    // One socket per connection, and some to spare for the process itself.
+    let need = config.schedule.max_connections() as u64 + 64;
+    crate::host::ensure_open_files(need).map_err(LoadError::Invalid)?;
     let protocol = if config.target.websocket {
         Protocol::WebSocket {
             url: config.target.url.clone(),

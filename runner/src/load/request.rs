@@ -153,7 +153,7 @@ pub fn read_mix(path: &std::path::Path) -> Result<Vec<RequestSpec>, RequestError
     })?;
     let file: MixFile = toml::from_str(&text).map_err(|e| RequestError::MixParse {
         path: path.to_path_buf(),
-        message: e.message().to_string(),
+        message: crate::toml_error::describe(&text, &e),
     })?;
     Ok(file
         .request

@@ -62,3 +62,85 @@ pub fn table(a: &Summary, b: &Summary) -> String {
     }
     out
 }
+
+/// Why two runs may not compare: a different status, scenario, load length, interpreter,
+/// CPUs or limits. `a_run` and `b_run` are their run.json, when they have one.
+pub fn warnings(
+    a: &Summary,
+    b: &Summary,
+    a_run: Option<&serde_json::Value>,
+    b_run: Option<&serde_json::Value>,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    if a.status != b.status {
+        out.push(format!(
+            "the runs ended differently: A {}, B {}",
+            a.status, b.status
+        ));
+    } else if a.status != crate::results::summary::RunStatus::Ok {
+        out.push(format!(
+            "both runs are {}: their figures are partial",
+            a.status
+        ));
+    }
+    if a.scenario != b.scenario {
+        out.push(format!(
+            "different scenarios: A {}, B {}: the figures measure different work",
+            a.scenario, b.scenario
+        ));
+    }
+    let (da, db) = (a.load.duration_s, b.load.duration_s);
+    if da.min(db) > 0.0 && da.max(db) / da.min(db) > 1.5 {
+        out.push(format!("the loads lasted {da:.1} s and {db:.1} s"));
+    }
+    if let (Some(ra), Some(rb)) = (a_run, b_run) {
+        for (what, pointer) in [
+            ("interpreter", "/app/python"),
+            ("app CPUs", "/app/app_cpus"),
+            ("client CPUs", "/client_cpus"),
+            ("memory limit", "/app/memory_bytes"),
+            ("workers", "/app/workers"),
+            ("target limits", "/target/limits"),
+            ("threads of the load", "/load/threads"),
+        ] {
+            let (x, y) = (ra.pointer(pointer), rb.pointer(pointer));
+            if x != y {
+                let show = |v: Option<&serde_json::Value>| {
+                    v.map_or_else(|| "none".to_string(), |v| v.to_string())
+                };
+                out.push(format!("different {what}: A {}, B {}", show(x), show(y)));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::summary::RunStatus;
+
+    #[test]
+    fn runs_that_do_not_compare_are_said_so() {
+        let mut a = Summary {
+            scenario: "ping".into(),
+            ..Summary::default()
+        };
+        a.load.duration_s = 30.0;
+        let mut b = a.clone();
+        assert!(warnings(&a, &b, None, None).is_empty());
+        b.status = RunStatus::Interrupted;
+        b.scenario = "db-read".into();
+        b.load.duration_s = 0.2;
+        let run = |python: &str| serde_json::json!({"app": {"python": python, "app_cpus": [1]}});
+        let said = warnings(&a, &b, Some(&run("3.11.2")), Some(&run("3.13.0"))).join("\n");
+        for needle in [
+            "ended differently",
+            "different scenarios",
+            "lasted 30.0 s and 0.2 s",
+            "different interpreter",
+        ] {
+            assert!(said.contains(needle), "{needle}: {said}");
+        }
+    }
+}

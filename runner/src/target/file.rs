@@ -113,7 +113,7 @@ pub fn read(path: &Path) -> Result<Vec<TargetEntry>, FileError> {
 fn parse(text: &str, path: &Path) -> Result<Vec<TargetEntry>, FileError> {
     let file: FileToml = toml::from_str(text).map_err(|e| FileError::Toml {
         path: path.to_path_buf(),
-        message: e.message().to_string(),
+        message: crate::toml_error::describe(text, &e),
     })?;
     let invalid = |message: String| FileError::Invalid {
         path: path.to_path_buf(),
