@@ -258,6 +258,7 @@ scenarios = ["ping"]
             err("[[target]]\nname = \"a\"\ncontainer = \"c\"\nurl = \"x:1\"\npaths = [\"/\"]")
                 .contains("must be a full URL")
         );
-        assert!(err("[[target]]\ncontainr = \"c\"").starts_with("t.toml: unknown field `containr`"));
+        assert!(err("[[target]]\ncontainr = \"c\"")
+            .starts_with("t.toml: line 2, column 1: unknown field `containr`"));
     }
 }
