@@ -20,12 +20,17 @@ pub const PY_STACK_TRUNCATED: u32 = 1;
 /// An offset that does not apply to this version.
 pub const PY_NONE: u32 = u32::MAX;
 
-/// Where the walker finds things in one CPython process. Offsets are in bytes.
+/// Where the walker finds things in one CPython process. Offsets are in bytes. Everything
+/// that differs between CPython versions and builds is here, as data: the walker has no
+/// per-version branches.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PyProc {
     /// Address of `_PyRuntime.interpreters.head` in the process.
     pub interp_head_addr: u64,
+    /// Bits kept of the frame's code pointer: `!1` where `f_executable` is a tagged
+    /// `_PyStackRef` (3.14+), all of them before.
+    pub frame_code_mask: u64,
     /// `PyInterpreterState.threads.head`.
     pub interp_threads_head: u32,
     /// `PyThreadState.next`.
@@ -44,14 +49,102 @@ pub struct PyProc {
     pub frame_instr: u32,
     /// `_PyInterpreterFrame.owner` (one byte).
     pub frame_owner: u32,
-    /// The owner value of shim frames owned by the C stack, or [`PY_NONE`].
-    pub owner_cstack: u32,
+    /// Owner values from this one up mark frames that run no Python code of their own (C
+    /// stack shims, interpreter entry and base frames), or [`PY_NONE`].
+    pub owner_shim: u32,
+    /// `_PyInterpreterFrame.tlbc_index` (int32; free-threaded 3.14+), or [`PY_NONE`].
+    pub frame_tlbc_index: u32,
+    /// `PyCodeObject.co_tlbc`, the thread-local bytecode copies (free-threaded 3.14+).
+    pub code_tlbc: u32,
+    /// `PyCodeObject.co_code_adaptive`, where the shared bytecode starts.
+    pub code_adaptive: u32,
+    pub _pad: u32,
     /// Device and inode of the process's PID namespace (`stat /proc/PID/ns/pid`), so the walker
     /// matches `native_thread_id` (the thread id inside that namespace, e.g. a container's)
     /// against the current thread's id there. 0: compare with the thread id as the kernel's
     /// initial namespace sees it.
     pub pidns_dev: u64,
     pub pidns_ino: u64,
+}
+
+/// What the walker takes from one frame's bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FrameFields {
+    /// The code object, untagged; 0 for a frame that runs no Python code of its own.
+    pub code: u64,
+    pub instr: u64,
+    pub previous: u64,
+    /// Index of the thread-local bytecode copy `instr` points into; 0 is the shared one.
+    pub tlbc_index: u32,
+}
+
+/// The first [`PY_FRAME_READ`] bytes of an `_PyInterpreterFrame`, 8-aligned.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug)]
+pub struct FrameBytes(pub [u8; PY_FRAME_READ]);
+
+impl Default for FrameBytes {
+    fn default() -> Self {
+        Self([0; PY_FRAME_READ])
+    }
+}
+
+/// A pointer-sized field of the frame bytes in `buf` (offsets are multiples of 8).
+#[inline(always)]
+pub fn frame_word(buf: &FrameBytes, offset: u32) -> u64 {
+    let offset = (offset as usize) & 0x78;
+    if offset > PY_FRAME_READ - 8 {
+        return 0;
+    }
+    // SAFETY: `offset + 8 <= PY_FRAME_READ`, and both the buffer and `offset` are 8-aligned.
+    unsafe { *(buf.0.as_ptr().add(offset) as *const u64) }
+}
+
+/// A byte of the frame bytes in `buf`, or [`PY_NONE`] beyond them.
+#[inline(always)]
+pub fn frame_byte(buf: &FrameBytes, offset: u32) -> u32 {
+    let offset = (offset as usize) & 0x7f;
+    if offset >= PY_FRAME_READ {
+        return PY_NONE;
+    }
+    u32::from(buf.0[offset])
+}
+
+/// Reads one frame's fields: the BPF walker and its userspace mirror share this.
+#[inline(always)]
+pub fn frame_fields(buf: &FrameBytes, p: &PyProc) -> FrameFields {
+    let mut code = frame_word(buf, p.frame_code) & p.frame_code_mask;
+    if frame_byte(buf, p.frame_owner) >= p.owner_shim {
+        code = 0;
+    }
+    let tlbc_index = if p.frame_tlbc_index == PY_NONE {
+        0
+    } else {
+        frame_word(buf, p.frame_tlbc_index) as u32
+    };
+    FrameFields {
+        code,
+        instr: frame_word(buf, p.frame_instr),
+        previous: frame_word(buf, p.frame_previous),
+        tlbc_index,
+    }
+}
+
+/// Address of entry `index` of the `_PyCodeArray` at `array` (`{ Py_ssize_t size; char
+/// *entries[]; }`): the start of that thread-local bytecode copy.
+#[inline(always)]
+pub const fn tlbc_entry(array: u64, index: u32) -> u64 {
+    array
+        .wrapping_add(8)
+        .wrapping_add(8u64.wrapping_mul(index as u64))
+}
+
+/// `instr`, which points into the bytecode copy starting at `base`, moved to the same place in
+/// the shared bytecode of `code`, which userspace reads the line table against.
+#[inline(always)]
+pub const fn rebase_instr(instr: u64, base: u64, code: u64, p: &PyProc) -> u64 {
+    code.wrapping_add(p.code_adaptive as u64)
+        .wrapping_add(instr.wrapping_sub(base))
 }
 
 /// One Python frame: its code object and the instruction it is at.
@@ -96,7 +189,7 @@ impl Default for PyStack {
 #[derive(Clone, Copy)]
 pub struct PyScratch {
     pub stack: PyStack,
-    pub frame: [u8; PY_FRAME_READ],
+    pub frame: FrameBytes,
 }
 
 /// Mixes one more word into a stack hash (FNV-1a over 64-bit words).

@@ -12,9 +12,9 @@ use aya_ebpf::{
 use probes_common::{
     counters::Counter,
     python::{
-        hash_word, PyFrame, PyProc, PyScratch, PyStack, PyStackKey, HASH_SEED, PY_FRAME_READ,
-        PY_MAX_FRAMES, PY_MAX_THREADS, PY_NONE, PY_NO_STACK, PY_PROC_ENTRIES, PY_STACK_ENTRIES,
-        PY_STACK_TRUNCATED,
+        frame_fields, hash_word, rebase_instr, tlbc_entry, PyFrame, PyProc, PyScratch, PyStack,
+        PyStackKey, HASH_SEED, PY_MAX_FRAMES, PY_MAX_THREADS, PY_NONE, PY_NO_STACK,
+        PY_PROC_ENTRIES, PY_STACK_ENTRIES, PY_STACK_TRUNCATED,
     },
 };
 
@@ -77,26 +77,6 @@ pub fn forget(tgid: u32) {
 fn read_u64(addr: u64) -> Result<u64, Counter> {
     // SAFETY: bpf_probe_read_user checks the address; a fault is an error.
     unsafe { bpf_probe_read_user(addr as *const u64) }.map_err(|_| Counter::PyReadFault)
-}
-
-/// A pointer-sized field of the frame bytes in `buf` (offsets are multiples of 8).
-#[inline(always)]
-fn field(buf: &[u8; PY_FRAME_READ], offset: u32) -> u64 {
-    let offset = (offset as usize) & 0x78;
-    if offset > PY_FRAME_READ - 8 {
-        return 0;
-    }
-    // SAFETY: `offset + 8 <= PY_FRAME_READ`, and the buffer sits 8-aligned in a map value.
-    unsafe { *(buf.as_ptr().add(offset) as *const u64) }
-}
-
-#[inline(always)]
-fn byte(buf: &[u8; PY_FRAME_READ], offset: u32) -> u32 {
-    let offset = (offset as usize) & 0x7f;
-    if offset >= PY_FRAME_READ {
-        return PY_NONE;
-    }
-    u32::from(buf[offset])
 }
 
 /// The current thread's id as its process sees it (what CPython stores in
@@ -164,18 +144,24 @@ fn walk(task: &Task, p: &PyProc) -> Result<u64, Counter> {
     let scratch = unsafe { &mut *scratch };
     let mut hash = HASH_SEED;
     let mut len = 0usize;
-    // One slot per frame walked; a shim frame owned by the C stack keeps its slot with a
-    // null code pointer (userspace skips it), so the loop has a single counter.
+    // One slot per frame walked; a shim frame keeps its slot with a null code pointer
+    // (userspace skips it), so the loop has a single counter.
     while len < PY_MAX_FRAMES && frame != 0 {
         // SAFETY: bpf_probe_read_user_buf checks the address.
-        unsafe { bpf_probe_read_user_buf(frame as *const u8, &mut scratch.frame) }
+        unsafe { bpf_probe_read_user_buf(frame as *const u8, &mut scratch.frame.0) }
             .map_err(|_| Counter::PyReadFault)?;
-        let mut code = field(&scratch.frame, p.frame_code);
-        let instr = field(&scratch.frame, p.frame_instr);
-        if byte(&scratch.frame, p.frame_owner) == p.owner_cstack {
-            code = 0;
+        let f = frame_fields(&scratch.frame, p);
+        let (code, mut instr) = (f.code, f.instr);
+        // A free-threaded thread runs its own copy of the bytecode: record the instruction at
+        // its place in the shared copy. Unreadable copies leave it as is.
+        if f.tlbc_index != 0 && code != 0 {
+            if let Ok(array) = read_u64(code + u64::from(p.code_tlbc)) {
+                if let Ok(base) = read_u64(tlbc_entry(array, f.tlbc_index)) {
+                    instr = rebase_instr(instr, base, code, p);
+                }
+            }
         }
-        frame = field(&scratch.frame, p.frame_previous);
+        frame = f.previous;
         scratch.stack.frames[len] = PyFrame { code, instr };
         hash = hash_word(hash_word(hash, code), instr);
         len += 1;

@@ -13,47 +13,108 @@ use std::{
 };
 
 use common::*;
-use runner::cpython::{discover::Finder, layout, linetable::line_for};
+use runner::cpython::{
+    code::read_code, discover::Finder, layout, linetable::line_for, memory::Process, walk::walk,
+};
 
 /// A CPython on this machine: its executable and its headers.
 struct Python {
     exe: PathBuf,
     include: PathBuf,
     minor: u8,
+    /// A free-threaded (`--disable-gil`) build.
+    free_threaded: bool,
 }
 
-/// /usr/bin/python3 (required: it is what CI has), then pyenv's 3.12 and 3.13 when present.
+impl Python {
+    /// `3.14`, or `3.14t` when free-threaded: what probe.json says.
+    fn name(&self) -> String {
+        let t = if self.free_threaded { "t" } else { "" };
+        format!("3.{}{t}", self.minor)
+    }
+}
+
+/// /usr/bin/python3 (required: it is what CI has), then one interpreter of each other
+/// version and build the walker supports (3.12 to 3.15, free-threaded 3.13t to 3.15t) found
+/// where users keep them: pyenv, PATH, /usr/bin, /usr/local/bin, uv's managed Pythons. Says
+/// which ones it found and which it did not.
 fn pythons() -> Vec<Python> {
     let mut found = vec![Python {
         exe: "/usr/bin/python3".into(),
         include: "/usr/include/python3.11".into(),
         minor: 11,
+        free_threaded: false,
     }];
-    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    for minor in [12u8, 13] {
-        let Ok(entries) = std::fs::read_dir(Path::new(&home).join(".pyenv/versions")) else {
-            continue;
-        };
-        let mut dirs: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&format!("3.{minor}.")))
-            })
-            .collect();
+    let home = PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()));
+    // Installation prefixes to look in, newest first within each place.
+    let listed = |dir: PathBuf| -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
         dirs.sort();
-        if let Some(dir) = dirs.pop() {
-            let exe = dir.join("bin/python3");
-            if exe.exists() {
-                found.push(Python {
-                    exe,
-                    include: dir.join(format!("include/python3.{minor}")),
-                    minor,
-                });
+        dirs.reverse();
+        dirs
+    };
+    let pyenv = listed(home.join(".pyenv/versions"));
+    let uv = listed(home.join(".local/share/uv/python"));
+    let mut bins: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    bins.extend(["/usr/local/bin", "/usr/bin"].map(PathBuf::from));
+    let mut missing = Vec::new();
+    for minor in 12u8..=15 {
+        for free_threaded in [false, true] {
+            if free_threaded && minor < 13 {
+                continue;
             }
+            let t = if free_threaded { "t" } else { "" };
+            // pyenv names free-threaded builds 3.13.0t; uv cpython-3.13.0+freethreaded-...
+            let prefix = pyenv
+                .iter()
+                .find(|d| {
+                    let n = d.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                    n.starts_with(&format!("3.{minor}.")) && n.ends_with('t') == free_threaded
+                })
+                .or_else(|| {
+                    uv.iter().find(|d| {
+                        let n = d.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                        n.starts_with(&format!("cpython-3.{minor}."))
+                            && n.contains("freethreaded") == free_threaded
+                    })
+                })
+                .cloned();
+            let exe_name = format!("python3.{minor}{t}");
+            let candidates: Vec<PathBuf> = match prefix {
+                Some(dir) => vec![dir.join("bin").join(&exe_name), dir.join("bin/python3")],
+                None => bins.iter().map(|b| b.join(&exe_name)).collect(),
+            };
+            let Some(exe) = candidates.into_iter().find(|e| e.exists()) else {
+                missing.push(format!("3.{minor}{t}"));
+                continue;
+            };
+            let include = exe
+                .parent()
+                .and_then(Path::parent)
+                .map(|p| p.join(format!("include/python3.{minor}{t}")))
+                .unwrap_or_default();
+            found.push(Python {
+                exe,
+                include,
+                minor,
+                free_threaded,
+            });
         }
     }
+    let names: Vec<String> = found.iter().map(Python::name).collect();
+    eprintln!(
+        "interpreters: {} found; not on this machine: {}",
+        names.join(", "),
+        if missing.is_empty() {
+            "none".to_string()
+        } else {
+            missing.join(", ")
+        }
+    );
     found
 }
 
@@ -99,7 +160,7 @@ fn crunch_alpha_and_beta_share_the_cpu_70_30_under_main() {
     let _machine = exclusive();
     let crunch = script("crunch.py");
     for python in pythons() {
-        let out = out_dir(&format!("crunch-3.{}", python.minor));
+        let out = out_dir(&format!("crunch-{}", python.name()));
         probe(
             &out,
             &[
@@ -125,14 +186,14 @@ fn crunch_alpha_and_beta_share_the_cpu_70_30_under_main() {
                 };
                 assert!(
                     i > 0 && frames[i - 1].0 == "main",
-                    "3.{}: {name} not under main: {stack}",
-                    python.minor
+                    "{}: {name} not under main: {stack}",
+                    python.name()
                 );
                 let line = frames[i].1;
                 assert!(
                     def_lines(&crunch, name).contains(&line),
-                    "3.{}: {name} at line {line}, outside its body: {stack}",
-                    python.minor
+                    "{}: {name} at line {line}, outside its body: {stack}",
+                    python.name()
                 );
                 *samples.entry(name).or_default() += count;
             }
@@ -141,27 +202,99 @@ fn crunch_alpha_and_beta_share_the_cpu_70_30_under_main() {
         let beta = samples.get("crunch_beta").copied().unwrap_or(0);
         assert!(
             alpha + beta > 1000,
-            "3.{}: too few Python samples: {alpha} + {beta}\n{folded}",
-            python.minor
+            "{}: too few Python samples: {alpha} + {beta}\n{folded}",
+            python.name()
         );
         let share = alpha as f64 / (alpha + beta) as f64;
         assert!(
             (0.60..=0.80).contains(&share),
-            "3.{}: crunch_alpha share {share:.2} ({alpha}/{beta}), expected 0.70 +- 0.10",
-            python.minor
+            "{}: crunch_alpha share {share:.2} ({alpha}/{beta}), expected 0.70 +- 0.10",
+            python.name()
         );
         let probe = json(&out, "probe.json");
         let py = &probe["python"];
-        assert_eq!(
-            py["processes"][0]["version"],
-            format!("3.{}", python.minor),
-            "{py}"
-        );
+        assert_eq!(py["processes"][0]["version"], python.name(), "{py}");
         assert!(py["walked"].as_u64().unwrap() >= alpha + beta, "{py}");
         assert_eq!(py["read_faults"], 0, "{py}");
         // Code objects are read up to 100 ms after their stack was sampled: the few torn
         // down by the interpreter's shutdown in between cannot be read (counted, not hidden).
         assert!(py["unreadable_code_objects"].as_u64().unwrap() <= 5, "{py}");
+    }
+}
+
+/// The userspace mirror of the BPF walker, on each interpreter found, against a stack whose
+/// every frame and line is known; it crosses a C call (map), a specialized constructor call
+/// and a generator. No BPF: this
+/// checks the layouts (and, on 3.14+, the tagged code pointers and renumbered owners) on live
+/// interpreters in a fraction of a second.
+#[test]
+fn mirror_walker_names_a_sleeping_interpreters_stack() {
+    let source = script("stack.py");
+    let text = std::fs::read_to_string(&source).unwrap();
+    let line = |needle: &str| {
+        text.lines()
+            .position(|l| l.trim() == needle)
+            .map(|i| i + 1)
+            .unwrap_or_else(|| panic!("{needle} in stack.py"))
+    };
+    let expected = vec![
+        format!("<module> (stack.py:{})", line("outer()")),
+        format!("outer (stack.py:{})", line("return list(map(middle, [0]))")),
+        format!("middle (stack.py:{})", line("Holder(i == 99)")),
+        format!("Holder.__init__ (stack.py:{})", line("next(self.gen())")),
+        format!("Holder.gen (stack.py:{})", line("yield leaf()")),
+        format!("leaf (stack.py:{})", line("time.sleep(60)")),
+    ];
+    for python in pythons() {
+        let mut child = Background::spawn(
+            Command::new(&python.exe)
+                .arg(&source)
+                .stdout(Stdio::piped()),
+        );
+        let mut ready = String::new();
+        BufReader::new(child.0.stdout.take().unwrap())
+            .read_line(&mut ready)
+            .unwrap();
+        assert_eq!(ready.trim(), "ready", "{}", python.name());
+        let pid = child.pid();
+        // Walk once the thread is inside time.sleep (clock_nanosleep, syscall 230), not
+        // still returning from print.
+        let sleeping = || {
+            std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+                .is_ok_and(|s| s.split_whitespace().next() == Some("230"))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !sleeping() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never slept",
+                python.name()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let interp = Finder::default()
+            .find(pid)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", python.name()))
+            .expect("a CPython process");
+        assert_eq!(
+            interp.layout.name(),
+            python.name(),
+            "version and build read from the process"
+        );
+        let entry = interp.layout.proc_entry(interp.runtime);
+        let walked = walk(&Process(pid), &entry, u64::from(pid))
+            .unwrap_or_else(|e| panic!("{}: {e:#}", python.name()));
+        let names: Vec<String> = walked
+            .frames
+            .iter()
+            .rev()
+            .filter(|f| f.code != 0)
+            .filter_map(|f| {
+                let info = read_code(&Process(pid), f.code, &interp.layout).unwrap();
+                (!info.is_incomplete(f.instr)).then(|| info.frame(f.instr))
+            })
+            .collect();
+        assert_eq!(names, expected, "{}", python.name());
     }
 }
 
@@ -363,7 +496,7 @@ fn header_offsets(python: &Python) -> Option<BTreeMap<String, u64>> {
     }
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-offsets");
     std::fs::create_dir_all(&dir).unwrap();
-    let bin = dir.join(format!("offsets-3.{}", python.minor));
+    let bin = dir.join(format!("offsets-{}", python.name()));
     let status = Command::new("gcc")
         .arg("-I")
         .arg(&python.include)
@@ -374,8 +507,8 @@ fn header_offsets(python: &Python) -> Option<BTreeMap<String, u64>> {
         .unwrap();
     assert!(
         status.success(),
-        "compiling py_offsets.c for 3.{}",
-        python.minor
+        "compiling py_offsets.c for {}",
+        python.name()
     );
     let out = Command::new(&bin).output().unwrap();
     Some(
@@ -406,6 +539,7 @@ fn layout_fields(l: &layout::Layout) -> BTreeMap<String, u64> {
         ("code_firstlineno", l.code.firstlineno),
         ("code_linetable", l.code.linetable),
         ("code_adaptive", l.code.code_adaptive),
+        ("code_firsttraceable", l.code.firsttraceable),
         ("unicode_length", l.objects.unicode_length),
         ("unicode_state", l.objects.unicode_state),
         ("unicode_ascii_size", l.objects.unicode_ascii_size),
@@ -419,8 +553,8 @@ fn layout_fields(l: &layout::Layout) -> BTreeMap<String, u64> {
     if let Some(c) = l.cframe_current_frame {
         m.insert("cframe_current_frame".into(), c);
     }
-    if let Some(o) = l.owner_cstack {
-        m.insert("owner_cstack".into(), u64::from(o));
+    if let Some(o) = l.owner_shim {
+        m.insert("owner_shim".into(), u64::from(o));
     }
     m
 }
@@ -430,7 +564,7 @@ fn layouts_match_the_interpreters_headers() {
     let mut checked = Vec::new();
     for python in pythons() {
         let Some(expected) = header_offsets(&python) else {
-            eprintln!("no internal headers for 3.{}: skipped", python.minor);
+            eprintln!("no internal headers for {}: skipped", python.name());
             continue;
         };
         // 3.11 and 3.12 from the tables; 3.13 from the live interpreter's _Py_DebugOffsets.
@@ -445,7 +579,7 @@ fn layouts_match_the_interpreters_headers() {
             let _ = child.0.kill();
             interp.layout
         };
-        assert_eq!(layout_fields(&actual), expected, "3.{}", python.minor);
+        assert_eq!(layout_fields(&actual), expected, "{}", python.name());
         checked.push(python.minor);
     }
     assert!(checked.contains(&11), "3.11 must be checked (python3-dev)");
@@ -480,8 +614,8 @@ fn line_tables_agree_with_co_lines() {
                     assert_eq!(
                         line_for(&table, first, addr),
                         line,
-                        "3.{} {} at unit {addr}",
-                        python.minor,
+                        "{} {} at unit {addr}",
+                        python.name(),
                         f["name"]
                     );
                     checked += 1;
@@ -490,8 +624,8 @@ fn line_tables_agree_with_co_lines() {
         }
         assert!(
             checked > 100,
-            "3.{}: only {checked} instructions",
-            python.minor
+            "{}: only {checked} instructions",
+            python.name()
         );
     }
 }

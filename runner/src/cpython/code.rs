@@ -10,7 +10,7 @@ use std::{
 use super::{
     layout::{Layout, ObjectLayout},
     linetable,
-    memory::{self, u32_at, u64_at},
+    memory::{self, u32_at, u64_at, Memory, Process},
 };
 
 /// Longest name or file name read, in characters.
@@ -27,9 +27,19 @@ pub struct CodeInfo {
     linetable: Vec<u8>,
     /// Address of the first instruction.
     bytecode: u64,
+    /// `_co_firsttraceable`: index of the first instruction of the function's own.
+    firsttraceable: u64,
 }
 
 impl CodeInfo {
+    /// True while a frame at `instr` has not reached the function's own code: CPython hides
+    /// such frames (`_PyFrame_IsIncomplete`), e.g. 3.13+'s `__init__` shim that runs after a
+    /// specialized constructor call. (CPython keeps generator frames; the walker does not
+    /// record owners, and a running generator is past this point.)
+    pub fn is_incomplete(&self, instr: u64) -> bool {
+        instr < self.bytecode + 2 * self.firsttraceable
+    }
+
     /// The source line of the instruction at address `instr`.
     pub fn line(&self, instr: u64) -> i32 {
         if instr < self.bytecode {
@@ -78,18 +88,19 @@ pub fn short_path(filename: &str) -> &str {
     filename.rsplit('/').next().unwrap_or(filename)
 }
 
-/// Reads the code object at `addr` of process `pid`.
-pub fn read_code(pid: u32, addr: u64, layout: &Layout) -> io::Result<CodeInfo> {
+/// Reads the code object at `addr`.
+pub fn read_code(mem: &impl Memory, addr: u64, layout: &Layout) -> io::Result<CodeInfo> {
     let c = &layout.code;
     let mut head = vec![0u8; c.code_adaptive as usize];
-    memory::read(pid, addr, &mut head)?;
+    mem.read(addr, &mut head)?;
     let o = &layout.objects;
     Ok(CodeInfo {
-        qualname: read_str(pid, u64_at(&head, c.qualname), o)?,
-        filename: read_str(pid, u64_at(&head, c.filename), o)?,
+        qualname: read_str(mem, u64_at(&head, c.qualname), o)?,
+        filename: read_str(mem, u64_at(&head, c.filename), o)?,
         firstlineno: u32_at(&head, c.firstlineno) as i32,
-        linetable: read_bytes(pid, u64_at(&head, c.linetable), o)?,
+        linetable: read_bytes(mem, u64_at(&head, c.linetable), o)?,
         bytecode: addr + c.code_adaptive,
+        firsttraceable: u64::from(u32_at(&head, c.firsttraceable)),
     })
 }
 
@@ -98,14 +109,14 @@ fn invalid(what: &str) -> io::Error {
 }
 
 /// Reads a compact str object.
-fn read_str(pid: u32, addr: u64, o: &ObjectLayout) -> io::Result<String> {
+fn read_str(mem: &impl Memory, addr: u64, o: &ObjectLayout) -> io::Result<String> {
     let mut head = vec![0u8; o.unicode_ascii_size as usize];
-    memory::read(pid, addr, &mut head)?;
+    mem.read(addr, &mut head)?;
     let length = u64_at(&head, o.unicode_length);
-    let state = u32_at(&head, o.unicode_state);
-    let kind = (state >> 2) & 7;
-    let compact = (state >> 5) & 1 == 1;
-    let ascii = (state >> 6) & 1 == 1;
+    let state = u32_at(&head, o.unicode_state) >> o.unicode_kind_shift;
+    let kind = state & 7;
+    let compact = (state >> 3) & 1 == 1;
+    let ascii = (state >> 4) & 1 == 1;
     if !compact || length > MAX_STR {
         return Err(invalid("not a compact str"));
     }
@@ -116,7 +127,7 @@ fn read_str(pid: u32, addr: u64, o: &ObjectLayout) -> io::Result<String> {
             o.unicode_compact_size
         };
     let mut bytes = vec![0u8; (length * u64::from(kind)) as usize];
-    memory::read(pid, data, &mut bytes)?;
+    mem.read(data, &mut bytes)?;
     let text = match kind {
         1 if ascii => String::from_utf8(bytes).map_err(|_| invalid("bad ASCII"))?,
         1 => bytes.iter().map(|&b| char::from(b)).collect(),
@@ -140,15 +151,15 @@ fn read_str(pid: u32, addr: u64, o: &ObjectLayout) -> io::Result<String> {
 }
 
 /// Reads a bytes object's contents.
-fn read_bytes(pid: u32, addr: u64, o: &ObjectLayout) -> io::Result<Vec<u8>> {
+fn read_bytes(mem: &impl Memory, addr: u64, o: &ObjectLayout) -> io::Result<Vec<u8>> {
     let mut head = vec![0u8; o.bytes_data as usize];
-    memory::read(pid, addr, &mut head)?;
+    mem.read(addr, &mut head)?;
     let size = u64_at(&head, o.bytes_size);
     if size > MAX_LINETABLE {
         return Err(invalid("bytes object too large"));
     }
     let mut bytes = vec![0u8; size as usize];
-    memory::read(pid, addr + o.bytes_data, &mut bytes)?;
+    mem.read(addr + o.bytes_data, &mut bytes)?;
     Ok(bytes)
 }
 
@@ -169,7 +180,7 @@ impl CodeCache {
         if let Some(entry) = self.entries.get(&(pid, addr)) {
             return entry.clone();
         }
-        let info = read_code(pid, addr, layout).ok().map(Arc::new);
+        let info = read_code(&Process(pid), addr, layout).ok().map(Arc::new);
         if info.is_none() {
             if memory::alive(pid) {
                 self.failed += 1;

@@ -7,6 +7,29 @@ use nix::{
     unistd::Pid,
 };
 
+/// Memory of a process: a live one, or an image of one built by tests.
+pub trait Memory {
+    /// Fills `buf` from address `addr`; a short read is an error.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()>;
+
+    /// Reads a little-endian u64.
+    fn read_u64(&self, addr: u64) -> io::Result<u64> {
+        let mut b = [0u8; 8];
+        self.read(addr, &mut b)?;
+        Ok(u64::from_le_bytes(b))
+    }
+}
+
+/// The memory of live process `.0`.
+#[derive(Clone, Copy, Debug)]
+pub struct Process(pub u32);
+
+impl Memory for Process {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> io::Result<()> {
+        read(self.0, addr, buf)
+    }
+}
+
 /// Fills `buf` from address `addr` of process `pid`; a short read is an error.
 pub fn read(pid: u32, addr: u64, buf: &mut [u8]) -> io::Result<()> {
     if buf.is_empty() {

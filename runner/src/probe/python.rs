@@ -34,6 +34,7 @@ enum Known {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PythonProcess {
     pub pid: u32,
+    /// `3.X`, or `3.Xt` for a free-threaded build.
     pub version: String,
     pub module: String,
     /// Distinct Python stacks named in this process.
@@ -107,11 +108,10 @@ impl Python {
                             map: "PY_PROCS",
                             source,
                         })?;
-                    let (major, minor) = interp.layout.version;
                     self.report.processes.retain(|p| p.pid != pid);
                     self.report.processes.push(PythonProcess {
                         pid,
-                        version: format!("{major}.{minor}"),
+                        version: interp.layout.name(),
                         module: interp.module.display().to_string(),
                         stacks: 0,
                     });
@@ -165,15 +165,16 @@ impl Python {
             .iter()
             .rev()
             .filter(|f| f.code != 0)
-            .map(|f| match self.code.get(pid, f.code, layout) {
+            .filter_map(|f| match self.code.get(pid, f.code, layout) {
+                Some(info) if info.is_incomplete(f.instr) => None,
                 Some(info) => {
                     let name = info.frame(f.instr);
                     if is_library(&info.filename) {
                         self.library.insert(name.clone());
                     }
-                    name
+                    Some(name)
                 }
-                None => format!("[code {:#x}]", f.code),
+                None => Some(format!("[code {:#x}]", f.code)),
             })
             .collect();
         if stack.flags & PY_STACK_TRUNCATED != 0 {

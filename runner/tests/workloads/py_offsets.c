@@ -7,6 +7,9 @@
 #include "internal/pycore_runtime.h"
 #include "internal/pycore_interp.h"
 #include "internal/pycore_frame.h"
+#if PY_VERSION_HEX >= 0x030E0000
+#include "internal/pycore_interpframe.h"
+#endif
 #include "internal/pycore_code.h"
 
 #define P(name, value) printf("%s %zu\n", name, (size_t)(value))
@@ -28,8 +31,11 @@ int main(void) {
 #endif
     P("frame_previous", offsetof(_PyInterpreterFrame, previous));
     P("frame_owner", offsetof(_PyInterpreterFrame, owner));
-#if PY_VERSION_HEX >= 0x030C0000
-    P("owner_cstack", FRAME_OWNED_BY_CSTACK);
+#if PY_VERSION_HEX >= 0x030E0000
+    /* Entry frames: owners from FRAME_OWNED_BY_INTERPRETER up are hidden (3.14+). */
+    P("owner_shim", FRAME_OWNED_BY_INTERPRETER);
+#elif PY_VERSION_HEX >= 0x030C0000
+    P("owner_shim", FRAME_OWNED_BY_CSTACK);
 #endif
     P("code_filename", offsetof(PyCodeObject, co_filename));
     P("code_name", offsetof(PyCodeObject, co_name));
@@ -37,6 +43,7 @@ int main(void) {
     P("code_firstlineno", offsetof(PyCodeObject, co_firstlineno));
     P("code_linetable", offsetof(PyCodeObject, co_linetable));
     P("code_adaptive", offsetof(PyCodeObject, co_code_adaptive));
+    P("code_firsttraceable", offsetof(PyCodeObject, _co_firsttraceable));
     P("unicode_length", offsetof(PyASCIIObject, length));
     P("unicode_state", offsetof(PyASCIIObject, state));
     P("unicode_ascii_size", sizeof(PyASCIIObject));
