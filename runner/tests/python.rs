@@ -497,9 +497,13 @@ fn header_offsets(python: &Python) -> Option<BTreeMap<String, u64>> {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("py-offsets");
     std::fs::create_dir_all(&dir).unwrap();
     let bin = dir.join(format!("offsets-{}", python.name()));
+    // Debian's pyconfig.h includes <x86_64-linux-gnu/python3.X/pyconfig.h> from the include
+    // root.
     let status = Command::new("gcc")
         .arg("-I")
         .arg(&python.include)
+        .arg("-I")
+        .arg(python.include.parent().unwrap_or(Path::new("/usr/include")))
         .arg("-o")
         .arg(&bin)
         .arg(script("py_offsets.c"))

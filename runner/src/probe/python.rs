@@ -25,7 +25,7 @@ pub const TRUNCATED_FRAME: &str = "[python stack truncated]";
 #[derive(Clone, Debug)]
 enum Known {
     /// The layout, and where `_PyRuntime` lies (start, end).
-    Python(Layout, (u64, u64)),
+    Python(Box<Layout>, (u64, u64)),
     /// Not CPython, or CPython that cannot be walked (the report says why).
     Other { exe: Option<String> },
 }
@@ -116,7 +116,7 @@ impl Python {
                         stacks: 0,
                     });
                     Known::Python(
-                        interp.layout,
+                        Box::new(interp.layout),
                         (interp.runtime, interp.runtime + interp.runtime_size),
                     )
                 }
