@@ -130,21 +130,27 @@ pub fn frame_fields(buf: &FrameBytes, p: &PyProc) -> FrameFields {
     }
 }
 
-/// Address of entry `index` of the `_PyCodeArray` at `array` (`{ Py_ssize_t size; char
-/// *entries[]; }`): the start of that thread-local bytecode copy.
+/// The frame's instruction at its place in the shared bytecode of its code object, which
+/// userspace reads the line table against. A free-threaded 3.14+ thread runs its own copy
+/// (`tlbc_index` > 0): entry `tlbc_index` of the `_PyCodeArray` at `co_tlbc` (`{ Py_ssize_t
+/// size; char *entries[]; }`) is where that copy starts. Unreadable copies leave it as is.
 #[inline(always)]
-pub const fn tlbc_entry(array: u64, index: u32) -> u64 {
-    array
+pub fn shared_instr(f: &FrameFields, p: &PyProc, read_u64: impl Fn(u64) -> Option<u64>) -> u64 {
+    if f.tlbc_index == 0 || f.code == 0 {
+        return f.instr;
+    }
+    let Some(array) = read_u64(f.code.wrapping_add(p.code_tlbc as u64)) else {
+        return f.instr;
+    };
+    let entry = array
         .wrapping_add(8)
-        .wrapping_add(8u64.wrapping_mul(index as u64))
-}
-
-/// `instr`, which points into the bytecode copy starting at `base`, moved to the same place in
-/// the shared bytecode of `code`, which userspace reads the line table against.
-#[inline(always)]
-pub const fn rebase_instr(instr: u64, base: u64, code: u64, p: &PyProc) -> u64 {
-    code.wrapping_add(p.code_adaptive as u64)
-        .wrapping_add(instr.wrapping_sub(base))
+        .wrapping_add(8u64.wrapping_mul(f.tlbc_index as u64));
+    let Some(base) = read_u64(entry) else {
+        return f.instr;
+    };
+    f.code
+        .wrapping_add(p.code_adaptive as u64)
+        .wrapping_add(f.instr.wrapping_sub(base))
 }
 
 /// One Python frame: its code object and the instruction it is at.

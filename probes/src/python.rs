@@ -12,9 +12,9 @@ use aya_ebpf::{
 use probes_common::{
     counters::Counter,
     python::{
-        frame_fields, hash_word, rebase_instr, tlbc_entry, PyFrame, PyProc, PyScratch, PyStack,
-        PyStackKey, HASH_SEED, PY_MAX_FRAMES, PY_MAX_THREADS, PY_NONE, PY_NO_STACK,
-        PY_PROC_ENTRIES, PY_STACK_ENTRIES, PY_STACK_TRUNCATED,
+        frame_fields, hash_word, shared_instr, PyFrame, PyProc, PyScratch, PyStack, PyStackKey,
+        HASH_SEED, PY_MAX_FRAMES, PY_MAX_THREADS, PY_NONE, PY_NO_STACK, PY_PROC_ENTRIES,
+        PY_STACK_ENTRIES, PY_STACK_TRUNCATED,
     },
 };
 
@@ -151,16 +151,7 @@ fn walk(task: &Task, p: &PyProc) -> Result<u64, Counter> {
         unsafe { bpf_probe_read_user_buf(frame as *const u8, &mut scratch.frame.0) }
             .map_err(|_| Counter::PyReadFault)?;
         let f = frame_fields(&scratch.frame, p);
-        let (code, mut instr) = (f.code, f.instr);
-        // A free-threaded thread runs its own copy of the bytecode: record the instruction at
-        // its place in the shared copy. Unreadable copies leave it as is.
-        if f.tlbc_index != 0 && code != 0 {
-            if let Ok(array) = read_u64(code + u64::from(p.code_tlbc)) {
-                if let Ok(base) = read_u64(tlbc_entry(array, f.tlbc_index)) {
-                    instr = rebase_instr(instr, base, code, p);
-                }
-            }
-        }
+        let (code, instr) = (f.code, shared_instr(&f, p, |a| read_u64(a).ok()));
         frame = f.previous;
         scratch.stack.frames[len] = PyFrame { code, instr };
         hash = hash_word(hash_word(hash, code), instr);

@@ -1,12 +1,12 @@
 //! The BPF walker of probes/src/python.rs in userspace, over any [`Memory`]: the same steps on
-//! the same [`PyProc`], sharing its per-frame code ([`frame_fields`]). Tests run it on process
-//! images laid out from CPython's published definitions, and on live interpreters.
+//! the same [`PyProc`], sharing its per-frame code ([`frame_fields`], [`shared_instr`]).
+//! Tests run it on process images laid out from CPython's published definitions, and on live
+//! interpreters.
 
 use std::io;
 
 use probes_common::python::{
-    frame_fields, rebase_instr, tlbc_entry, FrameBytes, PyFrame, PyProc, PY_MAX_FRAMES,
-    PY_MAX_THREADS, PY_NONE,
+    frame_fields, shared_instr, FrameBytes, PyFrame, PyProc, PY_MAX_FRAMES, PY_MAX_THREADS, PY_NONE,
 };
 
 use super::memory::Memory;
@@ -62,16 +62,12 @@ pub fn walk(mem: &impl Memory, p: &PyProc, tid: u64) -> Result<Walked, WalkError
     while walked.frames.len() < PY_MAX_FRAMES && frame != 0 {
         mem.read(frame, &mut buf.0)?;
         let f = frame_fields(&buf, p);
-        let (code, mut instr) = (f.code, f.instr);
-        if f.tlbc_index != 0 && code != 0 {
-            if let Ok(array) = mem.read_u64(code + u64::from(p.code_tlbc)) {
-                if let Ok(base) = mem.read_u64(tlbc_entry(array, f.tlbc_index)) {
-                    instr = rebase_instr(instr, base, code, p);
-                }
-            }
-        }
+        let instr = shared_instr(&f, p, |a| mem.read_u64(a).ok());
         frame = f.previous;
-        walked.frames.push(PyFrame { code, instr });
+        walked.frames.push(PyFrame {
+            code: f.code,
+            instr,
+        });
     }
     walked.truncated = frame != 0;
     Ok(walked)
