@@ -142,50 +142,48 @@ struct Cpython {
 }
 
 fn cpythons() -> Vec<Cpython> {
-    let table = |text: &str| Table::parse(text);
-    let t315 = table(include_str!("testdata/debug_offsets_3.15.2.txt"));
-    let t315t = table(include_str!("testdata/debug_offsets_3.15.2t.txt"));
-    let beta = |t: &Table| {
-        let mut t = t.without("thread_state.last_profiled_frame_seq");
-        t.set("version", 0x030f_00b2);
-        t
-    };
-    let c = |name, minor, free_threaded, table| Cpython {
-        name,
-        minor,
-        free_threaded,
-        table,
-    };
-    vec![
-        c(
-            "3.13.0",
-            13,
-            false,
-            table(include_str!("testdata/debug_offsets_3.13.0.txt")),
-        ),
-        c(
+    let published = [
+        ("3.13.0", include_str!("testdata/debug_offsets_3.13.0.txt")),
+        (
             "3.13.0t",
-            13,
-            true,
-            table(include_str!("testdata/debug_offsets_3.13.0t.txt")),
+            include_str!("testdata/debug_offsets_3.13.0t.txt"),
         ),
-        c(
+        (
             "3.14.10",
-            14,
-            false,
-            table(include_str!("testdata/debug_offsets_3.14.10.txt")),
+            include_str!("testdata/debug_offsets_3.14.10.txt"),
         ),
-        c(
+        (
             "3.14.10t",
-            14,
-            true,
-            table(include_str!("testdata/debug_offsets_3.14.10t.txt")),
+            include_str!("testdata/debug_offsets_3.14.10t.txt"),
         ),
-        c("3.15.0b2", 15, false, beta(&t315)),
-        c("3.15.0b2t", 15, true, beta(&t315t)),
-        c("3.15.2", 15, false, t315),
-        c("3.15.2t", 15, true, t315t),
-    ]
+        ("3.15.2", include_str!("testdata/debug_offsets_3.15.2.txt")),
+        (
+            "3.15.2t",
+            include_str!("testdata/debug_offsets_3.15.2t.txt"),
+        ),
+    ];
+    let mut all: Vec<Cpython> = published
+        .into_iter()
+        .map(|(name, text)| Cpython {
+            name,
+            minor: name[2..4].parse().unwrap(),
+            free_threaded: name.ends_with('t'),
+            table: Table::parse(text),
+        })
+        .collect();
+    // 3.15.0b1-b3: no `last_profiled_frame_seq` yet.
+    for (name, from) in [("3.15.0b2", "3.15.2"), ("3.15.0b2t", "3.15.2t")] {
+        let source = all.iter().find(|c| c.name == from).unwrap();
+        let mut table = source.table.without("thread_state.last_profiled_frame_seq");
+        table.set("version", 0x030f_00b2);
+        all.push(Cpython {
+            name,
+            minor: 15,
+            free_threaded: source.free_threaded,
+            table,
+        });
+    }
+    all
 }
 
 /// The thread whose stack is walked, and another one listed before it.
