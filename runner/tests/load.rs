@@ -18,9 +18,10 @@ use hyper::{body::Frame, server::conn::http1, service::service_fn, Request, Resp
 use hyper_util::rt::TokioIo;
 use runner::load::{
     self,
+    http1::Client,
     request::{BodyCheck, Expect, RequestSpec, StatusExpect},
     schedule::Schedule,
-    LoadConfig, LoadOutcome,
+    HttpOptions, LoadConfig, LoadOutcome,
 };
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
@@ -159,7 +160,19 @@ fn config(addr: SocketAddr, path: &str, schedule: Schedule) -> LoadConfig {
         timeout: Duration::from_secs(5),
         think: None,
         ws_message: "x".into(),
+        http: Default::default(),
     }
+}
+
+/// Both HTTP/1.1 clients: the lean one and hyper's.
+const CLIENTS: [Client; 2] = [Client::Lean, Client::Hyper];
+
+fn with_client(mut c: LoadConfig, client: Client) -> LoadConfig {
+    c.http = HttpOptions {
+        http1: client,
+        ..HttpOptions::default()
+    };
+    c
 }
 
 fn run(config: &LoadConfig) -> LoadOutcome {
@@ -223,20 +236,63 @@ fn a_single_worker_runs_on_the_calling_thread_and_gives_its_cpus_back() {
 
 #[test]
 fn a_server_closing_every_connection_is_followed_without_hanging() {
-    let server = server(Behaviour::CloseEach);
-    let mut c = config(server.addr, "/ping", Schedule::closed(4, None));
-    c.max_requests = Some(300);
-    // run() cannot time out a run that never returns: watch it from here.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(run(&c).report);
-    });
-    let report = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the run ends although the server closes every connection");
-    assert_eq!(report.total.ok, 300, "{:?}", report.total);
-    assert_eq!(report.total.error_total, 0, "{:?}", report.total);
-    assert_eq!(server.seen.total.load(Ordering::Relaxed), 300);
+    for client in CLIENTS {
+        let server = server(Behaviour::CloseEach);
+        let mut c = with_client(
+            config(server.addr, "/ping", Schedule::closed(4, None)),
+            client,
+        );
+        c.max_requests = Some(300);
+        // run() cannot time out a run that never returns: watch it from here.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run(&c).report);
+        });
+        let report = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the run ends although the server closes every connection");
+        assert_eq!(report.total.ok, 300, "{client:?}: {:?}", report.total);
+        assert_eq!(
+            report.total.error_total, 0,
+            "{client:?}: {:?}",
+            report.total
+        );
+        assert_eq!(server.seen.total.load(Ordering::Relaxed), 300);
+    }
+}
+
+#[test]
+fn the_http1_client_is_chosen_automatically_and_recorded() {
+    let server = server(Behaviour::Ok);
+    let mut c = config(server.addr, "/ping", Schedule::closed(2, None));
+    c.max_requests = Some(200);
+    let report = run(&c).report;
+    assert_eq!(
+        (
+            report.protocol.http.as_str(),
+            report.protocol.client.as_str()
+        ),
+        ("1.1", "lean")
+    );
+    assert_eq!(report.total.ok, 200);
+    // A request that sets its own framing or connection headers goes through hyper.
+    c.requests[0].headers = vec!["Connection: close".into()];
+    let report = run(&c).report;
+    assert_eq!(report.protocol.client, "hyper");
+    assert!(
+        report.protocol.why.contains("`connection`"),
+        "{}",
+        report.protocol.why
+    );
+    assert_eq!(report.total.ok, 200, "{:?}", report.total.errors);
+    // Asking for the lean client with such a request is an error, said before any load.
+    c.http.http1 = Client::Lean;
+    let err = load::run(&c, Arc::new(AtomicBool::new(false)), &mut |_| {})
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("cannot send this"), "{err}");
+    assert_eq!(server.seen.total.load(Ordering::Relaxed), 400);
 }
 
 #[test]
@@ -284,9 +340,18 @@ fn corrected_latency_sees_what_a_stalled_server_hides() {
 
 #[test]
 fn faults_are_classified_without_hanging() {
+    for client in CLIENTS {
+        faults(client);
+    }
+}
+
+fn faults(client: Client) {
     // Timeouts.
     let server = server(Behaviour::SlowPath);
-    let mut c = config(server.addr, "/slow", Schedule::closed(2, secs(1)));
+    let mut c = with_client(
+        config(server.addr, "/slow", Schedule::closed(2, secs(1))),
+        client,
+    );
     c.timeout = Duration::from_millis(200);
     let report = run(&c).report;
     assert!(
@@ -296,7 +361,10 @@ fn faults_are_classified_without_hanging() {
     );
     assert_eq!(report.total.ok, 0);
     // Statuses.
-    let c = config(server.addr, "/missing", Schedule::closed(2, secs(1)));
+    let c = with_client(
+        config(server.addr, "/missing", Schedule::closed(2, secs(1))),
+        client,
+    );
     let report = run(&c).report;
     assert!(report.total.errors["status_4xx"] > 10);
     assert_eq!(
@@ -309,7 +377,7 @@ fn faults_are_classified_without_hanging() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let c = config(refused, "/", Schedule::closed(2, secs(1)));
+    let c = with_client(config(refused, "/", Schedule::closed(2, secs(1))), client);
     let report = run(&c).report;
     assert!(
         report.total.errors["connect"] > 10,
@@ -336,7 +404,7 @@ fn faults_are_classified_without_hanging() {
             }
         }
     });
-    let c = config(addr, "/", Schedule::closed(2, secs(1)));
+    let c = with_client(config(addr, "/", Schedule::closed(2, secs(1))), client);
     let report = run(&c).report;
     stop.store(true, Ordering::Relaxed);
     rude.join().unwrap();
@@ -350,8 +418,17 @@ fn faults_are_classified_without_hanging() {
 
 #[test]
 fn a_streamed_body_is_counted_byte_exact() {
+    for client in CLIENTS {
+        streamed_body(client);
+    }
+}
+
+fn streamed_body(client: Client) {
     let server = server(Behaviour::Stream);
-    let mut c = config(server.addr, "/stream", Schedule::closed(2, None));
+    let mut c = with_client(
+        config(server.addr, "/stream", Schedule::closed(2, None)),
+        client,
+    );
     c.max_requests = Some(20);
     c.requests[0].expect = Expect {
         status: StatusExpect::OneOf(vec![200]),
