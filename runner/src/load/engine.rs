@@ -166,6 +166,16 @@ pub struct Worker {
     open: Cell<(usize, u64)>,
 }
 
+/// When a request goes out.
+#[derive(Clone, Copy)]
+struct Slot {
+    step: usize,
+    /// When it should go out (open loop), or the send itself (closed loop).
+    intended: Instant,
+    sent: Instant,
+    open: bool,
+}
+
 /// What a connection does after its session ends.
 pub enum Next {
     /// Connect again (the connection broke, or it sat out a step).
@@ -218,15 +228,24 @@ impl Worker {
 
     /// Sleeps until `t`, waking to check the stop flag. False when the run was stopped.
     pub async fn sleep_until(&self, t: Instant) -> bool {
+        let timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        self.pace(timer, t).await.is_some()
+    }
+
+    /// Sleeps on `timer` until `t`, waking to check the stop flag: the time it woke, or
+    /// None when the run was stopped. (A connection keeps one timer for its sends, rather
+    /// than making one per request.)
+    async fn pace(&self, mut timer: Pin<&mut tokio::time::Sleep>, t: Instant) -> Option<Instant> {
         loop {
             if self.shared.stopped() {
-                return false;
+                return None;
             }
             let now = Instant::now();
             if now >= t {
-                return true;
+                return Some(now);
             }
-            tokio::time::sleep((t - now).min(STOP_POLL)).await;
+            timer.as_mut().reset(t.min(now + STOP_POLL).into());
+            timer.as_mut().await;
         }
     }
 
@@ -254,25 +273,17 @@ impl Worker {
         Some(self.start + self.plan.offsets[i] + offset)
     }
 
-    /// Records a request of step `step`, mix entry `entry`, that ends now; returns the end.
-    fn finish(
-        &self,
-        step: usize,
-        entry: usize,
-        intended: Instant,
-        sent: Instant,
-        outcome: Outcome,
-        open: bool,
-    ) -> Instant {
+    /// Records a request of `slot` and mix entry `entry` that ends now; returns the end.
+    fn finish(&self, slot: Slot, entry: usize, outcome: Outcome) -> Instant {
         let done = Instant::now();
         let timing = Timing {
-            intended,
-            sent,
+            intended: slot.intended,
+            sent: slot.sent,
             done,
         };
         self.tally
             .borrow_mut()
-            .record(step, entry, timing, outcome, open);
+            .record(slot.step, entry, timing, outcome, slot.open);
         done
     }
 
@@ -334,10 +345,15 @@ impl Worker {
         self.tally.borrow_mut().handshake(took, resumed);
     }
 
-    /// Decides when the next request on this connection goes out: `Ok((step, intended,
-    /// open))`, or what the connection should do instead. `now` is a fresh clock reading
-    /// (it saves a read per request); it is refreshed after any wait.
-    async fn next_slot(&self, k: usize, mut now: Instant) -> Result<(usize, Instant, bool), Next> {
+    /// Decides when the next request on this connection goes out, or what the connection
+    /// should do instead. `now` is a fresh clock reading (it saves a read per request); it
+    /// is refreshed after any wait. Open-loop waits run on `timer`.
+    async fn next_slot(
+        &self,
+        k: usize,
+        mut now: Instant,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+    ) -> Result<Slot, Next> {
         loop {
             let Some((i, end)) = self.current_at(now) else {
                 return Err(Next::Done);
@@ -351,23 +367,31 @@ impl Worker {
                     if !self.shared.take_budget() {
                         return Err(Next::Done);
                     }
-                    return Ok((i, now, false));
+                    return Ok(Slot {
+                        step: i,
+                        intended: now,
+                        sent: now,
+                        open: false,
+                    });
                 }
                 StepLoad::Open { .. } => {
                     let intended = self.next_intended(i);
                     match (intended, end) {
                         (Some(t), Some(end)) if t >= end => {
                             // This worker's share of the step is sent; wait for the next.
-                            if !self.sleep_until(end).await {
-                                return Err(Next::Done);
-                            }
-                            now = Instant::now();
+                            now = self.pace(timer.as_mut(), end).await.ok_or(Next::Done)?;
                         }
                         (Some(t), _) => {
-                            if !self.shared.take_budget() || !self.sleep_until(t).await {
+                            if !self.shared.take_budget() {
                                 return Err(Next::Done);
                             }
-                            return Ok((i, t, true));
+                            let sent = self.pace(timer.as_mut(), t).await.ok_or(Next::Done)?;
+                            return Ok(Slot {
+                                step: i,
+                                intended: t,
+                                sent,
+                                open: true,
+                            });
                         }
                         (None, _) => return Err(Next::Done),
                     }
@@ -378,8 +402,9 @@ impl Worker {
 
     /// Counts a request that could not be sent because the connection failed.
     pub async fn connect_failed(&self, k: usize, class: ErrorClass) {
-        if let Ok((i, intended, open)) = self.next_slot(k, Instant::now()).await {
-            self.finish(i, 0, intended, Instant::now(), Outcome::Error(class), open);
+        let timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        if let Ok(slot) = self.next_slot(k, Instant::now(), timer).await {
+            self.finish(slot, 0, Outcome::Error(class));
         }
         tokio::time::sleep(CONNECT_BACKOFF).await;
     }
@@ -396,12 +421,36 @@ pub fn judge(expect: &Expect, status: u16, checker: BodyChecker<'_>, bytes: u64)
     Outcome::Ok(bytes)
 }
 
+/// A connection's request timeout. Setting `due` costs nothing: the timer stays armed for
+/// an earlier request's time, and when it goes off before `due` it sleeps on until `due`.
+struct Deadline<'t> {
+    timer: Pin<&'t mut tokio::time::Sleep>,
+    due: Instant,
+}
+
+impl<'t> Deadline<'t> {
+    /// Completes once `due` has passed.
+    fn passed(&mut self) -> impl Future<Output = ()> + use<'_, 't> {
+        std::future::poll_fn(|cx| loop {
+            std::task::ready!(self.timer.as_mut().poll(cx));
+            if Instant::now() >= self.due {
+                return Poll::Ready(());
+            }
+            self.timer.as_mut().reset(self.due.into());
+        })
+    }
+}
+
 /// Runs the schedule over `session` for connection `k`, until the connection breaks, sits
 /// out a step, or the run ends.
 pub async fn serve<S: Session>(worker: &Worker, k: usize, session: &mut S) -> Next {
-    // One timer per connection, re-armed per request: cheaper than a new timeout each time.
-    let deadline = tokio::time::sleep(worker.plan.timeout);
-    tokio::pin!(deadline);
+    // Two timers per connection, not one per request: the deadline's is moved only when it
+    // goes off for an earlier request, the pacer's (open loop) per wait.
+    let mut deadline = Deadline {
+        timer: std::pin::pin!(tokio::time::sleep(worker.plan.timeout)),
+        due: Instant::now() + worker.plan.timeout,
+    };
+    let mut pacer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     let mut now = Instant::now();
     loop {
         // A server may close a keep-alive connection after a complete response (nginx
@@ -409,26 +458,24 @@ pub async fn serve<S: Session>(worker: &Worker, k: usize, session: &mut S) -> Ne
         if !session.ready().await {
             return Next::Reconnect;
         }
-        let (step, intended, open) = match worker.next_slot(k, now).await {
+        let slot = match worker.next_slot(k, now, pacer.as_mut()).await {
             Ok(slot) => slot,
             Err(next) => return next,
         };
         let entry = worker.plan.prepared.pick(&mut worker.rng.borrow_mut());
-        // Closed loop: the slot was taken just now. Open loop: after the wait for `intended`.
-        let sent = if open { Instant::now() } else { intended };
-        deadline.as_mut().reset((sent + worker.plan.timeout).into());
+        deadline.due = slot.sent + worker.plan.timeout;
         let done = tokio::select! {
             biased;
             done = session.exchange(worker, entry) => Some(done),
-            _ = &mut deadline => None,
+            _ = deadline.passed() => None,
         };
         let (outcome, reusable) = done.unwrap_or_else(|| session.timed_out());
-        now = worker.finish(step, entry, intended, sent, outcome, open);
+        now = worker.finish(slot, entry, outcome);
         if !reusable {
             return Next::Reconnect;
         }
         if let Some(think) = worker.plan.think {
-            if !open {
+            if !slot.open {
                 if !worker.sleep_until(now + think).await {
                     return Next::Done;
                 }

@@ -315,6 +315,9 @@ struct Entry {
     /// The whole HTTP/1.1 request when nothing in it is templated: as HTTP/1.1, and as
     /// HTTP/1.0 for a server that answers in HTTP/1.0.
     http1: Option<[Vec<u8>; 2]>,
+    /// The absolute URI of a fixed path for HTTP/2, made on first use (the origin is the
+    /// same for the whole run).
+    h2_uri: std::sync::OnceLock<Uri>,
 }
 
 /// Where templated HTTP/1.1 requests are rendered, kept per connection.
@@ -524,6 +527,7 @@ impl Prepared {
                 body,
                 expect: spec.expect.clone(),
                 http1,
+                h2_uri: std::sync::OnceLock::new(),
             });
         }
         let mut total = 0u64;
@@ -604,10 +608,21 @@ impl Prepared {
         origin: &str,
     ) -> (Request<()>, Bytes) {
         let entry = &self.entries[index];
-        let (path, body) = self.path_and_body(index, ctx);
-        let uri = format!("{origin}{path}")
-            .parse()
-            .expect("an origin and a checked path make a URI");
+        let absolute = |path: &Uri| -> Uri {
+            format!("{origin}{path}")
+                .parse()
+                .expect("an origin and a checked path make a URI")
+        };
+        let (uri, body) = match (&entry.path, &entry.body) {
+            (PathKind::Fixed(path), BodyKind::Fixed(body)) => (
+                entry.h2_uri.get_or_init(|| absolute(path)).clone(),
+                body.clone(),
+            ),
+            _ => {
+                let (path, body) = self.path_and_body(index, ctx);
+                (absolute(&path), body)
+            }
+        };
         let mut request = Request::new(());
         *request.method_mut() = entry.method.clone();
         *request.uri_mut() = uri;

@@ -170,12 +170,13 @@ impl AsyncWrite for Stream {
 }
 
 /// Whether bytes or the end of the stream arrived while nothing was asked: a look that
-/// does not wait. (What arrived is consumed; the connection is unusable either way.)
-pub fn arrived_unasked<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
+/// does not wait. (What arrived is consumed; the connection is unusable either way.) When
+/// nothing did, the task of `cx` is woken when something does: the look is also the
+/// registration the next read needs.
+pub fn arrived_unasked<S: AsyncRead + Unpin>(stream: &mut S, cx: &mut Context<'_>) -> bool {
     let mut byte = [0u8; 1];
     let mut buf = ReadBuf::new(&mut byte);
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    Pin::new(stream).poll_read(&mut cx, &mut buf).is_ready()
+    Pin::new(stream).poll_read(cx, &mut buf).is_ready()
 }
 
 #[cfg(test)]
@@ -205,8 +206,9 @@ mod tests {
         runtime.block_on(async {
             let mut socket = Plain::connect(addr).await.unwrap();
             let mut buf = [0u8; 64];
+            let mut noop = Context::from_waker(std::task::Waker::noop());
             for round in 0..50u8 {
-                assert!(!arrived_unasked(&mut socket), "nothing was sent yet");
+                assert!(!arrived_unasked(&mut socket, &mut noop), "nothing was sent yet");
                 go.send(round).unwrap();
                 // Biased to the timer: a read that is only polled again when the timer
                 // fires was never woken.
@@ -220,7 +222,7 @@ mod tests {
             drop(go);
             let eof = tokio::time::timeout(Duration::from_secs(5), socket.read(&mut buf)).await;
             assert_eq!(eof.unwrap().unwrap(), 0, "a closed peer reads as EOF");
-            assert!(arrived_unasked(&mut socket), "the end stays visible");
+            assert!(arrived_unasked(&mut socket, &mut noop), "the end stays visible");
         });
         peer.join().unwrap();
     }

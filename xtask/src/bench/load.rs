@@ -127,6 +127,23 @@ fn start_nginx(dir: &Path) -> anyhow::Result<Nginx> {
     Ok(nginx)
 }
 
+/// Busy and total jiffies of CPU 1 (the server's) so far.
+fn server_cpu() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu1 ")) else {
+        return (0, 0);
+    };
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
+    let total: u64 = fields.iter().take(8).sum();
+    (total - idle, total)
+}
+
 /// CPU seconds (user + sys) used by waited-for children so far.
 fn children_cpu() -> f64 {
     // SAFETY: getrusage fills the struct it is given.
@@ -136,11 +153,24 @@ fn children_cpu() -> f64 {
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
-/// Runs a command to completion and returns its stdout and the CPU seconds it used.
+/// Runs a command to completion and returns its stdout and the CPU seconds it used; notes
+/// how busy the server's CPU was meanwhile in `SERVER_BUSY`.
 fn measured(cmd: &mut Command) -> anyhow::Result<(String, f64)> {
     let before = children_cpu();
+    let (busy, total) = server_cpu();
     let out = sh::output(cmd)?;
+    let (busy2, total2) = server_cpu();
+    SERVER_BUSY.with(|b| b.set((busy2 - busy) as f64 / (total2 - total).max(1) as f64));
     Ok((out, children_cpu() - before))
+}
+
+thread_local! {
+    /// The share of CPU 1 (nginx) that was busy during the last measured run.
+    static SERVER_BUSY: std::cell::Cell<f64> = const { std::cell::Cell::new(0.0) };
+}
+
+fn server_busy() -> f64 {
+    SERVER_BUSY.with(|b| b.get())
 }
 
 fn oha() -> anyhow::Result<PathBuf> {
@@ -225,25 +255,30 @@ fn on_cpu0(program: &Path) -> Command {
 /// One client run: its requests per second (correct responses) and CPU seconds per request.
 type Measure<'a> = Box<dyn FnMut() -> anyhow::Result<(f64, f64)> + 'a>;
 
+/// Per client, the (requests per second, CPU seconds per request) of every round.
+type Rounds = Vec<Vec<(f64, f64)>>;
+
 /// Paired rounds: each round runs every client once, in an order that rotates; per client,
-/// the figures of every round.
+/// the figures of every round, and the median share of the server's CPU that was busy.
 fn rounds(
     rounds: u32,
     clients: &mut [(&str, Measure<'_>)],
-) -> anyhow::Result<Vec<Vec<(f64, f64)>>> {
+) -> anyhow::Result<(Rounds, Vec<f64>)> {
     let n = clients.len();
     let mut figures = vec![Vec::new(); n];
+    let mut busy = vec![Vec::new(); n];
     for round in 0..rounds as usize {
         let mut this = vec![(0.0, 0.0); n];
         for i in 0..n {
             let which = (round + i) % n;
             this[which] = (clients[which].1)()?;
+            busy[which].push(server_busy());
         }
         for (all, one) in figures.iter_mut().zip(this) {
             all.push(one);
         }
     }
-    Ok(figures)
+    Ok((figures, busy.iter_mut().map(|b| median(b)).collect()))
 }
 
 /// Medians of per-round ratios of client 0 to client `other`: (throughput, CPU per request).
@@ -376,7 +411,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut report = serde_json::json!({"rounds": rounds_n, "seconds": seconds});
 
     if want("http1") {
-        let figures = rounds(
+        let (figures, busy) = rounds(
             rounds_n,
             &mut [
                 ("runner", Box::new(|| bench.runner(&http, &["-t1", "-c64"]))),
@@ -386,18 +421,21 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let (ours, wrk) = (medians(&figures[0]), medians(&figures[1]));
         let (ratio, cpu_ratio, round_ratios) = ratios(&figures, 1);
         println!(
-            "http1 -t1 -c64: runner {:.0} req/s, wrk {:.0} req/s; throughput ratio {ratio:.3} (median of {rounds_n} rounds, {:.3} to {:.3}); CPU per request runner {:.2} us, wrk {:.2} us, ratio {cpu_ratio:.3}",
+            "http1 -t1 -c64: runner {:.0} req/s, wrk {:.0} req/s; throughput ratio {ratio:.3} (median of {rounds_n} rounds, {:.3} to {:.3}); CPU per request runner {:.2} us, wrk {:.2} us, ratio {cpu_ratio:.3}; nginx's CPU busy {:.0}% under runner, {:.0}% under wrk",
             ours.0,
             wrk.0,
             round_ratios.iter().copied().fold(f64::MAX, f64::min),
             round_ratios.iter().copied().fold(0.0, f64::max),
             ours.1 * 1e6,
             wrk.1 * 1e6,
+            busy[0] * 100.0,
+            busy[1] * 100.0,
         );
         report["throughput"] = serde_json::json!({
             "runner_rps": ours.0, "wrk_rps": wrk.0, "ratio": ratio, "round_ratios": round_ratios,
             "runner_cpu_us_per_request": ours.1 * 1e6, "wrk_cpu_us_per_request": wrk.1 * 1e6,
             "cpu_per_request_ratio": cpu_ratio,
+            "server_busy_runner": busy[0], "server_busy_wrk": busy[1],
         });
     }
 
@@ -405,7 +443,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let rate = "20000";
         let requests = 20_000.0 * seconds as f64;
         let mut achieved = Vec::new();
-        let figures = rounds(
+        let (figures, _) = rounds(
             rounds_n,
             &mut [
                 (
@@ -447,7 +485,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
 
     if want("https") {
-        let figures = rounds(
+        let (figures, busy) = rounds(
             rounds_n,
             &mut [
                 (
@@ -460,12 +498,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let (ours, wrk) = (medians(&figures[0]), medians(&figures[1]));
         let (ratio, cpu_ratio, round_ratios) = ratios(&figures, 1);
         println!(
-            "https keep-alive -t1 -c64: runner {:.0} req/s, wrk {:.0} req/s; ratio {ratio:.3}; CPU per request ratio {cpu_ratio:.3}",
-            ours.0, wrk.0
+            "https keep-alive -t1 -c64: runner {:.0} req/s, wrk {:.0} req/s; ratio {ratio:.3} ({:.3} to {:.3}); CPU per request ratio {cpu_ratio:.3}; nginx's CPU busy {:.0}% under runner, {:.0}% under wrk",
+            ours.0,
+            wrk.0,
+            round_ratios.iter().copied().fold(f64::MAX, f64::min),
+            round_ratios.iter().copied().fold(0.0, f64::max),
+            busy[0] * 100.0,
+            busy[1] * 100.0,
         );
         report["https"] = serde_json::json!({
             "runner_rps": ours.0, "wrk_rps": wrk.0, "ratio": ratio, "round_ratios": round_ratios,
             "cpu_per_request_ratio": cpu_ratio,
+            "server_busy_runner": busy[0], "server_busy_wrk": busy[1],
         });
     }
 
@@ -474,7 +518,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             continue;
         }
         let (c, p) = (H2_CONNECTIONS.to_string(), H2_STREAMS.to_string());
-        let figures = rounds(
+        let (figures, busy) = rounds(
             rounds_n,
             &mut [
                 (
@@ -493,14 +537,23 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let (vs_h2load, _, h2load_rounds) = ratios(&figures, 1);
         let (vs_oha, _, oha_rounds) = ratios(&figures, 2);
         println!(
-            "{section} -c{c} x {p} streams: runner {:.0} req/s, h2load {:.0}, oha {:.0}; ratio to h2load {vs_h2load:.3}, to oha {vs_oha:.3}",
-            ours.0, h2load.0, oha_figures.0
+            "{section} -c{c} x {p} streams: runner {:.0} req/s, h2load {:.0}, oha {:.0}; ratio to h2load {vs_h2load:.3}, to oha {vs_oha:.3}; CPU per request runner {:.2} us, h2load {:.2} us, oha {:.2} us; nginx's CPU busy {:.0}% / {:.0}% / {:.0}%",
+            ours.0,
+            h2load.0,
+            oha_figures.0,
+            ours.1 * 1e6,
+            h2load.1 * 1e6,
+            oha_figures.1 * 1e6,
+            busy[0] * 100.0,
+            busy[1] * 100.0,
+            busy[2] * 100.0,
         );
         report[section] = serde_json::json!({
             "connections": H2_CONNECTIONS, "streams": H2_STREAMS,
             "runner_rps": ours.0, "h2load_rps": h2load.0, "oha_rps": oha_figures.0,
             "ratio_h2load": vs_h2load, "ratio_oha": vs_oha,
             "round_ratios_h2load": h2load_rounds, "round_ratios_oha": oha_rounds,
+            "server_busy": {"runner": busy[0], "h2load": busy[1], "oha": busy[2]},
         });
     }
 

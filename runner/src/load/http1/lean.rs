@@ -1,9 +1,14 @@
 //! The lean HTTP/1.1 client: writes a pre-encoded request, then decodes the response in
 //! the connection's fixed read buffer. Nothing is allocated per request.
 
-use std::{future::poll_fn, io, pin::Pin, task::Poll};
+use std::{
+    future::poll_fn,
+    io,
+    pin::Pin,
+    task::{Context, Poll},
+};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::{
     decode::{Buffer, DecodeError, Decoder, Step},
@@ -50,9 +55,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Whether a request may go out now: false when the server sent something or closed
-    /// the connection since the last response (hyper's client closes then too).
-    pub fn ready(&mut self) -> bool {
-        self.buf.is_empty() && !arrived_unasked(&mut self.stream)
+    /// the connection since the last response (hyper's client closes then too). The look
+    /// registers the task of `cx` for the response's bytes.
+    pub fn ready(&mut self, cx: &mut Context<'_>) -> bool {
+        self.buf.is_empty() && !arrived_unasked(&mut self.stream, cx)
     }
 
     /// Sends `request` (whole, head and body) and reads the response, handing its body to
@@ -63,7 +69,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         head_request: bool,
         sink: &mut impl BodySink,
     ) -> Result<Response, Broken> {
-        self.stream.write_all(request).await?;
+        self.write(request).await?;
         self.decoder.start(head_request);
         let mut status = 0;
         loop {
@@ -98,6 +104,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 
+    /// Writes all of `bytes`: one system call unless the socket's buffer is full.
+    async fn write(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let n = poll_fn(|cx| Pin::new(&mut self.stream).poll_write(cx, bytes)).await?;
+            if n == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
     /// Reads into the buffer's free room; 0 at the end of the stream.
     async fn read(&mut self) -> io::Result<usize> {
         let (stream, buf) = (&mut self.stream, &mut self.buf);
@@ -130,7 +148,7 @@ struct LeanSession {
 
 impl Session for LeanSession {
     async fn ready(&mut self) -> bool {
-        self.conn.ready()
+        poll_fn(|cx| Poll::Ready(self.conn.ready(cx))).await
     }
 
     async fn exchange(&mut self, worker: &Worker, entry: usize) -> (Outcome, bool) {

@@ -293,7 +293,7 @@ pub fn lean(script: &Script, requests: usize, head: bool) -> Verdict {
     let mut out = Vec::new();
     let mut reusable = true;
     for _ in 0..requests {
-        if !reusable || !conn.ready() {
+        if !reusable || !conn.ready(&mut Context::from_waker(Waker::noop())) {
             out.push(None);
             break;
         }
