@@ -6,10 +6,10 @@ use std::{
     convert::Infallible,
     net::SocketAddr,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicU64, Ordering},
         Arc,
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -17,23 +17,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::{server::conn::http1, service::service_fn, Request, Response};
 use hyper_util::rt::TokioIo;
 use runner::load::{
-    self,
     request::{BodySource, RequestSpec},
     schedule::Schedule,
-    HttpOptions, LoadConfig, LoadError, LoadOutcome,
+    HttpOptions, LoadConfig,
 };
-use tokio::{
-    io::{AsyncRead, AsyncWrite},
-    net::TcpListener,
-};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::{rustls, TlsAcceptor};
 
-/// Tests that measure rates and latencies do not share the machine with each other.
-static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+mod common;
 
-fn timing() -> std::sync::MutexGuard<'static, ()> {
-    TIMING.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::load::{run, timing, try_run};
 
 /// What the test servers saw.
 #[derive(Default)]
@@ -46,11 +39,14 @@ struct Seen {
 
 #[derive(Clone, Copy, PartialEq)]
 enum H2 {
-    /// 200 "pong" on every path, except: /reset is reset (RST_STREAM), /slow waits 200 ms,
-    /// /upload is never read (its sender runs out of flow-control window).
+    /// 200 "pong" on every path, except: /reset is reset (RST_STREAM, INTERNAL_ERROR),
+    /// /refuse is refused (RST_STREAM, REFUSED_STREAM), /slow waits 200 ms, /upload is never
+    /// read (its sender runs out of flow-control window).
     Paths,
     /// GOAWAY (ENHANCE_YOUR_CALM) after this many streams on a connection.
     GoawayAfter(u64),
+    /// A graceful GOAWAY (NO_ERROR) after this many streams, as nginx's keepalive_requests.
+    GracefulAfter(u64),
 }
 
 #[derive(Clone, Copy)]
@@ -60,6 +56,21 @@ enum Kind {
         close: bool,
     },
     H2(H2),
+    /// WebSocket echo of text messages.
+    Echo,
+}
+
+async fn serve_echo<S: AsyncRead + AsyncWrite + Unpin>(io: S, seen: Arc<Seen>) {
+    use futures_util::{SinkExt, StreamExt};
+    let Ok(mut ws) = tokio_tungstenite::accept_async(io).await else {
+        return;
+    };
+    while let Some(Ok(msg)) = ws.next().await {
+        seen.requests.fetch_add(1, Ordering::Relaxed);
+        if msg.is_text() && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
 }
 
 struct Server {
@@ -128,7 +139,8 @@ async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         tokio::spawn(async move {
             let mut body = request.into_body();
             match path.as_str() {
-                "/reset" => return respond.send_reset(h2::Reason::REFUSED_STREAM),
+                "/reset" => return respond.send_reset(h2::Reason::INTERNAL_ERROR),
+                "/refuse" => return respond.send_reset(h2::Reason::REFUSED_STREAM),
                 "/upload" => {
                     // Hold the stream without reading it: no window goes back to the client.
                     tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -149,91 +161,57 @@ async fn serve_h2<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         if behaviour == H2::GoawayAfter(streams) {
             conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
         }
+        if behaviour == H2::GracefulAfter(streams) {
+            conn.graceful_shutdown();
+        }
     }
 }
 
 /// A server of `kind`, in TLS with `alpn` when given.
 fn start(kind: Kind, tls: Option<&[&[u8]]>) -> Server {
     let seen = Arc::new(Seen::default());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let acceptor = tls.map(acceptor);
     let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let serve = async {
-                loop {
-                    let (stream, _) = listener.accept().await.unwrap();
-                    stream.set_nodelay(true).unwrap();
-                    seen2.connections.fetch_add(1, Ordering::Relaxed);
-                    let (seen, acceptor) = (seen2.clone(), acceptor.clone());
-                    tokio::spawn(async move {
-                        match (acceptor, kind) {
-                            (None, Kind::Http1 { close }) => serve_http1(stream, close, seen).await,
-                            (None, Kind::H2(b)) => serve_h2(stream, b, seen).await,
-                            (Some(acceptor), kind) => {
-                                let Ok(tls) = acceptor.accept(stream).await else {
-                                    return;
-                                };
-                                match kind {
-                                    Kind::Http1 { close } => serve_http1(tls, close, seen).await,
-                                    Kind::H2(b) => serve_h2(tls, b, seen).await,
-                                }
+    let (addr, stop) = common::load::serve_on_thread(move |listener| async move {
+        async {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                seen2.connections.fetch_add(1, Ordering::Relaxed);
+                let (seen, acceptor) = (seen2.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    match (acceptor, kind) {
+                        (None, Kind::Http1 { close }) => serve_http1(stream, close, seen).await,
+                        (None, Kind::H2(b)) => serve_h2(stream, b, seen).await,
+                        (None, Kind::Echo) => serve_echo(stream, seen).await,
+                        (Some(acceptor), kind) => {
+                            let Ok(tls) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            match kind {
+                                Kind::Http1 { close } => serve_http1(tls, close, seen).await,
+                                Kind::H2(b) => serve_h2(tls, b, seen).await,
+                                Kind::Echo => serve_echo(tls, seen).await,
                             }
                         }
-                    });
-                }
-            };
-            tokio::select! {
-                _ = serve => {}
-                _ = rx => {}
+                    }
+                });
             }
-        });
+        }
+        .await
     });
     Server {
-        addr: addr_rx.recv().unwrap(),
+        addr,
         seen,
-        _shutdown: tx,
+        _shutdown: stop,
     }
 }
 
 fn config(url: &str, schedule: Schedule, http: HttpOptions) -> LoadConfig {
-    let target = load::parse_url(url).unwrap();
     LoadConfig {
-        requests: vec![RequestSpec::get(&target.path)],
-        target,
-        threads: 1,
-        cpus: Vec::new(),
-        schedule,
-        max_requests: None,
-        timeout: Duration::from_secs(5),
-        think: None,
-        ws_message: "x".into(),
         http,
+        ..common::load::config(url, schedule)
     }
-}
-
-fn try_run(config: &LoadConfig) -> Result<LoadOutcome, LoadError> {
-    let started = Instant::now();
-    let outcome = load::run(config, Arc::new(AtomicBool::new(false)), &mut |_| {});
-    let limit = config
-        .schedule
-        .duration()
-        .unwrap_or(Duration::from_secs(30))
-        + config.timeout
-        + Duration::from_secs(5);
-    assert!(started.elapsed() < limit, "the run ended in time");
-    outcome
-}
-
-fn run(config: &LoadConfig) -> LoadOutcome {
-    try_run(config).unwrap()
 }
 
 fn insecure() -> HttpOptions {
@@ -295,6 +273,24 @@ fn https_keep_alive_reports_handshakes_apart_and_resumes_sessions() {
         tls.handshakes + 1,
         "every connection but the preflight's is counted"
     );
+}
+
+#[test]
+fn websocket_echo_over_tls() {
+    let server = start(Kind::Echo, Some(&[b"http/1.1"]));
+    let mut c = config(
+        &format!("wss://127.0.0.1:{}/echo", server.addr.port()),
+        Schedule::closed(2, None),
+        insecure(),
+    );
+    c.max_requests = Some(500);
+    c.ws_message = "hello".into();
+    let report = run(&c).report;
+    assert_eq!(report.total.ok, 500, "{:?}", report.total.errors);
+    assert_eq!(report.total.bytes, 500 * 5);
+    assert_eq!(report.protocol.http, "websocket");
+    assert_eq!(report.tls.unwrap().handshakes, 2);
+    assert_eq!(server.seen.requests.load(Ordering::Relaxed), 500);
 }
 
 #[test]
@@ -383,12 +379,13 @@ fn http2_holds_an_open_loop_rate_and_counts_exactly() {
 
 #[test]
 fn http2_errors_are_classified_by_stream_and_connection() {
-    // RST_STREAM on half the requests: stream errors, the connections stay.
+    // RST_STREAM on a third of the requests, REFUSED_STREAM on another: stream errors, the
+    // connections stay; a refused stream is sent once more before it counts.
     let server = start(Kind::H2(H2::Paths), None);
     let base = format!("http://127.0.0.1:{}", server.addr.port());
     let mut c = config(&format!("{base}/"), Schedule::closed(2, None), h2(4, false));
-    c.max_requests = Some(1000);
-    c.requests = ["/ok", "/reset"]
+    c.max_requests = Some(1500);
+    c.requests = ["/ok", "/reset", "/refuse"]
         .iter()
         .map(|p| RequestSpec {
             name: p[1..].into(),
@@ -397,10 +394,40 @@ fn http2_errors_are_classified_by_stream_and_connection() {
         .collect();
     let report = run(&c).report;
     let resets = report.total.errors["stream_reset"];
-    assert_eq!(report.total.ok + resets, 1000, "{:?}", report.total.errors);
-    assert!((400..600).contains(&resets), "{resets} resets");
-    assert_eq!(report.mix[1].ok, 0, "a reset stream is never a success");
+    assert_eq!(report.total.ok + resets, 1500, "{:?}", report.total.errors);
+    assert_eq!(report.total.ok, report.mix[0].ok);
+    let (reset, refused) = (report.mix[1].errors, report.mix[2].errors);
+    assert!((400..600).contains(&reset), "{reset} resets");
+    assert!((400..600).contains(&refused), "{refused} refusals");
+    assert_eq!(
+        report.mix[1].ok + report.mix[2].ok,
+        0,
+        "a reset stream is never a success"
+    );
+    assert_eq!(
+        server.seen.requests.load(Ordering::Relaxed),
+        1500 + refused,
+        "each refused request went out twice"
+    );
     assert_eq!(server.seen.connections.load(Ordering::Relaxed), 3);
+
+    // A graceful GOAWAY every 50 streams (nginx's keepalive_requests): the streams it
+    // refused go out again on a new connection; nothing is lost or counted as an error.
+    let server = start(Kind::H2(H2::GracefulAfter(50)), None);
+    let mut c = config(
+        &format!("http://127.0.0.1:{}/ping", server.addr.port()),
+        Schedule::closed(2, None),
+        h2(8, false),
+    );
+    c.max_requests = Some(1000);
+    let report = run(&c).report;
+    assert_eq!(report.total.ok, 1000, "{:?}", report.total.errors);
+    assert_eq!(server.seen.requests.load(Ordering::Relaxed), 1000);
+    let connections = server.seen.connections.load(Ordering::Relaxed);
+    assert!(
+        (15..=25).contains(&connections),
+        "{connections} connections"
+    );
 
     // GOAWAY every 50 streams: streams refused with it are goaway errors, the connections
     // are counted, and the run goes on over new ones.

@@ -69,39 +69,37 @@ pub struct Plan {
     offsets: Vec<Duration>,
 }
 
-/// What a [`Plan`] is made of.
-pub struct PlanParts {
-    pub addr: SocketAddr,
-    pub tls: Option<Tls>,
-    pub protocol: Protocol,
-    pub prepared: Prepared,
-    pub origin: String,
-    pub schedule: Schedule,
-    pub timeout: Duration,
-    pub think: Option<Duration>,
-    pub threads: usize,
-    pub cpus: Vec<usize>,
-}
-
 impl Plan {
-    pub fn new(p: PlanParts) -> Self {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        addr: SocketAddr,
+        tls: Option<Tls>,
+        protocol: Protocol,
+        prepared: Prepared,
+        origin: String,
+        schedule: Schedule,
+        timeout: Duration,
+        think: Option<Duration>,
+        threads: usize,
+        cpus: Vec<usize>,
+    ) -> Self {
         let mut offsets = Vec::new();
         let mut at = Duration::ZERO;
-        for step in &p.schedule.steps {
+        for step in &schedule.steps {
             offsets.push(at);
             at += step.duration.unwrap_or(Duration::ZERO);
         }
         Self {
-            addr: p.addr,
-            tls: p.tls,
-            protocol: p.protocol,
-            prepared: p.prepared,
-            origin: p.origin,
-            schedule: p.schedule,
-            timeout: p.timeout,
-            think: p.think,
-            threads: p.threads,
-            cpus: p.cpus,
+            addr,
+            tls,
+            protocol,
+            prepared,
+            origin,
+            schedule,
+            timeout,
+            think,
+            threads,
+            cpus,
             run_id: format!("{:08x}", fastrand::u32(..)),
             offsets,
         }
@@ -184,6 +182,23 @@ pub enum Next {
     Done,
 }
 
+/// What became of one exchange.
+pub enum Exchanged {
+    /// It ran: what happened, and whether the connection can carry another request.
+    Done(Outcome, bool),
+    /// The server refused it without processing it (an HTTP/2 stream beyond a graceful
+    /// GOAWAY, or reset with REFUSED_STREAM). It goes out once more (on this connection when
+    /// the bool says it goes on, else on a new one); refused again, it counts as `Outcome`.
+    Refused(Outcome, bool),
+}
+
+/// A request that goes out again: its slot (so its latency runs from the first attempt)
+/// and its mix entry.
+pub struct Retry {
+    slot: Slot,
+    entry: usize,
+}
+
 /// A protocol's requests on one connection (for HTTP/2, on one stream slot of it).
 /// Workers are current-thread runtimes: these futures need not be `Send`.
 #[allow(async_fn_in_trait)]
@@ -191,9 +206,8 @@ pub trait Session {
     /// Whether the connection can take a request now; false: connect again, without
     /// counting an error (the server closed it while idle, for instance).
     async fn ready(&mut self) -> bool;
-    /// Sends the request of mix entry `entry` and reads the whole response: what happened,
-    /// and whether the connection can carry another request.
-    async fn exchange(&mut self, worker: &Worker, entry: usize) -> (Outcome, bool);
+    /// Sends the request of mix entry `entry` and reads the whole response.
+    async fn exchange(&mut self, worker: &Worker, entry: usize) -> Exchanged;
     /// What a request that ran out of time was (its exchange was dropped), and whether
     /// the connection can carry another.
     fn timed_out(&mut self) -> (Outcome, bool) {
@@ -442,8 +456,13 @@ impl<'t> Deadline<'t> {
 }
 
 /// Runs the schedule over `session` for connection `k`, until the connection breaks, sits
-/// out a step, or the run ends.
-pub async fn serve<S: Session>(worker: &Worker, k: usize, session: &mut S) -> Next {
+/// out a step, or the run ends. `retry` carries a refused request to the next connection.
+pub async fn serve<S: Session>(
+    worker: &Worker,
+    k: usize,
+    session: &mut S,
+    retry: &mut Option<Retry>,
+) -> Next {
     // Two timers per connection, not one per request: the deadline's is moved only when it
     // goes off for an earlier request, the pacer's (open loop) per wait.
     let mut deadline = Deadline {
@@ -458,19 +477,41 @@ pub async fn serve<S: Session>(worker: &Worker, k: usize, session: &mut S) -> Ne
         if !session.ready().await {
             return Next::Reconnect;
         }
-        let slot = match worker.next_slot(k, now, pacer.as_mut()).await {
-            Ok(slot) => slot,
-            Err(next) => return next,
+        let (slot, entry, again) = match retry.take() {
+            Some(Retry { slot, entry }) => (slot, entry, true),
+            None => match worker.next_slot(k, now, pacer.as_mut()).await {
+                Ok(slot) => (
+                    slot,
+                    worker.plan.prepared.pick(&mut worker.rng.borrow_mut()),
+                    false,
+                ),
+                Err(next) => return next,
+            },
         };
-        let entry = worker.plan.prepared.pick(&mut worker.rng.borrow_mut());
-        deadline.due = slot.sent + worker.plan.timeout;
+        // A request sent again has its own time to answer.
+        deadline.due = if again { Instant::now() } else { slot.sent } + worker.plan.timeout;
         let done = tokio::select! {
             biased;
-            done = session.exchange(worker, entry) => Some(done),
-            _ = deadline.passed() => None,
+            done = session.exchange(worker, entry) => done,
+            _ = deadline.passed() => {
+                let (outcome, reusable) = session.timed_out();
+                Exchanged::Done(outcome, reusable)
+            }
         };
-        let (outcome, reusable) = done.unwrap_or_else(|| session.timed_out());
-        now = worker.finish(slot, entry, outcome);
+        let reusable = match done {
+            Exchanged::Refused(_, reusable) if !again => {
+                *retry = Some(Retry { slot, entry });
+                if !reusable {
+                    return Next::Reconnect;
+                }
+                now = Instant::now();
+                continue;
+            }
+            Exchanged::Done(outcome, reusable) | Exchanged::Refused(outcome, reusable) => {
+                now = worker.finish(slot, entry, outcome);
+                reusable
+            }
+        };
         if !reusable {
             return Next::Reconnect;
         }
@@ -550,17 +591,26 @@ async fn connect(worker: &Worker) -> Result<Stream, ErrorClass> {
 
 /// Connection `k`, from connect to the end of the run.
 async fn connection(worker: Rc<Worker>, k: usize) {
+    // Per stream slot (one but for HTTP/2), a refused request to send again.
+    let slots = match worker.plan.protocol {
+        Protocol::Http2 { streams } => streams,
+        _ => 1,
+    };
+    let mut retries: Vec<Option<Retry>> = (0..slots).map(|_| None).collect();
     loop {
         let Some(stream) = connected(&worker, k).await else {
             return;
         };
+        let retry = &mut retries[0];
         let next = match &worker.plan.protocol {
             Protocol::Http1(http1::Client::Hyper) => {
-                http1::hyper_client::run(&worker, k, stream).await
+                http1::hyper_client::run(&worker, k, stream, retry).await
             }
-            Protocol::Http1(_) => http1::lean::run(&worker, k, stream).await,
-            Protocol::Http2 { streams } => http2::run(&worker, k, stream, *streams).await,
-            Protocol::WebSocket { url, message } => ws::run(&worker, k, stream, url, message).await,
+            Protocol::Http1(_) => http1::lean::run(&worker, k, stream, retry).await,
+            Protocol::Http2 { .. } => http2::run(&worker, k, stream, &mut retries).await,
+            Protocol::WebSocket { url, message } => {
+                ws::run(&worker, k, stream, url, message, retry).await
+            }
         };
         if let Next::Done = next {
             return;

@@ -12,7 +12,7 @@ use h2::client::SendRequest;
 use tokio::time::timeout;
 
 use super::{
-    engine::{drive, judge, serve, Next, Session, Worker},
+    engine::{drive, judge, serve, Exchanged, Next, Retry, Session, Worker},
     tally::{ErrorClass, Outcome},
     wire::Stream,
 };
@@ -36,14 +36,26 @@ where
         .await
 }
 
-/// The class of a failed stream, and whether its connection goes on.
-pub fn classify(e: &h2::Error) -> (ErrorClass, bool) {
-    if e.is_go_away() {
-        (ErrorClass::Goaway, false)
+/// A failed stream: its class, whether its connection goes on, and whether the server
+/// refused it unprocessed (beyond a graceful GOAWAY, or REFUSED_STREAM), so that it may go
+/// out again.
+pub fn classify(e: &h2::Error) -> Exchanged {
+    let refused = |reason| e.is_remote() && e.reason() == Some(reason);
+    let (class, goes_on, unprocessed) = if e.is_go_away() {
+        (ErrorClass::Goaway, false, refused(h2::Reason::NO_ERROR))
     } else if e.is_reset() {
-        (ErrorClass::StreamReset, true)
+        (
+            ErrorClass::StreamReset,
+            true,
+            refused(h2::Reason::REFUSED_STREAM),
+        )
     } else {
-        (ErrorClass::Reset, false)
+        (ErrorClass::Reset, false, false)
+    };
+    if unprocessed {
+        Exchanged::Refused(Outcome::Error(class), goes_on)
+    } else {
+        Exchanged::Done(Outcome::Error(class), goes_on)
     }
 }
 
@@ -95,13 +107,10 @@ impl Session for Slot {
         poll_fn(|cx| self.sender.poll_ready(cx)).await.is_ok()
     }
 
-    async fn exchange(&mut self, worker: &Worker, entry: usize) -> (Outcome, bool) {
+    async fn exchange(&mut self, worker: &Worker, entry: usize) -> Exchanged {
         match self.send(worker, entry).await {
-            Ok(outcome) => (outcome, true),
-            Err(e) => {
-                let (class, goes_on) = classify(&e);
-                (Outcome::Error(class), goes_on)
-            }
+            Ok(outcome) => Exchanged::Done(outcome, true),
+            Err(e) => classify(&e),
         }
     }
 
@@ -116,9 +125,10 @@ impl Session for Slot {
     }
 }
 
-/// Streams on one connection: the HTTP/2 handshake, then `streams` slots under the
-/// schedule until the connection breaks, sits out a step, or the run ends.
-pub async fn run(worker: &Worker, k: usize, stream: Stream, streams: usize) -> Next {
+/// Streams on one connection: the HTTP/2 handshake, then a stream slot per entry of
+/// `retries` (each slot's refused request, if any) under the schedule, until the
+/// connection breaks, sits out a step, or the run ends.
+pub async fn run(worker: &Worker, k: usize, stream: Stream, retries: &mut [Option<Retry>]) -> Next {
     let (sender, connection) = match timeout(worker.plan.timeout, handshake(stream)).await {
         Ok(Ok(pair)) => pair,
         _ => {
@@ -132,13 +142,14 @@ pub async fn run(worker: &Worker, k: usize, stream: Stream, streams: usize) -> N
         }
     };
     let slots = async {
-        let mut slots: FuturesUnordered<_> = (0..streams)
-            .map(|_| {
+        let mut slots: FuturesUnordered<_> = retries
+            .iter_mut()
+            .map(|retry| {
                 let mut slot = Slot {
                     sender: sender.clone(),
                     stalled: false,
                 };
-                async move { serve(worker, k, &mut slot).await }
+                async move { serve(worker, k, &mut slot, retry).await }
             })
             .collect();
         let mut done = true;

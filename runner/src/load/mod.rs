@@ -28,7 +28,7 @@ use hdrhistogram::Histogram;
 use hyper::Uri;
 
 use collect::Collector;
-use engine::{Plan, PlanParts, Protocol, Shared};
+use engine::{Plan, Protocol, Shared};
 use figures::{
     Figures, Http2Report, LoadReport, MixReport, Percentiles, ProtocolReport, SecondRow,
     StepReport, TlsReport,
@@ -310,18 +310,18 @@ pub fn run(
         if target.tls { "https" } else { "http" },
         target.authority
     );
-    let plan = Arc::new(Plan::new(PlanParts {
-        addr: target.addr,
+    let plan = Arc::new(Plan::new(
+        target.addr,
         tls,
         protocol,
         prepared,
         origin,
-        schedule: config.schedule.clone(),
-        timeout: config.timeout,
-        think: config.think,
-        threads: config.threads,
-        cpus: config.cpus.clone(),
-    }));
+        config.schedule.clone(),
+        config.timeout,
+        config.think,
+        config.threads,
+        config.cpus.clone(),
+    ));
     let user_stop = stop;
     let engine_stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {

@@ -8,7 +8,7 @@ use tokio::{
 use tokio_tungstenite::{tungstenite::Message, WebSocketStream};
 
 use super::{
-    engine::{serve, Next, Session, Worker},
+    engine::{serve, Exchanged, Next, Retry, Session, Worker},
     tally::{ErrorClass, Outcome},
     wire::Stream,
 };
@@ -55,14 +55,21 @@ impl Session for Echo<'_> {
         true
     }
 
-    async fn exchange(&mut self, _: &Worker, _: usize) -> (Outcome, bool) {
+    async fn exchange(&mut self, _: &Worker, _: usize) -> Exchanged {
         let outcome = echo(&mut self.ws, self.message).await;
-        (outcome, !outcome.breaks_connection())
+        Exchanged::Done(outcome, !outcome.breaks_connection())
     }
 }
 
 /// Echo exchanges on one connection: the WebSocket handshake, then the schedule.
-pub async fn run(worker: &Worker, k: usize, stream: Stream, url: &str, message: &str) -> Next {
+pub async fn run(
+    worker: &Worker,
+    k: usize,
+    stream: Stream,
+    url: &str,
+    message: &str,
+    retry: &mut Option<Retry>,
+) -> Next {
     let ws = match timeout(
         worker.plan.timeout,
         tokio_tungstenite::client_async(url, stream),
@@ -76,7 +83,7 @@ pub async fn run(worker: &Worker, k: usize, stream: Stream, url: &str, message: 
         }
     };
     let mut session = Echo { ws, message };
-    let next = serve(worker, k, &mut session).await;
+    let next = serve(worker, k, &mut session, retry).await;
     if let Next::Reconnect = next {
         let _ = timeout(worker.plan.timeout, session.ws.close(None)).await;
     }

@@ -260,10 +260,7 @@ type Rounds = Vec<Vec<(f64, f64)>>;
 
 /// Paired rounds: each round runs every client once, in an order that rotates; per client,
 /// the figures of every round, and the median share of the server's CPU that was busy.
-fn rounds(
-    rounds: u32,
-    clients: &mut [(&str, Measure<'_>)],
-) -> anyhow::Result<(Rounds, Vec<f64>)> {
+fn rounds(rounds: u32, clients: &mut [(&str, Measure<'_>)]) -> anyhow::Result<(Rounds, Vec<f64>)> {
     let n = clients.len();
     let mut figures = vec![Vec::new(); n];
     let mut busy = vec![Vec::new(); n];

@@ -502,25 +502,26 @@ impl Decoder {
         Ok(())
     }
 
+    /// One more hex digit of a chunk size.
+    fn size_digit(&mut self, d: u64) -> Result<(), DecodeError> {
+        self.chunk = self
+            .chunk
+            .checked_mul(16)
+            .and_then(|n| n.checked_add(d))
+            .ok_or(chunked("size overflow"))?;
+        Ok(())
+    }
+
     /// One byte of chunked framing, hyper's `ChunkedState::step`.
     fn chunk_byte(&mut self, chunk: Chunk, b: u8) -> Result<State, DecodeError> {
         let next = match chunk {
             Chunk::Start => {
-                let d = hex(b).ok_or(chunked("missing size digit"))?;
-                self.chunk = self
-                    .chunk
-                    .checked_mul(16)
-                    .and_then(|n| n.checked_add(d))
-                    .ok_or(chunked("size overflow"))?;
+                self.size_digit(hex(b).ok_or(chunked("missing size digit"))?)?;
                 Chunk::Size
             }
             Chunk::Size => match (hex(b), b) {
                 (Some(d), _) => {
-                    self.chunk = self
-                        .chunk
-                        .checked_mul(16)
-                        .and_then(|n| n.checked_add(d))
-                        .ok_or(chunked("size overflow"))?;
+                    self.size_digit(d)?;
                     Chunk::Size
                 }
                 (None, b'\t' | b' ') => Chunk::SizeLws,

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{BodySink, Response};
 use crate::load::{
-    engine::{drive, judge, serve, Next, Session, Worker},
+    engine::{drive, judge, serve, Exchanged, Next, Retry, Session, Worker},
     tally::{ErrorClass, Outcome},
     wire::Stream,
 };
@@ -83,24 +83,24 @@ impl Session for HyperSession {
         self.sender.ready().await.is_ok()
     }
 
-    async fn exchange(&mut self, worker: &Worker, entry: usize) -> (Outcome, bool) {
+    async fn exchange(&mut self, worker: &Worker, entry: usize) -> Exchanged {
         // The request is built here, in the future that sends it, to save moving it.
         let request = worker.build(entry, self.spent.take());
         let expect = worker.plan.prepared.expect(entry);
         let mut checker = worker.checker(entry);
         match exchange(&mut self.sender, request, &mut self.spent, &mut checker).await {
-            Ok(response) => (
+            Ok(response) => Exchanged::Done(
                 judge(expect, response.status, checker, response.bytes),
                 true,
             ),
-            Err(class) => (Outcome::Error(class), false),
+            Err(class) => Exchanged::Done(Outcome::Error(class), false),
         }
     }
 }
 
 /// Requests on one connection through hyper, until it breaks, sits out a step, or the run
 /// ends.
-pub async fn run(worker: &Worker, k: usize, stream: Stream) -> Next {
+pub async fn run(worker: &Worker, k: usize, stream: Stream, retry: &mut Option<Retry>) -> Next {
     let (sender, connection) = match handshake(stream).await {
         Ok(pair) => pair,
         Err(_) => {
@@ -112,5 +112,5 @@ pub async fn run(worker: &Worker, k: usize, stream: Stream) -> Next {
         sender,
         spent: None,
     };
-    drive(connection, serve(worker, k, &mut session)).await
+    drive(connection, serve(worker, k, &mut session, retry)).await
 }

@@ -15,7 +15,7 @@ use super::{
     BodySink, Response,
 };
 use crate::load::{
-    engine::{judge, serve, Next, Session, Worker},
+    engine::{judge, serve, Exchanged, Next, Retry, Session, Worker},
     request::Scratch,
     tally::{ErrorClass, Outcome},
     wire::{arrived_unasked, Stream},
@@ -151,7 +151,7 @@ impl Session for LeanSession {
         poll_fn(|cx| Poll::Ready(self.conn.ready(cx))).await
     }
 
-    async fn exchange(&mut self, worker: &Worker, entry: usize) -> (Outcome, bool) {
+    async fn exchange(&mut self, worker: &Worker, entry: usize) -> Exchanged {
         let request = worker.http1_request(entry, &mut self.scratch, self.conn.http10());
         let prepared = &worker.plan.prepared;
         let mut checker = worker.checker(entry);
@@ -160,21 +160,21 @@ impl Session for LeanSession {
             .exchange(request, prepared.is_head(entry), &mut checker)
             .await
         {
-            Ok(r) => (
+            Ok(r) => Exchanged::Done(
                 judge(prepared.expect(entry), r.status, checker, r.bytes),
                 r.reusable,
             ),
-            Err(_) => (Outcome::Error(ErrorClass::Reset), false),
+            Err(_) => Exchanged::Done(Outcome::Error(ErrorClass::Reset), false),
         }
     }
 }
 
 /// Requests on one connection through the lean client, until it breaks, sits out a step,
 /// or the run ends.
-pub async fn run(worker: &Worker, k: usize, stream: Stream) -> Next {
+pub async fn run(worker: &Worker, k: usize, stream: Stream, retry: &mut Option<Retry>) -> Next {
     let mut session = LeanSession {
         conn: Conn::new(stream),
         scratch: Scratch::default(),
     };
-    serve(worker, k, &mut session).await
+    serve(worker, k, &mut session, retry).await
 }

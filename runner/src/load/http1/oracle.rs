@@ -22,7 +22,7 @@ use std::{
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::{hyper_client, lean, BodySink};
+use super::{hyper_client, lean, BodySink, Response};
 use crate::load::{
     engine::{judge, poll_driver},
     request::{BodyChecker, Expect, Prepared, RenderContext, RequestSpec},
@@ -301,26 +301,37 @@ pub fn lean(script: &Script, requests: usize, head: bool) -> Verdict {
             .http1_fixed(0, conn.http10())
             .expect("a fixed request");
         let mut body = Hashed::default();
-        let done = settle(conn.exchange(request, head, &mut body), &mut none, &wire);
-        match done {
-            Some(Ok(response)) => {
-                reusable = response.reusable;
-                out.push(Some(body.judged(response.status)));
-            }
-            Some(Err(_)) => {
-                out.push(Some(body.recorded(Some(ErrorClass::Reset), None)));
-                break;
-            }
-            None => {
-                out.push(Some(body.recorded(Some(ErrorClass::Timeout), None)));
-                break;
-            }
+        let done = settle(conn.exchange(request, head, &mut body), &mut none, &wire)
+            .map(|r| r.map_err(|_| ErrorClass::Reset));
+        reusable = done
+            .as_ref()
+            .is_some_and(|r| r.as_ref().is_ok_and(|r| r.reusable));
+        if !record(&mut out, done, body) {
+            break;
         }
     }
-    let written = wire.written.borrow().clone();
+    verdict(out, &wire)
+}
+
+/// Records one exchange (None: it got stuck); false when the connection is given up.
+fn record(
+    out: &mut Vec<Option<Recorded>>,
+    done: Option<Result<Response, ErrorClass>>,
+    body: Hashed,
+) -> bool {
+    let (recorded, goes_on) = match done {
+        Some(Ok(response)) => (body.judged(response.status), true),
+        Some(Err(class)) => (body.recorded(Some(class), None), false),
+        None => (body.recorded(Some(ErrorClass::Timeout), None), false),
+    };
+    out.push(Some(recorded));
+    goes_on
+}
+
+fn verdict(requests: Vec<Option<Recorded>>, wire: &Wire) -> Verdict {
     Verdict {
-        requests: out,
-        written,
+        requests,
+        written: wire.written.borrow().clone(),
     }
 }
 
@@ -359,23 +370,11 @@ pub fn hyper(script: &Script, requests: usize, head: bool) -> Verdict {
             &mut driver,
             &wire,
         );
-        match done {
-            Some(Ok(response)) => out.push(Some(body.judged(response.status))),
-            Some(Err(class)) => {
-                out.push(Some(body.recorded(Some(class), None)));
-                break;
-            }
-            None => {
-                out.push(Some(body.recorded(Some(ErrorClass::Timeout), None)));
-                break;
-            }
+        if !record(&mut out, done, body) {
+            break;
         }
     }
-    let written = wire.written.borrow().clone();
-    Verdict {
-        requests: out,
-        written,
-    }
+    verdict(out, &wire)
 }
 
 /// Both clients through `script`: (lean, hyper).
