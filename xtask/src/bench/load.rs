@@ -418,13 +418,15 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         let (ours, wrk) = (medians(&figures[0]), medians(&figures[1]));
         let (ratio, cpu_ratio, round_ratios) = ratios(&figures, 1);
         println!(
-            "http1 -t1 -c64: runner {:.0} req/s, wrk {:.0} req/s; throughput ratio {ratio:.3} (median of {rounds_n} rounds, {:.3} to {:.3}); CPU per request runner {:.2} us, wrk {:.2} us, ratio {cpu_ratio:.3}; nginx's CPU busy {:.0}% under runner, {:.0}% under wrk",
+            "http1 -t1 -c64: runner {:.0} req/s, wrk {:.0} req/s; throughput ratio {ratio:.3} (median of {rounds_n} rounds, {:.3} to {:.3}); CPU per request runner {:.2} us, wrk {:.2} us, ratio {cpu_ratio:.3}; client CPU busy {:.0}% (runner), {:.0}% (wrk); nginx's CPU busy {:.0}% under runner, {:.0}% under wrk",
             ours.0,
             wrk.0,
             round_ratios.iter().copied().fold(f64::MAX, f64::min),
             round_ratios.iter().copied().fold(0.0, f64::max),
             ours.1 * 1e6,
             wrk.1 * 1e6,
+            ours.0 * ours.1 * 100.0,
+            wrk.0 * wrk.1 * 100.0,
             busy[0] * 100.0,
             busy[1] * 100.0,
         );
