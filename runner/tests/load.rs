@@ -18,19 +18,16 @@ use hyper::{body::Frame, server::conn::http1, service::service_fn, Request, Resp
 use hyper_util::rt::TokioIo;
 use runner::load::{
     self,
+    http1::Client,
     request::{BodyCheck, Expect, RequestSpec, StatusExpect},
     schedule::Schedule,
-    LoadConfig, LoadOutcome,
+    HttpOptions, LoadConfig,
 };
 use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
 
-/// Tests that measure rates and latencies do not share the machine with each other.
-static TIMING: Mutex<()> = Mutex::new(());
+mod common;
 
-fn timing() -> std::sync::MutexGuard<'static, ()> {
-    TIMING.lock().unwrap_or_else(|e| e.into_inner())
-}
+use common::load::{run, timing};
 
 /// Requests the server saw, by path.
 #[derive(Default)]
@@ -68,111 +65,86 @@ fn stream_bytes() -> Vec<u8> {
 
 fn server(behaviour: Behaviour) -> Server {
     let seen = Arc::new(Seen::default());
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let seen2 = seen.clone();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            let start = Instant::now();
-            let data = Bytes::from(stream_bytes());
-            let serve = async {
-                loop {
-                    let (stream, _) = listener.accept().await.unwrap();
-                    let seen = seen2.clone();
-                    let data = data.clone();
-                    tokio::spawn(async move {
-                        let service = service_fn(move |req: Request<hyper::body::Incoming>| {
-                            let seen = seen.clone();
-                            let data = data.clone();
-                            async move {
-                                let path = req.uri().path().to_string();
-                                let _ = req.into_body().collect().await;
-                                seen.total.fetch_add(1, Ordering::Relaxed);
-                                *seen.paths.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
-                                match behaviour {
-                                    Behaviour::FreezeHalfOfEverySecond => {
-                                        let phase = start.elapsed().as_millis() % 1000;
-                                        if phase >= 500 {
-                                            tokio::time::sleep(Duration::from_millis(
-                                                (1000 - phase) as u64,
-                                            ))
-                                            .await;
-                                        }
+    let (addr, stop) = common::load::serve_on_thread(move |listener| async move {
+        let start = Instant::now();
+        let data = Bytes::from(stream_bytes());
+        async {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let seen = seen2.clone();
+                let data = data.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        let data = data.clone();
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let _ = req.into_body().collect().await;
+                            seen.total.fetch_add(1, Ordering::Relaxed);
+                            *seen.paths.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+                            match behaviour {
+                                Behaviour::FreezeHalfOfEverySecond => {
+                                    let phase = start.elapsed().as_millis() % 1000;
+                                    if phase >= 500 {
+                                        tokio::time::sleep(Duration::from_millis(
+                                            (1000 - phase) as u64,
+                                        ))
+                                        .await;
                                     }
-                                    Behaviour::SlowPath if path == "/slow" => {
-                                        tokio::time::sleep(Duration::from_secs(3600)).await;
-                                    }
-                                    _ => {}
                                 }
-                                let body: http_body_util::combinators::BoxBody<Bytes, Infallible> =
-                                    if matches!(behaviour, Behaviour::Stream) {
-                                        let chunks: Vec<Result<Frame<Bytes>, Infallible>> = data
-                                            .chunks(64 * 1024)
-                                            .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
-                                            .collect();
-                                        BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
-                                            chunks,
-                                        )))
-                                    } else {
-                                        Full::new(Bytes::from_static(b"pong")).boxed()
-                                    };
-                                let status = if path == "/missing" { 404 } else { 200 };
-                                Ok::<_, Infallible>(
-                                    Response::builder().status(status).body(body).unwrap(),
-                                )
+                                Behaviour::SlowPath if path == "/slow" => {
+                                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                                }
+                                _ => {}
                             }
-                        });
-                        let _ = http1::Builder::new()
-                            .keep_alive(!matches!(behaviour, Behaviour::CloseEach))
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                            let body: http_body_util::combinators::BoxBody<Bytes, Infallible> =
+                                if matches!(behaviour, Behaviour::Stream) {
+                                    let chunks: Vec<Result<Frame<Bytes>, Infallible>> = data
+                                        .chunks(64 * 1024)
+                                        .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+                                        .collect();
+                                    BodyExt::boxed(StreamBody::new(futures_util::stream::iter(
+                                        chunks,
+                                    )))
+                                } else {
+                                    Full::new(Bytes::from_static(b"pong")).boxed()
+                                };
+                            let status = if path == "/missing" { 404 } else { 200 };
+                            Ok::<_, Infallible>(
+                                Response::builder().status(status).body(body).unwrap(),
+                            )
+                        }
                     });
-                }
-            };
-            tokio::select! {
-                _ = serve => {}
-                _ = rx => {}
+                    let _ = http1::Builder::new()
+                        .keep_alive(!matches!(behaviour, Behaviour::CloseEach))
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
             }
-        });
+        }
+        .await
     });
     Server {
-        addr: addr_rx.recv().unwrap(),
+        addr,
         seen,
-        _shutdown: tx,
+        _shutdown: stop,
     }
 }
 
 fn config(addr: SocketAddr, path: &str, schedule: Schedule) -> LoadConfig {
-    LoadConfig {
-        target: load::parse_url(&format!("http://{addr}{path}")).unwrap(),
-        requests: vec![RequestSpec::get(path)],
-        threads: 1,
-        cpus: Vec::new(),
-        schedule,
-        max_requests: None,
-        timeout: Duration::from_secs(5),
-        think: None,
-        ws_message: "x".into(),
-    }
+    common::load::config(&format!("http://{addr}{path}"), schedule)
 }
 
-fn run(config: &LoadConfig) -> LoadOutcome {
-    let started = Instant::now();
-    let outcome = load::run(config, Arc::new(AtomicBool::new(false)), &mut |_| {}).unwrap();
-    let limit = config
-        .schedule
-        .duration()
-        .unwrap_or(Duration::from_secs(30))
-        + config.timeout
-        + Duration::from_secs(5);
-    assert!(started.elapsed() < limit, "the run ended in time");
-    outcome
+/// Both HTTP/1.1 clients: the lean one and hyper's.
+const CLIENTS: [Client; 2] = [Client::Lean, Client::Hyper];
+
+fn with_client(mut c: LoadConfig, client: Client) -> LoadConfig {
+    c.http = HttpOptions {
+        http1: client,
+        ..HttpOptions::default()
+    };
+    c
 }
 
 fn secs(s: u64) -> Option<Duration> {
@@ -223,20 +195,63 @@ fn a_single_worker_runs_on_the_calling_thread_and_gives_its_cpus_back() {
 
 #[test]
 fn a_server_closing_every_connection_is_followed_without_hanging() {
-    let server = server(Behaviour::CloseEach);
-    let mut c = config(server.addr, "/ping", Schedule::closed(4, None));
-    c.max_requests = Some(300);
-    // run() cannot time out a run that never returns: watch it from here.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(run(&c).report);
-    });
-    let report = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the run ends although the server closes every connection");
-    assert_eq!(report.total.ok, 300, "{:?}", report.total);
-    assert_eq!(report.total.error_total, 0, "{:?}", report.total);
-    assert_eq!(server.seen.total.load(Ordering::Relaxed), 300);
+    for client in CLIENTS {
+        let server = server(Behaviour::CloseEach);
+        let mut c = with_client(
+            config(server.addr, "/ping", Schedule::closed(4, None)),
+            client,
+        );
+        c.max_requests = Some(300);
+        // run() cannot time out a run that never returns: watch it from here.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(run(&c).report);
+        });
+        let report = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the run ends although the server closes every connection");
+        assert_eq!(report.total.ok, 300, "{client:?}: {:?}", report.total);
+        assert_eq!(
+            report.total.error_total, 0,
+            "{client:?}: {:?}",
+            report.total
+        );
+        assert_eq!(server.seen.total.load(Ordering::Relaxed), 300);
+    }
+}
+
+#[test]
+fn the_http1_client_is_chosen_automatically_and_recorded() {
+    let server = server(Behaviour::Ok);
+    let mut c = config(server.addr, "/ping", Schedule::closed(2, None));
+    c.max_requests = Some(200);
+    let report = run(&c).report;
+    assert_eq!(
+        (
+            report.protocol.http.as_str(),
+            report.protocol.client.as_str()
+        ),
+        ("1.1", "lean")
+    );
+    assert_eq!(report.total.ok, 200);
+    // A request that sets its own framing or connection headers goes through hyper.
+    c.requests[0].headers = vec!["Connection: close".into()];
+    let report = run(&c).report;
+    assert_eq!(report.protocol.client, "hyper");
+    assert!(
+        report.protocol.why.contains("`connection`"),
+        "{}",
+        report.protocol.why
+    );
+    assert_eq!(report.total.ok, 200, "{:?}", report.total.errors);
+    // Asking for the lean client with such a request is an error, said before any load.
+    c.http.http1 = Client::Lean;
+    let err = load::run(&c, Arc::new(AtomicBool::new(false)), &mut |_| {})
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("cannot send this"), "{err}");
+    assert_eq!(server.seen.total.load(Ordering::Relaxed), 400);
 }
 
 #[test]
@@ -284,9 +299,18 @@ fn corrected_latency_sees_what_a_stalled_server_hides() {
 
 #[test]
 fn faults_are_classified_without_hanging() {
+    for client in CLIENTS {
+        faults(client);
+    }
+}
+
+fn faults(client: Client) {
     // Timeouts.
     let server = server(Behaviour::SlowPath);
-    let mut c = config(server.addr, "/slow", Schedule::closed(2, secs(1)));
+    let mut c = with_client(
+        config(server.addr, "/slow", Schedule::closed(2, secs(1))),
+        client,
+    );
     c.timeout = Duration::from_millis(200);
     let report = run(&c).report;
     assert!(
@@ -296,7 +320,10 @@ fn faults_are_classified_without_hanging() {
     );
     assert_eq!(report.total.ok, 0);
     // Statuses.
-    let c = config(server.addr, "/missing", Schedule::closed(2, secs(1)));
+    let c = with_client(
+        config(server.addr, "/missing", Schedule::closed(2, secs(1))),
+        client,
+    );
     let report = run(&c).report;
     assert!(report.total.errors["status_4xx"] > 10);
     assert_eq!(
@@ -309,7 +336,7 @@ fn faults_are_classified_without_hanging() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let c = config(refused, "/", Schedule::closed(2, secs(1)));
+    let c = with_client(config(refused, "/", Schedule::closed(2, secs(1))), client);
     let report = run(&c).report;
     assert!(
         report.total.errors["connect"] > 10,
@@ -336,7 +363,7 @@ fn faults_are_classified_without_hanging() {
             }
         }
     });
-    let c = config(addr, "/", Schedule::closed(2, secs(1)));
+    let c = with_client(config(addr, "/", Schedule::closed(2, secs(1))), client);
     let report = run(&c).report;
     stop.store(true, Ordering::Relaxed);
     rude.join().unwrap();
@@ -350,9 +377,22 @@ fn faults_are_classified_without_hanging() {
 
 #[test]
 fn a_streamed_body_is_counted_byte_exact() {
+    // 400 MiB through debug builds of both ends, hashed: heavy enough to slow the tests
+    // that time things, and slow enough to need more than the usual timeout.
+    let _timing = timing();
+    for client in CLIENTS {
+        streamed_body(client);
+    }
+}
+
+fn streamed_body(client: Client) {
     let server = server(Behaviour::Stream);
-    let mut c = config(server.addr, "/stream", Schedule::closed(2, None));
+    let mut c = with_client(
+        config(server.addr, "/stream", Schedule::closed(2, None)),
+        client,
+    );
     c.max_requests = Some(20);
+    c.timeout = Duration::from_secs(30);
     c.requests[0].expect = Expect {
         status: StatusExpect::OneOf(vec![200]),
         body: Some(BodyCheck::Digest {
@@ -489,29 +529,19 @@ fn the_cli_writes_json_hgrm_and_csv() {
 
 #[test]
 fn websocket_echo_measures_each_message() {
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                tokio::spawn(async move {
-                    let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
-                    while let Some(Ok(msg)) = ws.next().await {
-                        if msg.is_text() && ws.send(msg).await.is_err() {
-                            break;
-                        }
+    let (addr, _stop) = common::load::serve_on_thread(|listener| async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+                while let Some(Ok(msg)) = ws.next().await {
+                    if msg.is_text() && ws.send(msg).await.is_err() {
+                        break;
                     }
-                });
-            }
-        });
+                }
+            });
+        }
     });
-    let addr: SocketAddr = addr_rx.recv().unwrap();
     let mut c = config(addr, "/ws-echo", Schedule::closed(4, secs(1)));
     c.target = load::parse_url(&format!("ws://{addr}/ws-echo")).unwrap();
     c.ws_message = "hello".into();

@@ -180,6 +180,54 @@ pub struct MixReport {
     pub errors: u64,
 }
 
+/// What the connections spoke, and why.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProtocolReport {
+    /// "1.1", "2" or "websocket".
+    pub http: String,
+    /// The client: "lean" or "hyper" (HTTP/1.1), "h2", "tungstenite".
+    pub client: String,
+    /// Why this client, or how HTTP/2 was agreed.
+    pub why: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2: Option<Http2Report>,
+}
+
+impl ProtocolReport {
+    pub fn new(http: &str, client: &str, why: &str) -> Self {
+        Self {
+            http: http.into(),
+            client: client.into(),
+            why: why.into(),
+            http2: None,
+        }
+    }
+}
+
+/// HTTP/2 connections.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Http2Report {
+    pub streams_per_connection: usize,
+    /// Connections the server ended with GOAWAY (an error code other than NO_ERROR).
+    pub connections_goaway: u64,
+    /// Connections that broke (I/O or protocol errors).
+    pub connections_failed: u64,
+}
+
+/// TLS: what was agreed, and the handshakes, apart from request latency.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TlsReport {
+    pub version: String,
+    pub cipher: String,
+    pub alpn: Option<String>,
+    /// Handshakes made during the run (one per connection, reconnects included).
+    pub handshakes: u64,
+    /// Handshakes that resumed an earlier session.
+    pub resumed: u64,
+    /// Handshake time, from TCP connected to TLS established.
+    pub handshake_us: Percentiles,
+}
+
 /// What `runner load` reports, and what run summaries embed.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LoadReport {
@@ -189,6 +237,9 @@ pub struct LoadReport {
     pub threads: usize,
     pub cpus: Vec<usize>,
     pub timeout_s: f64,
+    pub protocol: ProtocolReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
     pub interrupted: bool,
     #[serde(flatten)]
     pub total: Figures,

@@ -43,10 +43,16 @@ pub enum ErrorClass {
     StatusOther,
     /// The status was right, the body was not.
     BodyMismatch,
+    /// HTTP/2: the server reset the stream (RST_STREAM); the connection goes on.
+    StreamReset,
+    /// HTTP/2: the server ended the connection (GOAWAY) before the stream was answered.
+    Goaway,
+    /// HTTP/2: the request body waited for flow-control window until the timeout.
+    FlowControl,
 }
 
 /// Number of error classes.
-pub const ERROR_CLASSES: usize = 7;
+pub const ERROR_CLASSES: usize = 10;
 
 impl ErrorClass {
     /// Every class, in index order.
@@ -58,6 +64,9 @@ impl ErrorClass {
         ErrorClass::Status5xx,
         ErrorClass::StatusOther,
         ErrorClass::BodyMismatch,
+        ErrorClass::StreamReset,
+        ErrorClass::Goaway,
+        ErrorClass::FlowControl,
     ];
 
     /// Name in reports.
@@ -70,6 +79,9 @@ impl ErrorClass {
             ErrorClass::Status5xx => "status_5xx",
             ErrorClass::StatusOther => "status_other",
             ErrorClass::BodyMismatch => "body_mismatch",
+            ErrorClass::StreamReset => "stream_reset",
+            ErrorClass::Goaway => "goaway",
+            ErrorClass::FlowControl => "flow_control",
         }
     }
 
@@ -92,7 +104,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// A timeout or a reset: the connection cannot carry another request.
+    /// A timeout or a reset: a WebSocket cannot carry another message.
     pub fn breaks_connection(&self) -> bool {
         matches!(
             self,
@@ -181,11 +193,46 @@ impl SecondBucket {
     }
 }
 
+/// What happened to connections, apart from requests.
+#[derive(Clone, Debug)]
+pub struct ConnectionStats {
+    /// TLS handshake times (from TCP connected to TLS established).
+    pub handshakes: Histogram<u64>,
+    /// Handshakes that resumed an earlier session.
+    pub resumed: u64,
+    /// HTTP/2 connections the server ended with GOAWAY.
+    pub goaways: u64,
+    /// HTTP/2 connections that failed (I/O or protocol errors).
+    pub failed: u64,
+}
+
+impl Default for ConnectionStats {
+    fn default() -> Self {
+        Self {
+            handshakes: histogram(SIGFIG),
+            resumed: 0,
+            goaways: 0,
+            failed: 0,
+        }
+    }
+}
+
+impl ConnectionStats {
+    /// Adds another worker's figures.
+    pub fn merge(&mut self, other: &ConnectionStats) {
+        self.handshakes.add(&other.handshakes).expect("same bounds");
+        self.resumed += other.resumed;
+        self.goaways += other.goaways;
+        self.failed += other.failed;
+    }
+}
+
 /// A worker's tally of its requests.
 #[derive(Debug)]
 pub struct Tally {
     pub steps: Vec<StepStats>,
     pub second: SecondBucket,
+    pub connections: ConnectionStats,
 }
 
 /// Timing of one request.
@@ -203,7 +250,14 @@ impl Tally {
         Self {
             steps: (0..steps).map(|_| StepStats::new(entries)).collect(),
             second: SecondBucket::new(0),
+            connections: ConnectionStats::default(),
         }
+    }
+
+    /// Records a TLS handshake that took `took`.
+    pub fn handshake(&mut self, took: Duration, resumed: bool) {
+        self.connections.handshakes.saturating_record(micros(took));
+        self.connections.resumed += u64::from(resumed);
     }
 
     /// Records one request of step `step`, mix entry `entry`.
