@@ -105,6 +105,12 @@ impl Plan {
         }
     }
 
+    /// How long the whole schedule runs (None: its last step has no end).
+    pub fn length(&self) -> Option<Duration> {
+        let last = self.schedule.steps.len().checked_sub(1)?;
+        Some(self.offsets[last] + self.schedule.steps[last].duration?)
+    }
+
     /// The step running at `elapsed` from the start, with its end (None: no end).
     fn step_at(&self, elapsed: Duration) -> Option<(usize, Option<Duration>)> {
         for (i, step) in self.schedule.steps.iter().enumerate() {
@@ -134,6 +140,13 @@ pub struct Shared {
 impl Shared {
     fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Whether a run bounded by a count has sent it all.
+    fn budget_spent(&self) -> bool {
+        self.budget
+            .as_ref()
+            .is_some_and(|b| b.load(Ordering::Relaxed) <= 0)
     }
 
     fn take_budget(&self) -> bool {
@@ -241,7 +254,12 @@ impl Worker {
     }
 
     /// Sleeps until `t`, waking to check the stop flag. False when the run was stopped.
+    /// A sleep never outlasts the run: it ends at the end of the schedule.
     pub async fn sleep_until(&self, t: Instant) -> bool {
+        let t = match self.plan.length() {
+            Some(length) => t.min(self.start + length),
+            None => t,
+        };
         let timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
         self.pace(timer, t).await.is_some()
     }
@@ -280,11 +298,49 @@ impl Worker {
     /// The intended time of this worker's next request in open-loop step `i`.
     fn next_intended(&self, i: usize) -> Option<Instant> {
         let (step, next) = self.open.get();
+        if step != i {
+            self.count_unsent(step, next, i, None);
+        }
         let local = if step == i { next } else { 0 };
         self.open.set((i, local + 1));
         let global = local * self.plan.threads as u64 + self.id as u64;
         let offset = self.step(i).intended(global)?;
         Some(self.start + self.plan.offsets[i] + offset)
+    }
+
+    /// Counts as unsent this worker's open-loop requests that no connection took: in step
+    /// `from` from local index `next` on, and in every step after it and before `to`, each
+    /// up to the end of its step, or up to `until` (from the run start) when that is
+    /// earlier. `from` is `usize::MAX` before the first open-loop request.
+    fn count_unsent(&self, from: usize, next: u64, to: usize, until: Option<Duration>) {
+        if self.shared.budget_spent() {
+            // A run bounded by a count ends when it is sent, not for want of connections.
+            return;
+        }
+        let first = if from == usize::MAX { 0 } else { from };
+        let mut tally = self.tally.borrow_mut();
+        for i in first..to.min(self.plan.schedule.steps.len()) {
+            let step = self.step(i);
+            if !matches!(step.load, StepLoad::Open { .. }) {
+                continue;
+            }
+            let begin = self.plan.offsets[i];
+            let mut end = step.duration.map_or(Duration::MAX, |d| begin + d);
+            if let Some(until) = until {
+                end = end.min(until);
+            }
+            let mut local = if i == from { next } else { 0 };
+            while let Some(offset) =
+                step.intended(local * self.plan.threads as u64 + self.id as u64)
+            {
+                let at = begin + offset;
+                if at >= end {
+                    break;
+                }
+                tally.unsent(i, end - at);
+                local += 1;
+            }
+        }
     }
 
     /// Records a request of `slot` and mix entry `entry` that ends now; returns the end.
@@ -470,6 +526,7 @@ pub async fn serve<S: Session>(
         due: Instant::now() + worker.plan.timeout,
     };
     let mut pacer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    let run_end = worker.plan.length().map(|l| worker.start + l);
     let mut now = Instant::now();
     loop {
         // A server may close a keep-alive connection after a complete response (nginx
@@ -488,12 +545,17 @@ pub async fn serve<S: Session>(
                 Err(next) => return next,
             },
         };
-        // A request sent again has its own time to answer.
-        deadline.due = if again { Instant::now() } else { slot.sent } + worker.plan.timeout;
+        // A request sent again has its own time to answer. One still out when the run
+        // ends is dropped uncounted, as wrk does: the run's length is a bound.
+        let due = if again { Instant::now() } else { slot.sent } + worker.plan.timeout;
+        deadline.due = run_end.map_or(due, |end| due.min(end));
         let done = tokio::select! {
             biased;
             done = session.exchange(worker, entry) => done,
             _ = deadline.passed() => {
+                if deadline.due < due {
+                    return Next::Done;
+                }
                 let (outcome, reusable) = session.timed_out();
                 Exchanged::Done(outcome, reusable)
             }
@@ -576,7 +638,10 @@ async fn connect(worker: &Worker) -> Result<Stream, ErrorClass> {
     let plain = timeout(plan.timeout, Plain::connect(plan.addr))
         .await
         .map_err(|_| ErrorClass::Timeout)?
-        .map_err(|_| ErrorClass::Connect)?;
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => ErrorClass::FdLimit,
+            _ => ErrorClass::Connect,
+        })?;
     let Some(tls) = &plan.tls else {
         return Ok(Stream::Plain(plain));
     };
@@ -688,6 +753,13 @@ pub fn run_worker(
             }
         }
     });
+    // What no connection took by the end of the run (or the stop) was never sent.
+    let (step, next) = worker.open.get();
+    let elapsed = worker
+        .start
+        .elapsed()
+        .min(plan.length().unwrap_or(Duration::MAX));
+    worker.count_unsent(step, next, plan.schedule.steps.len(), Some(elapsed));
     if let Some(cpus) = previous_cpus {
         let _ = nix::sched::sched_setaffinity(this_thread, &cpus);
     }

@@ -54,6 +54,9 @@ impl Percentiles {
 pub struct Lateness {
     /// Requests sent more than 2 ms after their intended time.
     pub late: u64,
+    /// Requests never sent: no connection was free (or the client had no CPU) by the end
+    /// of their step. They are errors (`unsent`), with their wait in the corrected latency.
+    pub unsent: u64,
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
@@ -123,6 +126,7 @@ impl Figures {
         let d = duration_s.max(1e-9);
         let error_total = stats.error_total();
         let requests = stats.ok + error_total;
+        let unsent = stats.errors[ErrorClass::Unsent as usize];
         Self {
             requests,
             ok: stats.ok,
@@ -140,9 +144,10 @@ impl Figures {
             latency_us: Percentiles::of(&stats.corrected),
             latency_uncorrected_us: open.map(|_| Percentiles::of(&stats.uncorrected)),
             target_rate: open,
-            achieved_rate: open.map(|_| round1(requests as f64 / d)),
+            achieved_rate: open.map(|_| round1((requests - unsent) as f64 / d)),
             lateness: open.map(|_| Lateness {
                 late: stats.late,
+                unsent,
                 p50_us: stats.lateness.value_at_quantile(0.5),
                 p99_us: stats.lateness.value_at_quantile(0.99),
                 max_us: stats.lateness.max(),

@@ -108,7 +108,13 @@ pub fn parse_url(url: &str) -> Result<Target, LoadError> {
     let hostport = authority.as_str().rsplit('@').next().unwrap_or_default();
     let after_host = hostport.rsplit(']').next().unwrap_or(hostport);
     let port = match after_host.rsplit_once(':') {
-        None => if tls { 443 } else { 80 },
+        None => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
         Some((_, text)) => match text.parse::<u16>() {
             Ok(p) if p > 0 => p,
             _ => {

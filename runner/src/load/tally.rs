@@ -49,10 +49,15 @@ pub enum ErrorClass {
     Goaway,
     /// HTTP/2: the request body waited for flow-control window until the timeout.
     FlowControl,
+    /// Open loop: the request's time came and went with no connection free to send it (or
+    /// the client had no CPU to); counted at the end of its step.
+    Unsent,
+    /// The client ran out of file descriptors (EMFILE, ENFILE) for a connection.
+    FdLimit,
 }
 
 /// Number of error classes.
-pub const ERROR_CLASSES: usize = 10;
+pub const ERROR_CLASSES: usize = 12;
 
 impl ErrorClass {
     /// Every class, in index order.
@@ -67,6 +72,8 @@ impl ErrorClass {
         ErrorClass::StreamReset,
         ErrorClass::Goaway,
         ErrorClass::FlowControl,
+        ErrorClass::Unsent,
+        ErrorClass::FdLimit,
     ];
 
     /// Name in reports.
@@ -82,6 +89,8 @@ impl ErrorClass {
             ErrorClass::StreamReset => "stream_reset",
             ErrorClass::Goaway => "goaway",
             ErrorClass::FlowControl => "flow_control",
+            ErrorClass::Unsent => "unsent",
+            ErrorClass::FdLimit => "fd_limit",
         }
     }
 
@@ -302,6 +311,15 @@ impl Tally {
         }
     }
 
+    /// Records an open-loop request of step `step` that was never sent. Its corrected latency
+    /// is a lower bound, `waited` (from its intended time to the end of its step), as wrk2
+    /// counts it; it is an error, so it is never throughput.
+    pub fn unsent(&mut self, step: usize, waited: Duration) {
+        let stats = &mut self.steps[step];
+        stats.errors[ErrorClass::Unsent as usize] += 1;
+        stats.corrected.saturating_record(micros(waited));
+    }
+
     /// Takes the current second's bucket and starts `next`.
     pub fn roll(&mut self, next: u64) -> SecondBucket {
         std::mem::replace(&mut self.second, SecondBucket::new(next))
@@ -333,6 +351,16 @@ mod tests {
         let bucket = r.roll(1);
         assert_eq!((bucket.ok, bucket.errors), (1, 1));
         assert_eq!(r.second.second, 1);
+    }
+
+    #[test]
+    fn unsent_requests_are_errors_with_their_wait() {
+        let mut r = Tally::new(1, 1);
+        r.unsent(0, Duration::from_secs(2));
+        let s = &r.steps[0];
+        assert_eq!(s.errors[ErrorClass::Unsent as usize], 1);
+        assert_eq!((s.ok, s.corrected.len()), (0, 1));
+        assert!(s.corrected.max() >= 1_990_000);
     }
 
     #[test]

@@ -172,10 +172,11 @@ pub fn summary(report: &LoadReport) -> String {
     {
         let _ = writeln!(
             out,
-            "  rate: target {} req/s, achieved {} req/s · {} sent late (>2ms), lateness p99 {} max {}",
+            "  rate: target {} req/s, achieved {} req/s · {} sent late (>2ms) · {} never sent, lateness p99 {} max {}",
             rate(target),
             rate(achieved),
             late.late,
+            late.unsent,
             duration_text(late.p99_us),
             duration_text(late.max_us)
         );
