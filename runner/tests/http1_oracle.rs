@@ -373,6 +373,7 @@ fn the_lean_client_classifies_every_response_as_hyper_does() {
     for seen_one in [
         "None",
         "Some(Reset)",
+        "Some(Protocol)",
         "Some(Timeout)",
         "Some(Status4xx)",
         "Some(Status5xx)",

@@ -410,6 +410,14 @@ impl Worker {
         }
     }
 
+    /// Keeps the first sample of an error of `class`; `text` runs only for the first.
+    pub fn error_sample(&self, class: ErrorClass, text: impl FnOnce() -> String) {
+        let mut tally = self.tally.borrow_mut();
+        if !tally.connections.samples.contains_key(class.name()) {
+            tally.connections.samples.insert(class.name(), text());
+        }
+    }
+
     /// Records a TLS handshake.
     pub fn handshake(&self, took: Duration, resumed: bool) {
         self.tally.borrow_mut().handshake(took, resumed);

@@ -246,6 +246,9 @@ pub struct LoadReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsReport>,
     pub interrupted: bool,
+    /// The first error of some classes (`protocol`), with what the server sent.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub error_samples: std::collections::BTreeMap<&'static str, String>,
     #[serde(flatten)]
     pub total: Figures,
     pub steps: Vec<StepReport>,

@@ -466,6 +466,7 @@ pub fn run(
         protocol: protocol_report,
         tls: tls_report,
         interrupted,
+        error_samples: std::mem::take(&mut connections.samples),
         total: Figures::new(&total_stats, ran, total_rate),
         steps: step_reports,
         mix: names

@@ -35,8 +35,11 @@ pub enum ErrorClass {
     Connect,
     /// No complete response within the timeout.
     Timeout,
-    /// The connection was reset or closed before the response was complete.
+    /// The connection was reset, or closed before a response began.
     Reset,
+    /// The server's bytes were not an HTTP/1.1 response (a malformed head, a bad chunk), or
+    /// the server closed the connection before the body its head announced was complete.
+    Protocol,
     Status4xx,
     Status5xx,
     /// Any other unexpected status (1xx, 3xx, or a 2xx that was not expected).
@@ -57,7 +60,7 @@ pub enum ErrorClass {
 }
 
 /// Number of error classes.
-pub const ERROR_CLASSES: usize = 12;
+pub const ERROR_CLASSES: usize = 13;
 
 impl ErrorClass {
     /// Every class, in index order.
@@ -65,6 +68,7 @@ impl ErrorClass {
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Reset,
+        ErrorClass::Protocol,
         ErrorClass::Status4xx,
         ErrorClass::Status5xx,
         ErrorClass::StatusOther,
@@ -82,6 +86,7 @@ impl ErrorClass {
             ErrorClass::Connect => "connect",
             ErrorClass::Timeout => "timeout",
             ErrorClass::Reset => "reset",
+            ErrorClass::Protocol => "protocol",
             ErrorClass::Status4xx => "status_4xx",
             ErrorClass::Status5xx => "status_5xx",
             ErrorClass::StatusOther => "status_other",
@@ -213,6 +218,8 @@ pub struct ConnectionStats {
     pub goaways: u64,
     /// HTTP/2 connections that failed (I/O or protocol errors).
     pub failed: u64,
+    /// The first error of some classes (`protocol`), said with what was seen.
+    pub samples: std::collections::BTreeMap<&'static str, String>,
 }
 
 impl Default for ConnectionStats {
@@ -222,6 +229,7 @@ impl Default for ConnectionStats {
             resumed: 0,
             goaways: 0,
             failed: 0,
+            samples: Default::default(),
         }
     }
 }
@@ -233,6 +241,9 @@ impl ConnectionStats {
         self.resumed += other.resumed;
         self.goaways += other.goaways;
         self.failed += other.failed;
+        for (class, text) in &other.samples {
+            self.samples.entry(class).or_insert_with(|| text.clone());
+        }
     }
 }
 

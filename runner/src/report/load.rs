@@ -160,6 +160,9 @@ pub fn summary(report: &LoadReport) -> String {
         t.ok,
         errors_text(t)
     );
+    for (class, sample) in &report.error_samples {
+        let _ = writeln!(out, "  first {class} error: {sample}");
+    }
     let _ = writeln!(
         out,
         "  ok/s {} · errors/s {} · {}/s",

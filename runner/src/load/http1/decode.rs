@@ -41,6 +41,8 @@ pub enum DecodeError {
     Trailers,
     #[error("connection closed before the response was complete")]
     Incomplete,
+    #[error("connection closed before a response began")]
+    Closed,
 }
 
 /// A connection's read buffer: unread bytes are `bytes[start..end]`.
@@ -427,6 +429,8 @@ impl Decoder {
             State::Done => Ok(Step::Done {
                 reusable: self.keep_alive,
             }),
+            // Nothing, or part of a head: hyper calls both an incomplete message too.
+            State::Head { .. } => Err(DecodeError::Closed),
             _ => Err(DecodeError::Incomplete),
         }
     }

@@ -34,32 +34,65 @@ where
         .await
 }
 
-/// The class of a failed exchange.
+/// The class of an exchange that failed before its response head was complete: a head
+/// that does not parse is `protocol`; anything else (a reset, a close) is `reset`.
 pub fn classify(e: &hyper::Error) -> ErrorClass {
     if e.is_timeout() {
         ErrorClass::Timeout
+    } else if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        ErrorClass::Protocol
     } else {
         ErrorClass::Reset
     }
 }
 
+/// The class of an exchange whose body failed: a broken connection is `reset`; a bad chunk
+/// or a body cut short by the server's close is `protocol`.
+pub fn classify_body(e: &hyper::Error) -> ErrorClass {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind::*;
+            if matches!(io.kind(), ConnectionReset | ConnectionAborted | BrokenPipe) {
+                return ErrorClass::Reset;
+            }
+        }
+        source = s.source();
+    }
+    ErrorClass::Protocol
+}
+
+/// A failed exchange.
+pub struct Failed {
+    pub class: ErrorClass,
+    pub error: hyper::Error,
+    /// The response head had come (the body failed).
+    pub head: bool,
+}
+
 /// Sends `request` and reads the whole response into `sink`. The sender must be ready.
-/// The response's header map is left in `spent`, to build the next request in.
+/// The response's header map is left in `spent`, to build the next request in. A failure
+/// comes with its class.
 pub async fn exchange(
     sender: &mut Sender,
     request: Request<Full<Bytes>>,
     spent: &mut Option<HeaderMap>,
     sink: &mut impl BodySink,
-) -> Result<Response, ErrorClass> {
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| classify(&e))?;
+) -> Result<Response, Failed> {
+    let response = sender.send_request(request).await.map_err(|error| Failed {
+        class: classify(&error),
+        error,
+        head: false,
+    })?;
     let (parts, mut body) = response.into_parts();
     *spent = Some(parts.headers);
     let mut bytes = 0u64;
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| classify(&e))?;
+        let frame = frame.map_err(|error| Failed {
+            class: classify_body(&error),
+            error,
+            head: true,
+        })?;
         if let Some(data) = frame.data_ref() {
             bytes += data.len() as u64;
             sink.data(data);
@@ -75,6 +108,8 @@ pub async fn exchange(
 
 struct HyperSession {
     sender: Sender,
+    /// Responses this connection carried.
+    served: u64,
     spent: Option<HeaderMap>,
 }
 
@@ -89,11 +124,26 @@ impl Session for HyperSession {
         let expect = worker.plan.prepared.expect(entry);
         let mut checker = worker.checker(entry);
         match exchange(&mut self.sender, request, &mut self.spent, &mut checker).await {
-            Ok(response) => Exchanged::Done(
-                judge(expect, response.status, checker, response.bytes),
-                true,
-            ),
-            Err(class) => Exchanged::Done(Outcome::Error(class), false),
+            Ok(response) => {
+                self.served += 1;
+                Exchanged::Done(
+                    judge(expect, response.status, checker, response.bytes),
+                    true,
+                )
+            }
+            // The server closed a kept-alive connection as the request went out: it goes
+            // out again on a new connection (see the lean client).
+            Err(Failed {
+                class: ErrorClass::Reset,
+                head: false,
+                ..
+            }) if self.served > 0 => Exchanged::Refused(Outcome::Error(ErrorClass::Reset), false),
+            Err(Failed { class, error, .. }) => {
+                if class == ErrorClass::Protocol {
+                    worker.error_sample(class, || format!("{error:#}"));
+                }
+                Exchanged::Done(Outcome::Error(class), false)
+            }
         }
     }
 }
@@ -110,6 +160,7 @@ pub async fn run(worker: &Worker, k: usize, stream: Stream, retry: &mut Option<R
     };
     let mut session = HyperSession {
         sender,
+        served: 0,
         spent: None,
     };
     drive(connection, serve(worker, k, &mut session, retry)).await

@@ -30,6 +30,21 @@ pub enum Broken {
     Decode(#[from] DecodeError),
 }
 
+impl Broken {
+    /// Its error class: `protocol` for bytes that are not a response or a body cut short
+    /// by the server's close, `reset` for a broken connection or one closed before a
+    /// response began. [`super::hyper_client::classify`] says the same of hyper's errors.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            Broken::Io(_) | Broken::Decode(DecodeError::Closed) => ErrorClass::Reset,
+            Broken::Decode(_) => ErrorClass::Protocol,
+        }
+    }
+}
+
+/// At most this many bytes of a bad response are kept as its sample.
+const SAMPLE_BYTES: usize = 64;
+
 /// One HTTP/1.1 connection.
 pub struct Conn<S> {
     stream: S,
@@ -47,6 +62,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             decoder: Decoder::default(),
             http10: false,
         }
+    }
+
+    /// The first unread bytes: where decoding stopped, for an error's sample.
+    pub fn unread(&self) -> &[u8] {
+        let unread = self.buf.unread();
+        &unread[..unread.len().min(SAMPLE_BYTES)]
     }
 
     /// Whether the server answers in HTTP/1.0: requests must then be HTTP/1.0 too.
@@ -142,6 +163,8 @@ impl Response {
 
 struct LeanSession {
     conn: Conn<Stream>,
+    /// Responses this connection carried.
+    served: u64,
     /// Where templated requests are rendered.
     scratch: Scratch,
 }
@@ -160,11 +183,33 @@ impl Session for LeanSession {
             .exchange(request, prepared.is_head(entry), &mut checker)
             .await
         {
-            Ok(r) => Exchanged::Done(
-                judge(prepared.expect(entry), r.status, checker, r.bytes),
-                r.reusable,
-            ),
-            Err(_) => Exchanged::Done(Outcome::Error(ErrorClass::Reset), false),
+            Ok(r) => {
+                self.served += 1;
+                Exchanged::Done(
+                    judge(prepared.expect(entry), r.status, checker, r.bytes),
+                    r.reusable,
+                )
+            }
+            // A kept-alive connection that the server closed as the request went out (its
+            // close crossed the request): not a byte came back, so the request goes out
+            // again on a new connection, as hyper's pool does.
+            Err(Broken::Io(_) | Broken::Decode(DecodeError::Closed))
+                if self.served > 0 && self.conn.unread().is_empty() =>
+            {
+                Exchanged::Refused(Outcome::Error(ErrorClass::Reset), false)
+            }
+            Err(e) => {
+                let class = e.class();
+                if class == ErrorClass::Protocol {
+                    worker.error_sample(class, || {
+                        format!(
+                            "{e}; bytes from there: {:?}",
+                            String::from_utf8_lossy(self.conn.unread())
+                        )
+                    });
+                }
+                Exchanged::Done(Outcome::Error(class), false)
+            }
         }
     }
 }
@@ -174,6 +219,7 @@ impl Session for LeanSession {
 pub async fn run(worker: &Worker, k: usize, stream: Stream, retry: &mut Option<Retry>) -> Next {
     let mut session = LeanSession {
         conn: Conn::new(stream),
+        served: 0,
         scratch: Scratch::default(),
     };
     serve(worker, k, &mut session, retry).await

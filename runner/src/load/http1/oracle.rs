@@ -302,7 +302,7 @@ pub fn lean(script: &Script, requests: usize, head: bool) -> Verdict {
             .expect("a fixed request");
         let mut body = Hashed::default();
         let done = settle(conn.exchange(request, head, &mut body), &mut none, &wire)
-            .map(|r| r.map_err(|_| ErrorClass::Reset));
+            .map(|r| r.map_err(|e| e.class()));
         reusable = done
             .as_ref()
             .is_some_and(|r| r.as_ref().is_ok_and(|r| r.reusable));
@@ -369,7 +369,8 @@ pub fn hyper(script: &Script, requests: usize, head: bool) -> Verdict {
             hyper_client::exchange(&mut sender, request, &mut spent, &mut body),
             &mut driver,
             &wire,
-        );
+        )
+        .map(|r| r.map_err(|failed| failed.class));
         if !record(&mut out, done, body) {
             break;
         }
