@@ -376,17 +376,21 @@ impl Worker {
     }
 
     /// The bytes of `entry`'s HTTP/1.1 request (`http10`: to a server that answers in
-    /// HTTP/1.0); templated ones are rendered in `scratch`.
+    /// HTTP/1.0), in two parts written one after the other (see
+    /// [`Prepared::http1_fixed`]); templated ones are rendered in `scratch`.
     pub fn http1_request<'a>(
         &'a self,
         entry: usize,
         scratch: &'a mut Scratch,
         http10: bool,
-    ) -> &'a [u8] {
+    ) -> (&'a [u8], &'a [u8]) {
         let prepared = &self.plan.prepared;
         match prepared.http1_fixed(entry, http10) {
-            Some(bytes) => bytes,
-            None => self.with_context(|ctx| prepared.http1_render(entry, ctx, scratch, http10)),
+            Some(parts) => parts,
+            None => (
+                self.with_context(|ctx| prepared.http1_render(entry, ctx, scratch, http10)),
+                &[],
+            ),
         }
     }
 

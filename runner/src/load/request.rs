@@ -312,8 +312,9 @@ struct Entry {
     headers: HeaderMap,
     body: BodyKind,
     expect: Expect,
-    /// The whole HTTP/1.1 request when nothing in it is templated: as HTTP/1.1, and as
-    /// HTTP/1.0 for a server that answers in HTTP/1.0.
+    /// The HTTP/1.1 request when nothing in it is templated: as HTTP/1.1, and as HTTP/1.0
+    /// for a server that answers in HTTP/1.0. Whole, or only its head when the body is
+    /// larger than [`INLINE_BODY`] (the body is then written from `body`, not copied).
     http1: Option<[Vec<u8>; 2]>,
     /// The absolute URI of a fixed path for HTTP/2, made on first use (the origin is the
     /// same for the whole run).
@@ -339,16 +340,21 @@ const FRAMING_HEADERS: [&str; 6] = [
     "te",
 ];
 
+/// Fixed bodies up to this size are encoded with their request head (one write per
+/// request); larger ones are written on their own from the one copy in memory.
+pub const INLINE_BODY: usize = 64 * 1024;
+
 /// An HTTP/1.1 request the way hyper's client writes it: the request line, the headers in
 /// map order with lower-case names, `content-length` when there is a body, then the body.
 /// `http10`: the server answered in HTTP/1.0, so (as hyper does) the request is HTTP/1.0
-/// and asks for keep-alive.
+/// and asks for keep-alive. `head_only`: the body is framed but not copied in.
 fn encode_http1(
     method: &Method,
     path: &[u8],
     headers: &HeaderMap,
     body: &[u8],
     http10: bool,
+    head_only: bool,
     out: &mut Vec<u8>,
 ) {
     out.clear();
@@ -373,7 +379,9 @@ fn encode_http1(
         let _ = write!(out, "content-length: {}\r\n", body.len());
     }
     out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
+    if !head_only {
+        out.extend_from_slice(body);
+    }
 }
 
 /// The requests of a run, built once.
@@ -512,7 +520,16 @@ impl Prepared {
                     let path = uri.to_string();
                     Some([false, true].map(|http10| {
                         let mut out = Vec::new();
-                        encode_http1(&method, path.as_bytes(), &headers, bytes, http10, &mut out);
+                        let head_only = bytes.len() > INLINE_BODY;
+                        encode_http1(
+                            &method,
+                            path.as_bytes(),
+                            &headers,
+                            bytes,
+                            http10,
+                            head_only,
+                            &mut out,
+                        );
                         out
                     }))
                 }
@@ -638,13 +655,17 @@ impl Prepared {
         (request, body)
     }
 
-    /// The whole HTTP/1.1 request of entry `index` when nothing in it is templated
-    /// (`http10`: to a server that answers in HTTP/1.0).
-    pub fn http1_fixed(&self, index: usize, http10: bool) -> Option<&[u8]> {
-        self.entries[index]
-            .http1
-            .as_ref()
-            .map(|both| both[usize::from(http10)].as_slice())
+    /// The HTTP/1.1 request of entry `index` when nothing in it is templated (`http10`:
+    /// to a server that answers in HTTP/1.0), in two parts to write one after the other:
+    /// the whole request and nothing, or the head and a large body.
+    pub fn http1_fixed(&self, index: usize, http10: bool) -> Option<(&[u8], &[u8])> {
+        let entry = &self.entries[index];
+        let encoded = entry.http1.as_ref()?[usize::from(http10)].as_slice();
+        let body: &[u8] = match &entry.body {
+            BodyKind::Fixed(bytes) if bytes.len() > INLINE_BODY => bytes,
+            _ => &[],
+        };
+        Some((encoded, body))
     }
 
     /// Renders the HTTP/1.1 request of a templated entry into `scratch`.
@@ -676,7 +697,15 @@ impl Prepared {
                 body
             }
         };
-        encode_http1(&entry.method, path, &entry.headers, body, http10, request);
+        encode_http1(
+            &entry.method,
+            path,
+            &entry.headers,
+            body,
+            http10,
+            false,
+            request,
+        );
         request
     }
 

@@ -82,15 +82,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.buf.is_empty() && !arrived_unasked(&mut self.stream, cx)
     }
 
-    /// Sends `request` (whole, head and body) and reads the response, handing its body to
-    /// `sink`. `head_request`: the request was HEAD, so the response has no body.
+    /// Sends `request` (its two parts, see [`Prepared::http1_fixed`]) and reads the
+    /// response, handing its body to `sink`. `head_request`: the request was HEAD, so the
+    /// response has no body.
+    ///
+    /// [`Prepared::http1_fixed`]: crate::load::request::Prepared::http1_fixed
     pub async fn exchange(
         &mut self,
-        request: &[u8],
+        request: (&[u8], &[u8]),
         head_request: bool,
         sink: &mut impl BodySink,
     ) -> Result<Response, Broken> {
-        self.write(request).await?;
+        self.write(request.0).await?;
+        self.write(request.1).await?;
         self.decoder.start(head_request);
         let mut status = 0;
         loop {
