@@ -198,7 +198,12 @@ pub fn analyse(data: &EvloopData, window: &Window, load: LoadFigures) -> Entry {
     if loops.is_empty() {
         return entry;
     }
-    let wall = duration_ns as f64 * loops.len() as f64;
+    // Shares are of the time the loops could run: a busy machine that keeps a loop in the
+    // run queue does not dilute its stalls (stall times leave the run queue out too).
+    let wall = loops
+        .iter()
+        .map(|(_, d)| duration_ns.saturating_sub(d.runq_ns).max(1) as f64)
+        .sum::<f64>();
     let pct = |ns: u64| 100.0 * ns as f64 / wall;
     let mut hist = [0u64; HIST_SLOTS];
     let (mut events, mut iterations) = (0u64, 0u64);
