@@ -532,7 +532,7 @@ fn parse_warmup(text: &str) -> Result<Duration, String> {
 
 #[derive(Args, Debug)]
 struct LoadArgs {
-    /// http://host:port/path, or ws://host:port/path for WebSocket echo load.
+    /// http:// or https://host:port/path, or ws:// or wss:// for WebSocket echo load.
     url: String,
     #[command(flatten)]
     shape: ShapeArgs,
@@ -543,6 +543,23 @@ struct LoadArgs {
     cpus: Option<String>,
     #[command(flatten)]
     check: CheckArgs,
+    /// HTTP/2: TLS with ALPN h2 for https://, cleartext with prior knowledge (h2c) for http://.
+    #[arg(long)]
+    http2: bool,
+    /// HTTP/2 streams in flight per connection.
+    #[arg(
+        short = 'p',
+        long = "streams",
+        value_name = "STREAMS",
+        allow_negative_numbers = true
+    )]
+    streams: Option<i64>,
+    /// Accept TLS certificates that do not verify (self-signed, another host's).
+    #[arg(short = 'k', long)]
+    insecure: bool,
+    /// The HTTP/1.1 client: auto (the lean one when it can send the requests), lean, hyper.
+    #[arg(long, value_name = "CLIENT", default_value = "auto", value_parser = parse_http1_client)]
+    http1_client: crate::load::http1::Client,
     /// Write the report as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -603,6 +620,16 @@ fn parse_probe(text: &str) -> Result<ProbeKind, String> {
         .ok_or_else(|| {
             format!("`{text}` is not a probe (oncpu, offcpu, runqlat, syscalls, evloop)")
         })
+}
+
+fn parse_http1_client(text: &str) -> Result<crate::load::http1::Client, String> {
+    use crate::load::http1::Client;
+    match text {
+        "auto" => Ok(Client::Auto),
+        "lean" => Ok(Client::Lean),
+        "hyper" => Ok(Client::Hyper),
+        _ => Err(format!("`{text}` is not a client (auto, lean, hyper)")),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -972,6 +999,14 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
         .transpose()?
         .unwrap_or_default();
     let (_, requests) = own_requests(&target.path, &args.request, &args.check)?;
+    let http2 = match (args.http2, args.streams) {
+        (false, Some(_)) => bail!("streams per connection (-p) go with --http2"),
+        (false, None) => None,
+        (true, streams) => Some(positive(
+            "streams per connection (-p)",
+            streams.unwrap_or(1),
+        )?),
+    };
     let config = LoadConfig {
         target,
         requests,
@@ -982,6 +1017,11 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
         timeout: args.shape.timeout,
         think: args.shape.think,
         ws_message: args.check.ws_message,
+        http: crate::load::HttpOptions {
+            http2,
+            http1: args.http1_client,
+            insecure: args.insecure,
+        },
     };
 
     config.validate()?;
@@ -1181,6 +1221,18 @@ mod tests {
         );
         assert!(err(&["http://127.0.0.1:1/", "-t", "4", "-c", "2"])
             .contains("4 threads need at least as many connections"));
+        assert_eq!(
+            err(&["http://127.0.0.1:1/", "--http2", "-p", "0"]),
+            "streams per connection (-p) must be at least 1, not 0"
+        );
+        assert_eq!(
+            err(&["http://127.0.0.1:1/", "-p", "4"]),
+            "streams per connection (-p) go with --http2"
+        );
+        assert_eq!(
+            err(&["ws://127.0.0.1:1/", "--http2"]),
+            "--http2 loads HTTP URLs, not WebSocket ones"
+        );
     }
 
     #[test]

@@ -25,9 +25,13 @@ const PACKAGES: &[&str] = &[
     "libsqlite3-dev",
     // The report test opens report.html in headless Chromium.
     "chromium",
-    // For `cargo xtask bench load`: the server and the tool to compare against.
+    // For `cargo xtask bench load`: the server (its http_v2 and ssl modules), its
+    // certificate, and the tools to compare against (wrk links OpenSSL; h2load speaks
+    // HTTP/2). oha comes from crates.io when the bench first runs.
     "nginx-light",
+    "openssl",
     "wrk",
+    "nghttp2-client",
     // The container tests: Podman serves the Docker Engine API; runc, because crun refuses
     // hybrid cgroup hierarchies; gunicorn for the pre-fork app inside a container.
     "podman",

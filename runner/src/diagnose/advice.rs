@@ -157,6 +157,14 @@ const RULES: &[Rule] = &[
     },
     Rule {
         causes: &[Cause::Kernel],
+        // No syscall: asleep outside any call.
+        syscalls: &[""],
+        frames: ANY,
+        files: None,
+        advice: "asleep in the kernel outside any call (page faults or memory reclaim): the machine's memory or disk, not a call to make async; see the run's interference figures and the app's memory limit",
+    },
+    Rule {
+        causes: &[Cause::Kernel],
         syscalls: ANY,
         frames: ANY,
         files: None,
@@ -205,7 +213,7 @@ mod tests {
     #[test]
     fn each_rule_is_reached_by_its_own_case() {
         use Cause::*;
-        let cases: [(Culprit, &str); 18] = [
+        let cases: [(Culprit, &str); 19] = [
             (
                 culprit(Lock, Some("futex"), &["handler (app.py:9)"]),
                 "threading.Lock",
@@ -271,6 +279,7 @@ mod tests {
             ),
             (culprit(Cpu, None, &["burn (app.py:4)"]), "process pool"),
             (culprit(Kernel, Some("sendto"), &[]), "hypervisor"),
+            (culprit(Kernel, None, &[]), "page faults or memory reclaim"),
         ];
         for (c, says) in &cases {
             let a = advice(c);

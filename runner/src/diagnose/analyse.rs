@@ -75,8 +75,10 @@ fn classify(e: &StallEvent, data: &EvloopData) -> (Cause, Option<u32>, Vec<Stack
         return (cause, Some(nr), syscall_first);
     }
     if e.asleep_ns.saturating_mul(2) >= held {
-        // Asleep outside any call: page faults waiting for the disk.
-        return (Cause::Blocking, None, vec![e.cpu_stacks, e.call_stacks]);
+        // Asleep outside any call: page faults waiting for the disk, or memory reclaim. On
+        // a busy machine that is the machine's doing, not a call the app could make async:
+        // reported as kernel time, which never flags the loop.
+        return (Cause::Kernel, None, vec![e.cpu_stacks, e.call_stacks]);
     }
     (
         Cause::Cpu,
@@ -196,7 +198,12 @@ pub fn analyse(data: &EvloopData, window: &Window, load: LoadFigures) -> Entry {
     if loops.is_empty() {
         return entry;
     }
-    let wall = duration_ns as f64 * loops.len() as f64;
+    // Shares are of the time the loops could run: a busy machine that keeps a loop in the
+    // run queue does not dilute its stalls (stall times leave the run queue out too).
+    let wall = loops
+        .iter()
+        .map(|(_, d)| duration_ns.saturating_sub(d.runq_ns).max(1) as f64)
+        .sum::<f64>();
     let pct = |ns: u64| 100.0 * ns as f64 / wall;
     let mut hist = [0u64; HIST_SLOTS];
     let (mut events, mut iterations) = (0u64, 0u64);
@@ -426,7 +433,7 @@ pub fn stall_folded(data: &EvloopData, window: &Window) -> Folded {
         if frames.len() == 1 {
             frames.push(match (nr, cause) {
                 (Some(nr), _) => format!("[{}]", syscall_name(nr)),
-                (None, Cause::Blocking) => "[page faults]".into(),
+                (None, Cause::Kernel) => "[asleep outside a call]".into(),
                 _ => "[cpu]".into(),
             });
         }
@@ -625,6 +632,17 @@ mod tests {
         // No syscall to speak of: CPU.
         let hot = stall(0, 40);
         assert_eq!(classify(&hot, &d).0, Cause::Cpu);
+        // Asleep outside any call (page faults, memory reclaim): the kernel's, never a flag.
+        let mut faulted = stall(0, 40);
+        faulted.asleep_ns = 30 * MS;
+        assert_eq!(
+            classify(&faulted, &d),
+            (
+                Cause::Kernel,
+                None,
+                vec![faulted.cpu_stacks, faulted.call_stacks]
+            )
+        );
     }
 
     #[test]

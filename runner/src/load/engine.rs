@@ -1,7 +1,9 @@
 //! The engine: one OS thread per worker, each running a current-thread tokio runtime pinned
-//! to a CPU. Every connection is one task that joins hyper's connection driver with its own
-//! request loop. The schedule decides, from the clock, which step is running, whether a
-//! connection takes part in it, and (open loop) when each request is meant to go out.
+//! to a CPU. Every connection is a task that connects (TCP, then TLS for https://) and hands
+//! the stream to its protocol. A protocol is a [`Session`]: it says whether the connection
+//! can take a request, and runs one exchange; [`serve`] runs the schedule over it. The
+//! schedule decides, from the clock, which step is running, whether a connection takes part
+//! in it, and (open loop) when each request is meant to go out.
 
 use std::{
     cell::{Cell, RefCell},
@@ -18,45 +20,45 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use http_body_util::{BodyExt, Full};
-use hyper::{
-    client::conn::http1::{self, SendRequest},
-    HeaderMap,
-};
-use tokio::{net::TcpStream, time::timeout};
-use tokio_tungstenite::tungstenite::Message;
+use http_body_util::Full;
+use hyper::HeaderMap;
+use tokio::time::timeout;
 
 use super::{
-    request::{status_ok, BodyChecker, Prepared, RenderContext},
+    http1, http2,
+    request::{status_ok, BodyChecker, Expect, Prepared, RenderContext, Scratch},
     schedule::{Schedule, Step, StepLoad},
-    socket::Socket,
     tally::{ErrorClass, Outcome, SecondBucket, Tally, Timing},
+    tls::Tls,
+    wire::{Plain, Stream},
+    ws,
 };
 
 /// Pause after a failed connect before the next attempt, so a dead server is not spun on.
 const CONNECT_BACKOFF: Duration = Duration::from_millis(10);
-/// Read buffer per connection: fixed, so hyper does not grow and shrink it adaptively.
-const READ_BUF: usize = 16 * 1024;
 /// Longest sleep between checks of the stop flag.
 const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// What the connections speak.
 #[derive(Clone, Debug)]
 pub enum Protocol {
-    Http,
+    /// HTTP/1.1 keep-alive through this client (never `Auto` here).
+    Http1(http1::Client),
+    /// HTTP/2 with this many concurrent streams per connection.
+    Http2 { streams: usize },
     /// WebSocket echo: each socket sends `message` and waits for it to come back.
-    WebSocket {
-        url: String,
-        message: String,
-    },
+    WebSocket { url: String, message: String },
 }
 
 /// Everything the workers share and never change.
 pub struct Plan {
     pub addr: SocketAddr,
+    /// TLS for https:// and wss:// targets.
+    pub tls: Option<Tls>,
     pub protocol: Protocol,
     pub prepared: Prepared,
+    /// `scheme://authority`, for HTTP/2 requests.
+    pub origin: String,
     pub schedule: Schedule,
     pub timeout: Duration,
     pub think: Option<Duration>,
@@ -71,8 +73,10 @@ impl Plan {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         addr: SocketAddr,
+        tls: Option<Tls>,
         protocol: Protocol,
         prepared: Prepared,
+        origin: String,
         schedule: Schedule,
         timeout: Duration,
         think: Option<Duration>,
@@ -87,8 +91,10 @@ impl Plan {
         }
         Self {
             addr,
+            tls,
             protocol,
             prepared,
+            origin,
             schedule,
             timeout,
             think,
@@ -97,6 +103,12 @@ impl Plan {
             run_id: format!("{:08x}", fastrand::u32(..)),
             offsets,
         }
+    }
+
+    /// How long the whole schedule runs (None: its last step has no end).
+    pub fn length(&self) -> Option<Duration> {
+        let last = self.schedule.steps.len().checked_sub(1)?;
+        Some(self.offsets[last] + self.schedule.steps[last].duration?)
     }
 
     /// The step running at `elapsed` from the start, with its end (None: no end).
@@ -130,6 +142,13 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// Whether a run bounded by a count has sent it all.
+    fn budget_spent(&self) -> bool {
+        self.budget
+            .as_ref()
+            .is_some_and(|b| b.load(Ordering::Relaxed) <= 0)
+    }
+
     fn take_budget(&self) -> bool {
         match &self.budget {
             None => true,
@@ -145,9 +164,10 @@ impl Shared {
     }
 }
 
-struct Worker {
+/// One worker thread's state, shared by its connection tasks.
+pub struct Worker {
     id: usize,
-    plan: Arc<Plan>,
+    pub plan: Arc<Plan>,
     shared: Arc<Shared>,
     start: Instant,
     tally: RefCell<Tally>,
@@ -157,11 +177,55 @@ struct Worker {
     open: Cell<(usize, u64)>,
 }
 
-enum Next {
+/// When a request goes out.
+#[derive(Clone, Copy)]
+struct Slot {
+    step: usize,
+    /// When it should go out (open loop), or the send itself (closed loop).
+    intended: Instant,
+    sent: Instant,
+    open: bool,
+}
+
+/// What a connection does after its session ends.
+pub enum Next {
     /// Connect again (the connection broke, or it sat out a step).
     Reconnect,
     /// The run is over for this connection.
     Done,
+}
+
+/// What became of one exchange.
+pub enum Exchanged {
+    /// It ran: what happened, and whether the connection can carry another request.
+    Done(Outcome, bool),
+    /// The server refused it without processing it (an HTTP/2 stream beyond a graceful
+    /// GOAWAY, or reset with REFUSED_STREAM). It goes out once more (on this connection when
+    /// the bool says it goes on, else on a new one); refused again, it counts as `Outcome`.
+    Refused(Outcome, bool),
+}
+
+/// A request that goes out again: its slot (so its latency runs from the first attempt)
+/// and its mix entry.
+pub struct Retry {
+    slot: Slot,
+    entry: usize,
+}
+
+/// A protocol's requests on one connection (for HTTP/2, on one stream slot of it).
+/// Workers are current-thread runtimes: these futures need not be `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Session {
+    /// Whether the connection can take a request now; false: connect again, without
+    /// counting an error (the server closed it while idle, for instance).
+    async fn ready(&mut self) -> bool;
+    /// Sends the request of mix entry `entry` and reads the whole response.
+    async fn exchange(&mut self, worker: &Worker, entry: usize) -> Exchanged;
+    /// What a request that ran out of time was (its exchange was dropped), and whether
+    /// the connection can carry another.
+    fn timed_out(&mut self) -> (Outcome, bool) {
+        (Outcome::Error(ErrorClass::Timeout), false)
+    }
 }
 
 impl Worker {
@@ -184,22 +248,41 @@ impl Worker {
         self.current_at(Instant::now())
     }
 
+    /// Whether the run is over (stopped, or past the last step).
+    pub fn over(&self) -> bool {
+        self.current().is_none()
+    }
+
     /// Sleeps until `t`, waking to check the stop flag. False when the run was stopped.
-    async fn sleep_until(&self, t: Instant) -> bool {
+    /// A sleep never outlasts the run: it ends at the end of the schedule.
+    pub async fn sleep_until(&self, t: Instant) -> bool {
+        let t = match self.plan.length() {
+            Some(length) => t.min(self.start + length),
+            None => t,
+        };
+        let timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        self.pace(timer, t).await.is_some()
+    }
+
+    /// Sleeps on `timer` until `t`, waking to check the stop flag: the time it woke, or
+    /// None when the run was stopped. (A connection keeps one timer for its sends, rather
+    /// than making one per request.)
+    async fn pace(&self, mut timer: Pin<&mut tokio::time::Sleep>, t: Instant) -> Option<Instant> {
         loop {
             if self.shared.stopped() {
-                return false;
+                return None;
             }
             let now = Instant::now();
             if now >= t {
-                return true;
+                return Some(now);
             }
-            tokio::time::sleep((t - now).min(STOP_POLL)).await;
+            timer.as_mut().reset(t.min(now + STOP_POLL).into());
+            timer.as_mut().await;
         }
     }
 
     /// Waits for a step in which connection `k` takes part; None when the run is over.
-    async fn wait_active(&self, k: usize) -> Option<usize> {
+    pub async fn wait_active(&self, k: usize) -> Option<usize> {
         loop {
             let (i, end) = self.current()?;
             if k < self.step(i).connections() {
@@ -215,6 +298,9 @@ impl Worker {
     /// The intended time of this worker's next request in open-loop step `i`.
     fn next_intended(&self, i: usize) -> Option<Instant> {
         let (step, next) = self.open.get();
+        if step != i {
+            self.count_unsent(step, next, i, None);
+        }
         let local = if step == i { next } else { 0 };
         self.open.set((i, local + 1));
         let global = local * self.plan.threads as u64 + self.id as u64;
@@ -222,49 +308,134 @@ impl Worker {
         Some(self.start + self.plan.offsets[i] + offset)
     }
 
-    /// Records a request of step `step`, mix entry `entry`, that ends now; returns the end.
-    fn finish(
-        &self,
-        step: usize,
-        entry: usize,
-        intended: Instant,
-        sent: Instant,
-        outcome: Outcome,
-        open: bool,
-    ) -> Instant {
+    /// Counts as unsent this worker's open-loop requests that no connection took: in step
+    /// `from` from local index `next` on, and in every step after it and before `to`, each
+    /// up to the end of its step, or up to `until` (from the run start) when that is
+    /// earlier. `from` is `usize::MAX` before the first open-loop request.
+    fn count_unsent(&self, from: usize, next: u64, to: usize, until: Option<Duration>) {
+        if self.shared.budget_spent() {
+            // A run bounded by a count ends when it is sent, not for want of connections.
+            return;
+        }
+        let first = if from == usize::MAX { 0 } else { from };
+        let mut tally = self.tally.borrow_mut();
+        for i in first..to.min(self.plan.schedule.steps.len()) {
+            let step = self.step(i);
+            if !matches!(step.load, StepLoad::Open { .. }) {
+                continue;
+            }
+            let begin = self.plan.offsets[i];
+            let mut end = step.duration.map_or(Duration::MAX, |d| begin + d);
+            if let Some(until) = until {
+                end = end.min(until);
+            }
+            let mut local = if i == from { next } else { 0 };
+            while let Some(offset) =
+                step.intended(local * self.plan.threads as u64 + self.id as u64)
+            {
+                let at = begin + offset;
+                if at >= end {
+                    break;
+                }
+                tally.unsent(i, end - at);
+                local += 1;
+            }
+        }
+    }
+
+    /// Records a request of `slot` and mix entry `entry` that ends now; returns the end.
+    fn finish(&self, slot: Slot, entry: usize, outcome: Outcome) -> Instant {
         let done = Instant::now();
         let timing = Timing {
-            intended,
-            sent,
+            intended: slot.intended,
+            sent: slot.sent,
             done,
         };
         self.tally
             .borrow_mut()
-            .record(step, entry, timing, outcome, open);
+            .record(slot.step, entry, timing, outcome, slot.open);
         done
     }
 
-    fn build(&self, entry: usize, reuse: Option<HeaderMap>) -> hyper::Request<Full<Bytes>> {
+    fn with_context<T>(&self, f: impl FnOnce(&mut RenderContext<'_>) -> T) -> T {
         let mut rng = self.rng.borrow_mut();
         let mut counter = self.counter.get();
-        let request = self.plan.prepared.build(
-            entry,
-            &mut RenderContext {
-                rng: &mut rng,
-                run_id: &self.plan.run_id,
-                worker: self.id,
-                counter: &mut counter,
-            },
-            reuse,
-        );
+        let out = f(&mut RenderContext {
+            rng: &mut rng,
+            run_id: &self.plan.run_id,
+            worker: self.id,
+            counter: &mut counter,
+        });
         self.counter.set(counter);
-        request
+        out
     }
 
-    /// Decides when the next request on this connection goes out: `Ok((step, intended,
-    /// open))`, or what the connection should do instead. `now` is a fresh clock reading
-    /// (it saves a read per request); it is refreshed after any wait.
-    async fn next_slot(&self, k: usize, mut now: Instant) -> Result<(usize, Instant, bool), Next> {
+    /// The request of `entry` for hyper, its headers built in `reuse` (a spent map).
+    pub fn build(&self, entry: usize, reuse: Option<HeaderMap>) -> hyper::Request<Full<Bytes>> {
+        self.with_context(|ctx| self.plan.prepared.build(entry, ctx, reuse))
+    }
+
+    /// The bytes of `entry`'s HTTP/1.1 request (`http10`: to a server that answers in
+    /// HTTP/1.0), in two parts written one after the other (see
+    /// [`Prepared::http1_fixed`]); templated ones are rendered in `scratch`.
+    pub fn http1_request<'a>(
+        &'a self,
+        entry: usize,
+        scratch: &'a mut Scratch,
+        http10: bool,
+    ) -> (&'a [u8], &'a [u8]) {
+        let prepared = &self.plan.prepared;
+        match prepared.http1_fixed(entry, http10) {
+            Some(parts) => parts,
+            None => (
+                self.with_context(|ctx| prepared.http1_render(entry, ctx, scratch, http10)),
+                &[],
+            ),
+        }
+    }
+
+    /// The HTTP/2 request of `entry`, and its body.
+    pub fn h2_request(&self, entry: usize) -> (hyper::Request<()>, Bytes) {
+        self.with_context(|ctx| self.plan.prepared.build_h2(entry, ctx, &self.plan.origin))
+    }
+
+    /// A checker of `entry`'s response body.
+    pub fn checker(&self, entry: usize) -> BodyChecker<'_> {
+        BodyChecker::new(self.plan.prepared.expect(entry).body.as_ref())
+    }
+
+    /// Records an HTTP/2 connection that the server ended (GOAWAY) or that failed.
+    pub fn connection_ended(&self, goaway: bool) {
+        let mut tally = self.tally.borrow_mut();
+        if goaway {
+            tally.connections.goaways += 1;
+        } else {
+            tally.connections.failed += 1;
+        }
+    }
+
+    /// Keeps the first sample of an error of `class`; `text` runs only for the first.
+    pub fn error_sample(&self, class: ErrorClass, text: impl FnOnce() -> String) {
+        let mut tally = self.tally.borrow_mut();
+        if !tally.connections.samples.contains_key(class.name()) {
+            tally.connections.samples.insert(class.name(), text());
+        }
+    }
+
+    /// Records a TLS handshake.
+    pub fn handshake(&self, took: Duration, resumed: bool) {
+        self.tally.borrow_mut().handshake(took, resumed);
+    }
+
+    /// Decides when the next request on this connection goes out, or what the connection
+    /// should do instead. `now` is a fresh clock reading (it saves a read per request); it
+    /// is refreshed after any wait. Open-loop waits run on `timer`.
+    async fn next_slot(
+        &self,
+        k: usize,
+        mut now: Instant,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+    ) -> Result<Slot, Next> {
         loop {
             let Some((i, end)) = self.current_at(now) else {
                 return Err(Next::Done);
@@ -278,23 +449,31 @@ impl Worker {
                     if !self.shared.take_budget() {
                         return Err(Next::Done);
                     }
-                    return Ok((i, now, false));
+                    return Ok(Slot {
+                        step: i,
+                        intended: now,
+                        sent: now,
+                        open: false,
+                    });
                 }
                 StepLoad::Open { .. } => {
                     let intended = self.next_intended(i);
                     match (intended, end) {
                         (Some(t), Some(end)) if t >= end => {
                             // This worker's share of the step is sent; wait for the next.
-                            if !self.sleep_until(end).await {
-                                return Err(Next::Done);
-                            }
-                            now = Instant::now();
+                            now = self.pace(timer.as_mut(), end).await.ok_or(Next::Done)?;
                         }
                         (Some(t), _) => {
-                            if !self.shared.take_budget() || !self.sleep_until(t).await {
+                            if !self.shared.take_budget() {
                                 return Err(Next::Done);
                             }
-                            return Ok((i, t, true));
+                            let sent = self.pace(timer.as_mut(), t).await.ok_or(Next::Done)?;
+                            return Ok(Slot {
+                                step: i,
+                                intended: t,
+                                sent,
+                                open: true,
+                            });
                         }
                         (None, _) => return Err(Next::Done),
                     }
@@ -304,55 +483,19 @@ impl Worker {
     }
 
     /// Counts a request that could not be sent because the connection failed.
-    async fn connect_failed(&self, k: usize, class: ErrorClass) {
-        if let Ok((i, intended, open)) = self.next_slot(k, Instant::now()).await {
-            self.finish(i, 0, intended, Instant::now(), Outcome::Error(class), open);
+    pub async fn connect_failed(&self, k: usize, class: ErrorClass) {
+        let timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+        if let Ok(slot) = self.next_slot(k, Instant::now(), timer).await {
+            self.finish(slot, 0, Outcome::Error(class));
         }
         tokio::time::sleep(CONNECT_BACKOFF).await;
     }
 }
 
-fn classify(e: &hyper::Error) -> ErrorClass {
-    if e.is_timeout() {
-        ErrorClass::Timeout
-    } else {
-        ErrorClass::Reset
-    }
-}
-
-/// Sends the request of `entry` and reads the whole response. The connection must be ready.
-/// The request's headers are built in `spent`, and the response's header map is left there
-/// for the next request. (The request is built here, in the future that sends it, to save
-/// moving it.)
-async fn exchange(
-    worker: &Worker,
-    sender: &mut SendRequest<Full<Bytes>>,
-    entry: usize,
-    spent: &mut Option<HeaderMap>,
-) -> Outcome {
-    let expect = worker.plan.prepared.expect(entry);
-    let response = match sender.send_request(worker.build(entry, spent.take())).await {
-        Ok(r) => r,
-        Err(e) => return Outcome::Error(classify(&e)),
-    };
-    let (parts, mut body) = response.into_parts();
-    let status = parts.status;
-    *spent = Some(parts.headers);
-    let mut checker = BodyChecker::new(expect.body.as_ref());
-    let mut bytes = 0u64;
-    while let Some(frame) = body.frame().await {
-        match frame {
-            Ok(frame) => {
-                if let Some(data) = frame.data_ref() {
-                    bytes += data.len() as u64;
-                    checker.update(data);
-                }
-            }
-            Err(e) => return Outcome::Error(classify(&e)),
-        }
-    }
+/// The outcome of a complete response to a request that expects `expect`.
+pub fn judge(expect: &Expect, status: u16, checker: BodyChecker<'_>, bytes: u64) -> Outcome {
     if !status_ok(expect, status) {
-        return Outcome::Error(ErrorClass::of_status(status.as_u16()));
+        return Outcome::Error(ErrorClass::of_status(status));
     }
     if !checker.matches() {
         return Outcome::Error(ErrorClass::BodyMismatch);
@@ -360,47 +503,94 @@ async fn exchange(
     Outcome::Ok(bytes)
 }
 
-async fn tcp(worker: &Worker) -> Result<TcpStream, ErrorClass> {
-    let stream = timeout(worker.plan.timeout, TcpStream::connect(worker.plan.addr))
-        .await
-        .map_err(|_| ErrorClass::Timeout)?
-        .map_err(|_| ErrorClass::Connect)?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+/// A connection's request timeout. Setting `due` costs nothing: the timer stays armed for
+/// an earlier request's time, and when it goes off before `due` it sleeps on until `due`.
+struct Deadline<'t> {
+    timer: Pin<&'t mut tokio::time::Sleep>,
+    due: Instant,
 }
 
-/// Requests on one HTTP connection until it breaks, sits out a step, or the run ends.
-async fn serve_http(worker: &Worker, k: usize, mut sender: SendRequest<Full<Bytes>>) -> Next {
-    // One timer per connection, re-armed per request: cheaper than a new timeout each time.
-    let deadline = tokio::time::sleep(worker.plan.timeout);
-    tokio::pin!(deadline);
+impl<'t> Deadline<'t> {
+    /// Completes once `due` has passed.
+    fn passed(&mut self) -> impl Future<Output = ()> + use<'_, 't> {
+        std::future::poll_fn(|cx| loop {
+            std::task::ready!(self.timer.as_mut().poll(cx));
+            if Instant::now() >= self.due {
+                return Poll::Ready(());
+            }
+            self.timer.as_mut().reset(self.due.into());
+        })
+    }
+}
+
+/// Runs the schedule over `session` for connection `k`, until the connection breaks, sits
+/// out a step, or the run ends. `retry` carries a refused request to the next connection.
+pub async fn serve<S: Session>(
+    worker: &Worker,
+    k: usize,
+    session: &mut S,
+    retry: &mut Option<Retry>,
+) -> Next {
+    // Two timers per connection, not one per request: the deadline's is moved only when it
+    // goes off for an earlier request, the pacer's (open loop) per wait.
+    let mut deadline = Deadline {
+        timer: std::pin::pin!(tokio::time::sleep(worker.plan.timeout)),
+        due: Instant::now() + worker.plan.timeout,
+    };
+    let mut pacer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
+    let run_end = worker.plan.length().map(|l| worker.start + l);
     let mut now = Instant::now();
-    let mut spent = None;
     loop {
         // A server may close a keep-alive connection after a complete response (nginx
         // does every 1000 requests): reconnect before taking a slot, without an error.
-        if sender.ready().await.is_err() {
+        if !session.ready().await {
             return Next::Reconnect;
         }
-        let (step, intended, open) = match worker.next_slot(k, now).await {
-            Ok(slot) => slot,
-            Err(next) => return next,
+        let (slot, entry, again) = match retry.take() {
+            Some(Retry { slot, entry }) => (slot, entry, true),
+            None => match worker.next_slot(k, now, pacer.as_mut()).await {
+                Ok(slot) => (
+                    slot,
+                    worker.plan.prepared.pick(&mut worker.rng.borrow_mut()),
+                    false,
+                ),
+                Err(next) => return next,
+            },
         };
-        let entry = worker.plan.prepared.pick(&mut worker.rng.borrow_mut());
-        // Closed loop: the slot was taken just now. Open loop: after the wait for `intended`.
-        let sent = if open { Instant::now() } else { intended };
-        deadline.as_mut().reset((sent + worker.plan.timeout).into());
-        let outcome = tokio::select! {
+        // A request sent again has its own time to answer. One still out when the run
+        // ends is dropped uncounted, as wrk does: the run's length is a bound.
+        let due = if again { Instant::now() } else { slot.sent } + worker.plan.timeout;
+        deadline.due = run_end.map_or(due, |end| due.min(end));
+        let done = tokio::select! {
             biased;
-            outcome = exchange(worker, &mut sender, entry, &mut spent) => outcome,
-            _ = &mut deadline => Outcome::Error(ErrorClass::Timeout),
+            done = session.exchange(worker, entry) => done,
+            _ = deadline.passed() => {
+                if deadline.due < due {
+                    return Next::Done;
+                }
+                let (outcome, reusable) = session.timed_out();
+                Exchanged::Done(outcome, reusable)
+            }
         };
-        now = worker.finish(step, entry, intended, sent, outcome, open);
-        if outcome.breaks_connection() {
+        let reusable = match done {
+            Exchanged::Refused(_, reusable) if !again => {
+                *retry = Some(Retry { slot, entry });
+                if !reusable {
+                    return Next::Reconnect;
+                }
+                now = Instant::now();
+                continue;
+            }
+            Exchanged::Done(outcome, reusable) | Exchanged::Refused(outcome, reusable) => {
+                now = worker.finish(slot, entry, outcome);
+                reusable
+            }
+        };
+        if !reusable {
             return Next::Reconnect;
         }
         if let Some(think) = worker.plan.think {
-            if !open {
+            if !slot.open {
                 if !worker.sleep_until(now + think).await {
                     return Next::Done;
                 }
@@ -410,58 +600,23 @@ async fn serve_http(worker: &Worker, k: usize, mut sender: SendRequest<Full<Byte
     }
 }
 
-/// A TCP connection for connection `k`, once a step needs it; None when the run is over.
-/// Failed attempts are counted as connect errors.
-async fn connected(worker: &Worker, k: usize) -> Option<TcpStream> {
-    loop {
-        worker.wait_active(k).await?;
-        match tcp(worker).await {
-            Ok(stream) => return Some(stream),
-            Err(class) => worker.connect_failed(k, class).await,
-        }
-    }
-}
-
-async fn http_connection(worker: Rc<Worker>, k: usize) {
-    loop {
-        let Some(stream) = connected(&worker, k).await else {
-            return;
-        };
-        let handshake = http1::Builder::new()
-            .writev(false)
-            .read_buf_exact_size(Some(READ_BUF))
-            .handshake(Socket::new(stream));
-        let (sender, connection) = match handshake.await {
-            Ok(pair) => pair,
-            Err(_) => {
-                worker.connect_failed(k, ErrorClass::Connect).await;
-                continue;
-            }
-        };
-        let next = drive(connection, serve_http(&worker, k, sender)).await;
-        if let Next::Done = next {
-            return;
-        }
-    }
-}
-
-/// Runs the request loop `serve` beside hyper's connection driver until the loop ends; the
-/// connection is dropped (closed) with it. The driver is polled before the loop, to hand it a
-/// response, and after it, so a request the loop queued goes out in the same poll. (`join!`
+/// Runs `serve` beside a connection driver (hyper's, h2's) until `serve` ends; the
+/// connection is dropped (closed) with it. The driver is polled before `serve`, to hand it
+/// a response, and after it, so a request it queued goes out in the same poll. (`join!`
 /// polls them in turns; this takes 4% fewer user instructions per request, counted with
-/// valgrind.) A finished driver is dropped at once: that is what tells the loop's
-/// `SendRequest` that the connection is gone (a server that closes after each response).
-async fn drive<C, S>(connection: C, serve: S) -> Next
+/// valgrind.) A finished driver is dropped at once: that is what tells the sender that the
+/// connection is gone (a server that closes after each response).
+pub async fn drive<C, S>(connection: C, serve: S) -> S::Output
 where
     C: Future,
-    S: Future<Output = Next>,
+    S: Future,
 {
     let mut connection = std::pin::pin!(Some(connection));
     let mut serve = std::pin::pin!(serve);
     std::future::poll_fn(|cx| {
         poll_driver(connection.as_mut(), cx);
-        if let Poll::Ready(next) = serve.as_mut().poll(cx) {
-            return Poll::Ready(next);
+        if let Poll::Ready(out) = serve.as_mut().poll(cx) {
+            return Poll::Ready(out);
         }
         poll_driver(connection.as_mut(), cx);
         Poll::Pending
@@ -470,7 +625,7 @@ where
 }
 
 /// Polls a connection driver, and drops it once it is done.
-fn poll_driver<C: Future>(mut driver: Pin<&mut Option<C>>, cx: &mut Context<'_>) {
+pub fn poll_driver<C: Future>(mut driver: Pin<&mut Option<C>>, cx: &mut Context<'_>) {
     if let Some(future) = driver.as_mut().as_pin_mut() {
         if future.poll(cx).is_ready() {
             driver.set(None);
@@ -478,72 +633,65 @@ fn poll_driver<C: Future>(mut driver: Pin<&mut Option<C>>, cx: &mut Context<'_>)
     }
 }
 
-/// One WebSocket echo exchange.
-async fn echo<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>, message: &str) -> Outcome
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    if ws.send(Message::text(message)).await.is_err() {
-        return Outcome::Error(ErrorClass::Reset);
-    }
+/// A stream for connection `k`, once a step needs it: TCP, then TLS when the target asks
+/// for it. None when the run is over. Failed attempts are counted as connect errors.
+async fn connected(worker: &Worker, k: usize) -> Option<Stream> {
     loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(text))) => {
-                return if text.as_str() == message {
-                    Outcome::Ok(text.len() as u64)
-                } else {
-                    Outcome::Error(ErrorClass::BodyMismatch)
-                };
-            }
-            Some(Ok(Message::Binary(data))) => {
-                return if data.as_ref() == message.as_bytes() {
-                    Outcome::Ok(data.len() as u64)
-                } else {
-                    Outcome::Error(ErrorClass::BodyMismatch)
-                };
-            }
-            Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-            Some(Ok(Message::Close(_))) | Some(Err(_)) | None => {
-                return Outcome::Error(ErrorClass::Reset)
-            }
+        worker.wait_active(k).await?;
+        match connect(worker).await {
+            Ok(stream) => return Some(stream),
+            Err(class) => worker.connect_failed(k, class).await,
         }
     }
 }
 
-async fn ws_connection(worker: Rc<Worker>, k: usize, url: String, message: String) {
+async fn connect(worker: &Worker) -> Result<Stream, ErrorClass> {
+    let plan = &worker.plan;
+    let plain = timeout(plan.timeout, Plain::connect(plan.addr))
+        .await
+        .map_err(|_| ErrorClass::Timeout)?
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EMFILE | libc::ENFILE) => ErrorClass::FdLimit,
+            _ => ErrorClass::Connect,
+        })?;
+    let Some(tls) = &plan.tls else {
+        return Ok(Stream::Plain(plain));
+    };
+    let began = Instant::now();
+    let stream = timeout(plan.timeout, tls.handshake(plain))
+        .await
+        .map_err(|_| ErrorClass::Timeout)?
+        .map_err(|_| ErrorClass::Connect)?;
+    worker.handshake(began.elapsed(), super::tls::resumed(&stream));
+    Ok(Stream::Tls(Box::new(stream)))
+}
+
+/// Connection `k`, from connect to the end of the run.
+async fn connection(worker: Rc<Worker>, k: usize) {
+    // Per stream slot (one but for HTTP/2), a refused request to send again.
+    let slots = match worker.plan.protocol {
+        Protocol::Http2 { streams } => streams,
+        _ => 1,
+    };
+    let mut retries: Vec<Option<Retry>> = (0..slots).map(|_| None).collect();
     loop {
         let Some(stream) = connected(&worker, k).await else {
             return;
         };
-        let mut ws = match timeout(
-            worker.plan.timeout,
-            tokio_tungstenite::client_async(url.as_str(), stream),
-        )
-        .await
-        {
-            Ok(Ok((ws, _))) => ws,
-            _ => {
-                worker.connect_failed(k, ErrorClass::Connect).await;
-                continue;
+        let retry = &mut retries[0];
+        let next = match &worker.plan.protocol {
+            Protocol::Http1(http1::Client::Hyper) => {
+                http1::hyper_client::run(&worker, k, stream, retry).await
+            }
+            Protocol::Http1(_) => http1::lean::run(&worker, k, stream, retry).await,
+            Protocol::Http2 { .. } => http2::run(&worker, k, stream, &mut retries).await,
+            Protocol::WebSocket { url, message } => {
+                ws::run(&worker, k, stream, url, message, retry).await
             }
         };
-        loop {
-            let (step, intended, open) = match worker.next_slot(k, Instant::now()).await {
-                Ok(slot) => slot,
-                Err(Next::Done) => return,
-                Err(Next::Reconnect) => break,
-            };
-            let sent = Instant::now();
-            let intended = if open { intended } else { sent };
-            let outcome = timeout(worker.plan.timeout, echo(&mut ws, &message))
-                .await
-                .unwrap_or(Outcome::Error(ErrorClass::Timeout));
-            worker.finish(step, 0, intended, sent, outcome, open);
-            if outcome.breaks_connection() {
-                break;
-            }
+        if let Next::Done = next {
+            return;
         }
-        let _ = ws.close(None).await;
     }
 }
 
@@ -592,15 +740,7 @@ pub fn run_worker(
     local.block_on(&runtime, async {
         let connections: Vec<_> = (id..plan.schedule.max_connections())
             .step_by(plan.threads)
-            .map(|k| {
-                let w = worker.clone();
-                match &plan.protocol {
-                    Protocol::Http => tokio::task::spawn_local(http_connection(w, k)),
-                    Protocol::WebSocket { url, message } => {
-                        tokio::task::spawn_local(ws_connection(w, k, url.clone(), message.clone()))
-                    }
-                }
-            })
+            .map(|k| tokio::task::spawn_local(connection(worker.clone(), k)))
             .collect();
         let mut all = std::pin::pin!(async {
             for c in connections {
@@ -625,6 +765,13 @@ pub fn run_worker(
             }
         }
     });
+    // What no connection took by the end of the run (or the stop) was never sent.
+    let (step, next) = worker.open.get();
+    let elapsed = worker
+        .start
+        .elapsed()
+        .min(plan.length().unwrap_or(Duration::MAX));
+    worker.count_unsent(step, next, plan.schedule.steps.len(), Some(elapsed));
     if let Some(cpus) = previous_cpus {
         let _ = nix::sched::sched_setaffinity(this_thread, &cpus);
     }

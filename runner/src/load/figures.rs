@@ -54,6 +54,9 @@ impl Percentiles {
 pub struct Lateness {
     /// Requests sent more than 2 ms after their intended time.
     pub late: u64,
+    /// Requests never sent: no connection was free (or the client had no CPU) by the end
+    /// of their step. They are errors (`unsent`), with their wait in the corrected latency.
+    pub unsent: u64,
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
@@ -123,6 +126,7 @@ impl Figures {
         let d = duration_s.max(1e-9);
         let error_total = stats.error_total();
         let requests = stats.ok + error_total;
+        let unsent = stats.errors[ErrorClass::Unsent as usize];
         Self {
             requests,
             ok: stats.ok,
@@ -140,9 +144,10 @@ impl Figures {
             latency_us: Percentiles::of(&stats.corrected),
             latency_uncorrected_us: open.map(|_| Percentiles::of(&stats.uncorrected)),
             target_rate: open,
-            achieved_rate: open.map(|_| round1(requests as f64 / d)),
+            achieved_rate: open.map(|_| round1((requests - unsent) as f64 / d)),
             lateness: open.map(|_| Lateness {
                 late: stats.late,
+                unsent,
                 p50_us: stats.lateness.value_at_quantile(0.5),
                 p99_us: stats.lateness.value_at_quantile(0.99),
                 max_us: stats.lateness.max(),
@@ -180,6 +185,54 @@ pub struct MixReport {
     pub errors: u64,
 }
 
+/// What the connections spoke, and why.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ProtocolReport {
+    /// "1.1", "2" or "websocket".
+    pub http: String,
+    /// The client: "lean" or "hyper" (HTTP/1.1), "h2", "tungstenite".
+    pub client: String,
+    /// Why this client, or how HTTP/2 was agreed.
+    pub why: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http2: Option<Http2Report>,
+}
+
+impl ProtocolReport {
+    pub fn new(http: &str, client: &str, why: &str) -> Self {
+        Self {
+            http: http.into(),
+            client: client.into(),
+            why: why.into(),
+            http2: None,
+        }
+    }
+}
+
+/// HTTP/2 connections.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Http2Report {
+    pub streams_per_connection: usize,
+    /// Connections the server ended with GOAWAY (an error code other than NO_ERROR).
+    pub connections_goaway: u64,
+    /// Connections that broke (I/O or protocol errors).
+    pub connections_failed: u64,
+}
+
+/// TLS: what was agreed, and the handshakes, apart from request latency.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct TlsReport {
+    pub version: String,
+    pub cipher: String,
+    pub alpn: Option<String>,
+    /// Handshakes made during the run (one per connection, reconnects included).
+    pub handshakes: u64,
+    /// Handshakes that resumed an earlier session.
+    pub resumed: u64,
+    /// Handshake time, from TCP connected to TLS established.
+    pub handshake_us: Percentiles,
+}
+
 /// What `runner load` reports, and what run summaries embed.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LoadReport {
@@ -189,7 +242,13 @@ pub struct LoadReport {
     pub threads: usize,
     pub cpus: Vec<usize>,
     pub timeout_s: f64,
+    pub protocol: ProtocolReport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsReport>,
     pub interrupted: bool,
+    /// The first error of some classes (`protocol`), with what the server sent.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub error_samples: std::collections::BTreeMap<&'static str, String>,
     #[serde(flatten)]
     pub total: Figures,
     pub steps: Vec<StepReport>,

@@ -5,10 +5,15 @@
 mod collect;
 pub mod engine;
 pub mod figures;
+pub mod http1;
+pub mod http2;
+mod preflight;
 pub mod request;
 pub mod schedule;
-mod socket;
 pub mod tally;
+pub mod tls;
+pub mod wire;
+mod ws;
 
 use std::{
     net::{SocketAddr, ToSocketAddrs},
@@ -24,17 +29,20 @@ use hyper::Uri;
 
 use collect::Collector;
 use engine::{Plan, Protocol, Shared};
-use figures::{Figures, LoadReport, MixReport, SecondRow, StepReport};
+use figures::{
+    Figures, Http2Report, LoadReport, MixReport, Percentiles, ProtocolReport, SecondRow,
+    StepReport, TlsReport,
+};
 use request::{Prepared, RequestError, RequestSpec};
 use schedule::Schedule;
-use tally::{SecondBucket, StepStats};
+use tally::{ConnectionStats, SecondBucket, StepStats};
 
 /// Errors from setting up a load run.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("`{0}` is not a URL like http://127.0.0.1:8080/path")]
     Url(String),
-    #[error("{scheme}:// is not supported; runner load speaks plain HTTP/1.1 (http://) and WebSocket (ws://)")]
+    #[error("{scheme}:// is not supported; runner load speaks HTTP (http://, https://) and WebSocket (ws://, wss://)")]
     Scheme { scheme: String },
     #[error("`{url}`: `{port}` is not a port (1 to 65535)")]
     Port { url: String, port: String },
@@ -48,6 +56,11 @@ pub enum LoadError {
     Request(#[from] RequestError),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The server is not what the run needs (a certificate, a protocol); said in one line.
+    #[error("{0}")]
+    Server(String),
     #[error("cannot start load worker thread")]
     Thread(#[source] std::io::Error),
 }
@@ -57,6 +70,10 @@ pub enum LoadError {
 pub struct Target {
     pub url: String,
     pub websocket: bool,
+    /// https:// or wss://.
+    pub tls: bool,
+    /// The host name, for TLS.
+    pub host: String,
     /// `host[:port]`, for the Host header.
     pub authority: String,
     pub addr: SocketAddr,
@@ -64,13 +81,15 @@ pub struct Target {
     pub path: String,
 }
 
-/// Parses and resolves a target URL (`http://` or `ws://`).
+/// Parses and resolves a target URL (`http://`, `https://`, `ws://` or `wss://`).
 pub fn parse_url(url: &str) -> Result<Target, LoadError> {
     let uri: Uri = url.parse().map_err(|_| LoadError::Url(url.into()))?;
     let scheme = uri.scheme_str().ok_or_else(|| LoadError::Url(url.into()))?;
-    let websocket = match scheme {
-        "http" => false,
-        "ws" => true,
+    let (websocket, tls) = match scheme {
+        "http" => (false, false),
+        "https" => (false, true),
+        "ws" => (true, false),
+        "wss" => (true, true),
         other => {
             return Err(LoadError::Scheme {
                 scheme: other.into(),
@@ -89,7 +108,13 @@ pub fn parse_url(url: &str) -> Result<Target, LoadError> {
     let hostport = authority.as_str().rsplit('@').next().unwrap_or_default();
     let after_host = hostport.rsplit(']').next().unwrap_or(hostport);
     let port = match after_host.rsplit_once(':') {
-        None => 80,
+        None => {
+            if tls {
+                443
+            } else {
+                80
+            }
+        }
         Some((_, text)) => match text.parse::<u16>() {
             Ok(p) if p > 0 => p,
             _ => {
@@ -114,6 +139,8 @@ pub fn parse_url(url: &str) -> Result<Target, LoadError> {
     Ok(Target {
         url: url.into(),
         websocket,
+        tls,
+        host: host.into(),
         authority: authority.as_str().into(),
         addr,
         path: uri
@@ -122,6 +149,17 @@ pub fn parse_url(url: &str) -> Result<Target, LoadError> {
             .filter(|p| !p.is_empty())
             .unwrap_or_else(|| "/".into()),
     })
+}
+
+/// How HTTP is spoken.
+#[derive(Clone, Debug, Default)]
+pub struct HttpOptions {
+    /// HTTP/2 with this many concurrent streams per connection; None: HTTP/1.1.
+    pub http2: Option<usize>,
+    /// Which HTTP/1.1 client (automatic by default).
+    pub http1: http1::Client,
+    /// Accept TLS certificates that do not verify.
+    pub insecure: bool,
 }
 
 /// A load run, validated.
@@ -141,6 +179,7 @@ pub struct LoadConfig {
     pub think: Option<Duration>,
     /// The WebSocket echo message.
     pub ws_message: String,
+    pub http: HttpOptions,
 }
 
 /// How load is shaped, apart from what it requests and where it goes.
@@ -167,6 +206,7 @@ impl LoadConfig {
             timeout: shape.timeout,
             think: shape.think,
             ws_message: "runner-echo".into(),
+            http: HttpOptions::default(),
         }
     }
 
@@ -193,6 +233,14 @@ impl LoadConfig {
         }
         if self.max_requests.is_none() && self.schedule.duration().is_none() {
             return invalid("give a duration (-d) or a request count (-n)".into());
+        }
+        if let Some(streams) = self.http.http2 {
+            if streams == 0 {
+                return invalid("streams per connection (-p) must be at least 1, not 0".into());
+            }
+            if self.target.websocket {
+                return invalid("--http2 loads HTTP URLs, not WebSocket ones".into());
+            }
         }
         for step in &self.schedule.steps {
             if let schedule::StepLoad::Open { from, to, .. } = step.load {
@@ -235,25 +283,64 @@ pub fn run(
     // One socket per connection, and some to spare for the process itself.
     let need = config.schedule.max_connections() as u64 + 64;
     crate::host::ensure_open_files(need).map_err(LoadError::Invalid)?;
-    let protocol = if config.target.websocket {
-        Protocol::WebSocket {
-            url: config.target.url.clone(),
-            message: config.ws_message.clone(),
-        }
-    } else {
-        Protocol::Http
-    };
-    let specs = if config.target.websocket {
-        vec![RequestSpec::get(&config.target.path)]
+    let target = &config.target;
+    let specs = if target.websocket {
+        vec![RequestSpec::get(&target.path)]
     } else {
         config.requests.clone()
     };
-    let prepared = Prepared::new(&specs, &config.target.authority)?;
+    let prepared = Prepared::new(&specs, &target.authority)?;
     let names = prepared.names();
+    let (protocol, mut protocol_report) = if target.websocket {
+        (
+            Protocol::WebSocket {
+                url: target.url.clone(),
+                message: config.ws_message.clone(),
+            },
+            ProtocolReport::new("websocket", "tungstenite", "a ws:// URL"),
+        )
+    } else if let Some(streams) = config.http.http2 {
+        let how = if target.tls {
+            "TLS with ALPN h2"
+        } else {
+            "cleartext with prior knowledge (h2c)"
+        };
+        (
+            Protocol::Http2 { streams },
+            ProtocolReport::new("2", "h2", how),
+        )
+    } else {
+        let choice = http1::choose(config.http.http1, &prepared).map_err(LoadError::Invalid)?;
+        let client = match choice.client {
+            http1::Client::Hyper => "hyper",
+            _ => "lean",
+        };
+        (
+            Protocol::Http1(choice.client),
+            ProtocolReport::new("1.1", client, &choice.reason),
+        )
+    };
+    let tls = if target.tls {
+        let alpn: &[&[u8]] = match protocol {
+            Protocol::Http2 { .. } => &[b"h2", b"http/1.1"],
+            _ => &[b"http/1.1"],
+        };
+        Some(tls::Tls::new(&target.host, alpn, config.http.insecure)?)
+    } else {
+        None
+    };
+    let agreed = preflight::check(target, tls.as_ref(), &protocol, config.timeout)?;
+    let origin = format!(
+        "{}://{}",
+        if target.tls { "https" } else { "http" },
+        target.authority
+    );
     let plan = Arc::new(Plan::new(
-        config.target.addr,
+        target.addr,
+        tls,
         protocol,
         prepared,
+        origin,
         config.schedule.clone(),
         config.timeout,
         config.think,
@@ -311,6 +398,25 @@ pub fn run(
     for s in &steps {
         total_stats.merge(s);
     }
+    let mut connections = ConnectionStats::default();
+    for r in &tallies {
+        connections.merge(&r.connections);
+    }
+    if let Some(streams) = config.http.http2 {
+        protocol_report.http2 = Some(Http2Report {
+            streams_per_connection: streams,
+            connections_goaway: connections.goaways,
+            connections_failed: connections.failed,
+        });
+    }
+    let tls_report = agreed.map(|agreed| TlsReport {
+        version: agreed.version,
+        cipher: agreed.cipher,
+        alpn: agreed.alpn,
+        handshakes: connections.handshakes.len(),
+        resumed: connections.resumed,
+        handshake_us: Percentiles::of(&connections.handshakes),
+    });
     let ran = elapsed.as_secs_f64();
     let step_reports: Vec<StepReport> = config
         .schedule
@@ -357,7 +463,10 @@ pub fn run(
         threads: config.threads,
         cpus: config.cpus.clone(),
         timeout_s: config.timeout.as_secs_f64(),
+        protocol: protocol_report,
+        tls: tls_report,
         interrupted,
+        error_samples: std::mem::take(&mut connections.samples),
         total: Figures::new(&total_stats, ran, total_rate),
         steps: step_reports,
         mix: names
@@ -431,9 +540,13 @@ mod tests {
         assert!(t.websocket);
         assert_eq!(t.path, "/ws-echo");
         assert_eq!(parse_url("http://127.0.0.1").unwrap().path, "/");
+        let t = parse_url("https://localhost/x").unwrap();
+        assert!(t.tls && !t.websocket);
+        assert_eq!((t.host.as_str(), t.addr.port()), ("localhost", 443));
+        assert!(parse_url("wss://localhost:9/ws").unwrap().tls);
         assert_eq!(
-            parse_url("https://example.com/").unwrap_err().to_string(),
-            "https:// is not supported; runner load speaks plain HTTP/1.1 (http://) and WebSocket (ws://)"
+            parse_url("ftp://example.com/").unwrap_err().to_string(),
+            "ftp:// is not supported; runner load speaks HTTP (http://, https://) and WebSocket (ws://, wss://)"
         );
         assert!(matches!(parse_url("not a url"), Err(LoadError::Url(_))));
         assert!(matches!(parse_url("/just/a/path"), Err(LoadError::Url(_))));

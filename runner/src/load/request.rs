@@ -3,11 +3,13 @@
 
 use std::{fmt, path::PathBuf};
 
+use std::io::Write as _;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{
     header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST},
-    HeaderMap, Method, Request, StatusCode, Uri,
+    HeaderMap, Method, Request, Uri,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -70,10 +72,10 @@ pub enum StatusExpect {
 }
 
 impl StatusExpect {
-    fn accepts(&self, status: StatusCode) -> bool {
+    fn accepts(&self, status: u16) -> bool {
         match self {
-            StatusExpect::Success => status.is_success(),
-            StatusExpect::OneOf(codes) => codes.contains(&status.as_u16()),
+            StatusExpect::Success => (200..300).contains(&status),
+            StatusExpect::OneOf(codes) => codes.contains(&status),
         }
     }
 }
@@ -249,18 +251,37 @@ impl Template {
     }
 
     fn render(&self, ctx: &mut RenderContext<'_>) -> String {
-        let mut out = String::new();
+        let mut out = Vec::new();
+        self.render_into(ctx, &mut out);
+        String::from_utf8(out).expect("literals are text and holes are digits")
+    }
+
+    /// Appends a rendering to `out` (no allocation once `out` has grown).
+    fn render_into(&self, ctx: &mut RenderContext<'_>, out: &mut Vec<u8>) {
         for part in &self.parts {
             match part {
-                Part::Literal(s) => out.push_str(s),
-                Part::Range(lo, hi) => out.push_str(&ctx.rng.u64(*lo..=*hi).to_string()),
+                Part::Literal(s) => out.extend_from_slice(s.as_bytes()),
+                Part::Range(lo, hi) => {
+                    let _ = write!(out, "{}", ctx.rng.u64(*lo..=*hi));
+                }
                 Part::Unique => {
                     *ctx.counter += 1;
-                    out.push_str(&format!("{}-{}-{}", ctx.run_id, ctx.worker, ctx.counter));
+                    let _ = write!(out, "{}-{}-{}", ctx.run_id, ctx.worker, ctx.counter);
                 }
             }
         }
-        out
+    }
+
+    /// A rendering with the widest values the holes take, to check what a path becomes.
+    fn sample(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(s) => s.clone(),
+                Part::Range(_, hi) => hi.to_string(),
+                Part::Unique => "ffffffff-0-1".into(),
+            })
+            .collect()
     }
 }
 
@@ -291,6 +312,76 @@ struct Entry {
     headers: HeaderMap,
     body: BodyKind,
     expect: Expect,
+    /// The HTTP/1.1 request when nothing in it is templated: as HTTP/1.1, and as HTTP/1.0
+    /// for a server that answers in HTTP/1.0. Whole, or only its head when the body is
+    /// larger than [`INLINE_BODY`] (the body is then written from `body`, not copied).
+    http1: Option<[Vec<u8>; 2]>,
+    /// The absolute URI of a fixed path for HTTP/2, made on first use (the origin is the
+    /// same for the whole run).
+    h2_uri: std::sync::OnceLock<Uri>,
+}
+
+/// Where templated HTTP/1.1 requests are rendered, kept per connection.
+#[derive(Default)]
+pub struct Scratch {
+    path: Vec<u8>,
+    body: Vec<u8>,
+    request: Vec<u8>,
+}
+
+/// Request headers the lean HTTP/1.1 client leaves to hyper: they change the framing or
+/// the connection (an upgrade, a body length or coding set by hand).
+const FRAMING_HEADERS: [&str; 6] = [
+    "connection",
+    "upgrade",
+    "content-length",
+    "transfer-encoding",
+    "expect",
+    "te",
+];
+
+/// Fixed bodies up to this size are encoded with their request head (one write per
+/// request); larger ones are written on their own from the one copy in memory.
+pub const INLINE_BODY: usize = 64 * 1024;
+
+/// An HTTP/1.1 request the way hyper's client writes it: the request line, the headers in
+/// map order with lower-case names, `content-length` when there is a body, then the body.
+/// `http10`: the server answered in HTTP/1.0, so (as hyper does) the request is HTTP/1.0
+/// and asks for keep-alive. `head_only`: the body is framed but not copied in.
+fn encode_http1(
+    method: &Method,
+    path: &[u8],
+    headers: &HeaderMap,
+    body: &[u8],
+    http10: bool,
+    head_only: bool,
+    out: &mut Vec<u8>,
+) {
+    out.clear();
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path);
+    out.extend_from_slice(if http10 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if http10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    if !body.is_empty() {
+        let _ = write!(out, "content-length: {}\r\n", body.len());
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
 }
 
 /// The requests of a run, built once.
@@ -364,12 +455,17 @@ impl Prepared {
                 return Err(path_error("must start with /".into()));
             }
             let template = Template::parse(&spec.path).map_err(path_error)?;
+            // A templated path must be a URI whatever its holes become, and be written as
+            // it is rendered.
+            let sample = template.sample();
+            let uri = sample
+                .parse::<Uri>()
+                .map_err(|e| path_error(e.to_string()))?;
+            if uri.to_string() != sample {
+                return Err(path_error(format!("is not written as given (`{uri}`)")));
+            }
             let path = if template.is_fixed() {
-                PathKind::Fixed(
-                    spec.path
-                        .parse::<Uri>()
-                        .map_err(|e| path_error(e.to_string()))?,
-                )
+                PathKind::Fixed(uri)
             } else {
                 PathKind::Templated(template)
             };
@@ -419,6 +515,26 @@ impl Prepared {
                 let (name, value) = header(line)?;
                 headers.insert(name, value);
             }
+            let http1 = match (&path, &body) {
+                (PathKind::Fixed(uri), BodyKind::Fixed(bytes)) => {
+                    let path = uri.to_string();
+                    Some([false, true].map(|http10| {
+                        let mut out = Vec::new();
+                        let head_only = bytes.len() > INLINE_BODY;
+                        encode_http1(
+                            &method,
+                            path.as_bytes(),
+                            &headers,
+                            bytes,
+                            http10,
+                            head_only,
+                            &mut out,
+                        );
+                        out
+                    }))
+                }
+                _ => None,
+            };
             entries.push(Entry {
                 name: spec.name.clone(),
                 weight: spec.weight,
@@ -427,6 +543,8 @@ impl Prepared {
                 headers,
                 body,
                 expect: spec.expect.clone(),
+                http1,
+                h2_uri: std::sync::OnceLock::new(),
             });
         }
         let mut total = 0u64;
@@ -464,6 +582,23 @@ impl Prepared {
         self.cumulative.partition_point(|&c| c <= x)
     }
 
+    /// The path and body of entry `index`, rendered.
+    fn path_and_body(&self, index: usize, ctx: &mut RenderContext<'_>) -> (Uri, Bytes) {
+        let entry = &self.entries[index];
+        let uri = match &entry.path {
+            PathKind::Fixed(uri) => uri.clone(),
+            PathKind::Templated(t) => t
+                .render(ctx)
+                .parse()
+                .expect("templated paths are checked when prepared"),
+        };
+        let body = match &entry.body {
+            BodyKind::Fixed(bytes) => bytes.clone(),
+            BodyKind::Templated(t) => Bytes::from(t.render(ctx)),
+        };
+        (uri, body)
+    }
+
     /// The request of entry `index`. `reuse` is a spent header map (a response's) to build
     /// the headers in, saving an allocation.
     pub fn build(
@@ -473,22 +608,123 @@ impl Prepared {
         reuse: Option<HeaderMap>,
     ) -> Request<Full<Bytes>> {
         let entry = &self.entries[index];
-        let uri = match &entry.path {
-            PathKind::Fixed(uri) => uri.clone(),
-            PathKind::Templated(t) => t
-                .render(ctx)
-                .parse()
-                .unwrap_or_else(|_| Uri::from_static("/")),
-        };
-        let body = match &entry.body {
-            BodyKind::Fixed(bytes) => bytes.clone(),
-            BodyKind::Templated(t) => Bytes::from(t.render(ctx)),
-        };
+        let (uri, body) = self.path_and_body(index, ctx);
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = entry.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = headers_with_room(&entry.headers, reuse);
         request
+    }
+
+    /// The HTTP/2 request of entry `index` to `origin` (`scheme://authority`), and its
+    /// body. The authority goes in `:authority`, not a Host header.
+    pub fn build_h2(
+        &self,
+        index: usize,
+        ctx: &mut RenderContext<'_>,
+        origin: &str,
+    ) -> (Request<()>, Bytes) {
+        let entry = &self.entries[index];
+        let absolute = |path: &Uri| -> Uri {
+            format!("{origin}{path}")
+                .parse()
+                .expect("an origin and a checked path make a URI")
+        };
+        let (uri, body) = match (&entry.path, &entry.body) {
+            (PathKind::Fixed(path), BodyKind::Fixed(body)) => (
+                entry.h2_uri.get_or_init(|| absolute(path)).clone(),
+                body.clone(),
+            ),
+            _ => {
+                let (path, body) = self.path_and_body(index, ctx);
+                (absolute(&path), body)
+            }
+        };
+        let mut request = Request::new(());
+        *request.method_mut() = entry.method.clone();
+        *request.uri_mut() = uri;
+        let headers = request.headers_mut();
+        for (name, value) in &entry.headers {
+            if name != HOST {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        if !body.is_empty() {
+            headers.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        }
+        (request, body)
+    }
+
+    /// The HTTP/1.1 request of entry `index` when nothing in it is templated (`http10`:
+    /// to a server that answers in HTTP/1.0), in two parts to write one after the other:
+    /// the whole request and nothing, or the head and a large body.
+    pub fn http1_fixed(&self, index: usize, http10: bool) -> Option<(&[u8], &[u8])> {
+        let entry = &self.entries[index];
+        let encoded = entry.http1.as_ref()?[usize::from(http10)].as_slice();
+        let body: &[u8] = match &entry.body {
+            BodyKind::Fixed(bytes) if bytes.len() > INLINE_BODY => bytes,
+            _ => &[],
+        };
+        Some((encoded, body))
+    }
+
+    /// Renders the HTTP/1.1 request of a templated entry into `scratch`.
+    pub fn http1_render<'s>(
+        &self,
+        index: usize,
+        ctx: &mut RenderContext<'_>,
+        scratch: &'s mut Scratch,
+        http10: bool,
+    ) -> &'s [u8] {
+        let entry = &self.entries[index];
+        let Scratch {
+            path,
+            body,
+            request,
+        } = scratch;
+        path.clear();
+        match &entry.path {
+            PathKind::Fixed(uri) => {
+                let _ = write!(path, "{uri}");
+            }
+            PathKind::Templated(t) => t.render_into(ctx, path),
+        }
+        body.clear();
+        let body: &[u8] = match &entry.body {
+            BodyKind::Fixed(bytes) => bytes,
+            BodyKind::Templated(t) => {
+                t.render_into(ctx, body);
+                body
+            }
+        };
+        encode_http1(
+            &entry.method,
+            path,
+            &entry.headers,
+            body,
+            http10,
+            false,
+            request,
+        );
+        request
+    }
+
+    /// Whether entry `index` is a HEAD request (its response has no body).
+    pub fn is_head(&self, index: usize) -> bool {
+        self.entries[index].method == Method::HEAD
+    }
+
+    /// Why the lean HTTP/1.1 client cannot send these requests, if it cannot.
+    pub fn lean_unsupported(&self) -> Option<String> {
+        for e in &self.entries {
+            if e.method == Method::CONNECT {
+                return Some(format!("request `{}` is a CONNECT", e.name));
+            }
+            if let Some(h) = FRAMING_HEADERS.iter().find(|h| e.headers.contains_key(**h)) {
+                return Some(format!("request `{}` sets the `{h}` header", e.name));
+            }
+        }
+        None
     }
 
     /// What a correct response to entry `index` looks like.
@@ -573,7 +809,7 @@ pub fn parse_sha256(text: &str) -> Result<String, RequestError> {
 }
 
 /// Status check of a response.
-pub fn status_ok(expect: &Expect, status: StatusCode) -> bool {
+pub fn status_ok(expect: &Expect, status: u16) -> bool {
     expect.status.accepts(status)
 }
 

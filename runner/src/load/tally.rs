@@ -35,18 +35,32 @@ pub enum ErrorClass {
     Connect,
     /// No complete response within the timeout.
     Timeout,
-    /// The connection was reset or closed before the response was complete.
+    /// The connection was reset, or closed before a response began.
     Reset,
+    /// The server's bytes were not an HTTP/1.1 response (a malformed head, a bad chunk), or
+    /// the server closed the connection before the body its head announced was complete.
+    Protocol,
     Status4xx,
     Status5xx,
     /// Any other unexpected status (1xx, 3xx, or a 2xx that was not expected).
     StatusOther,
     /// The status was right, the body was not.
     BodyMismatch,
+    /// HTTP/2: the server reset the stream (RST_STREAM); the connection goes on.
+    StreamReset,
+    /// HTTP/2: the server ended the connection (GOAWAY) before the stream was answered.
+    Goaway,
+    /// HTTP/2: the request body waited for flow-control window until the timeout.
+    FlowControl,
+    /// Open loop: the request's time came and went with no connection free to send it (or
+    /// the client had no CPU to); counted at the end of its step.
+    Unsent,
+    /// The client ran out of file descriptors (EMFILE, ENFILE) for a connection.
+    FdLimit,
 }
 
 /// Number of error classes.
-pub const ERROR_CLASSES: usize = 7;
+pub const ERROR_CLASSES: usize = 13;
 
 impl ErrorClass {
     /// Every class, in index order.
@@ -54,10 +68,16 @@ impl ErrorClass {
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::Reset,
+        ErrorClass::Protocol,
         ErrorClass::Status4xx,
         ErrorClass::Status5xx,
         ErrorClass::StatusOther,
         ErrorClass::BodyMismatch,
+        ErrorClass::StreamReset,
+        ErrorClass::Goaway,
+        ErrorClass::FlowControl,
+        ErrorClass::Unsent,
+        ErrorClass::FdLimit,
     ];
 
     /// Name in reports.
@@ -66,10 +86,16 @@ impl ErrorClass {
             ErrorClass::Connect => "connect",
             ErrorClass::Timeout => "timeout",
             ErrorClass::Reset => "reset",
+            ErrorClass::Protocol => "protocol",
             ErrorClass::Status4xx => "status_4xx",
             ErrorClass::Status5xx => "status_5xx",
             ErrorClass::StatusOther => "status_other",
             ErrorClass::BodyMismatch => "body_mismatch",
+            ErrorClass::StreamReset => "stream_reset",
+            ErrorClass::Goaway => "goaway",
+            ErrorClass::FlowControl => "flow_control",
+            ErrorClass::Unsent => "unsent",
+            ErrorClass::FdLimit => "fd_limit",
         }
     }
 
@@ -92,7 +118,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// A timeout or a reset: the connection cannot carry another request.
+    /// A timeout or a reset: a WebSocket cannot carry another message.
     pub fn breaks_connection(&self) -> bool {
         matches!(
             self,
@@ -181,11 +207,52 @@ impl SecondBucket {
     }
 }
 
+/// What happened to connections, apart from requests.
+#[derive(Clone, Debug)]
+pub struct ConnectionStats {
+    /// TLS handshake times (from TCP connected to TLS established).
+    pub handshakes: Histogram<u64>,
+    /// Handshakes that resumed an earlier session.
+    pub resumed: u64,
+    /// HTTP/2 connections the server ended with GOAWAY.
+    pub goaways: u64,
+    /// HTTP/2 connections that failed (I/O or protocol errors).
+    pub failed: u64,
+    /// The first error of some classes (`protocol`), said with what was seen.
+    pub samples: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl Default for ConnectionStats {
+    fn default() -> Self {
+        Self {
+            handshakes: histogram(SIGFIG),
+            resumed: 0,
+            goaways: 0,
+            failed: 0,
+            samples: Default::default(),
+        }
+    }
+}
+
+impl ConnectionStats {
+    /// Adds another worker's figures.
+    pub fn merge(&mut self, other: &ConnectionStats) {
+        self.handshakes.add(&other.handshakes).expect("same bounds");
+        self.resumed += other.resumed;
+        self.goaways += other.goaways;
+        self.failed += other.failed;
+        for (class, text) in &other.samples {
+            self.samples.entry(class).or_insert_with(|| text.clone());
+        }
+    }
+}
+
 /// A worker's tally of its requests.
 #[derive(Debug)]
 pub struct Tally {
     pub steps: Vec<StepStats>,
     pub second: SecondBucket,
+    pub connections: ConnectionStats,
 }
 
 /// Timing of one request.
@@ -203,7 +270,14 @@ impl Tally {
         Self {
             steps: (0..steps).map(|_| StepStats::new(entries)).collect(),
             second: SecondBucket::new(0),
+            connections: ConnectionStats::default(),
         }
+    }
+
+    /// Records a TLS handshake that took `took`.
+    pub fn handshake(&mut self, took: Duration, resumed: bool) {
+        self.connections.handshakes.saturating_record(micros(took));
+        self.connections.resumed += u64::from(resumed);
     }
 
     /// Records one request of step `step`, mix entry `entry`.
@@ -248,6 +322,15 @@ impl Tally {
         }
     }
 
+    /// Records an open-loop request of step `step` that was never sent. Its corrected latency
+    /// is a lower bound, `waited` (from its intended time to the end of its step), as wrk2
+    /// counts it; it is an error, so it is never throughput.
+    pub fn unsent(&mut self, step: usize, waited: Duration) {
+        let stats = &mut self.steps[step];
+        stats.errors[ErrorClass::Unsent as usize] += 1;
+        stats.corrected.saturating_record(micros(waited));
+    }
+
     /// Takes the current second's bucket and starts `next`.
     pub fn roll(&mut self, next: u64) -> SecondBucket {
         std::mem::replace(&mut self.second, SecondBucket::new(next))
@@ -279,6 +362,16 @@ mod tests {
         let bucket = r.roll(1);
         assert_eq!((bucket.ok, bucket.errors), (1, 1));
         assert_eq!(r.second.second, 1);
+    }
+
+    #[test]
+    fn unsent_requests_are_errors_with_their_wait() {
+        let mut r = Tally::new(1, 1);
+        r.unsent(0, Duration::from_secs(2));
+        let s = &r.steps[0];
+        assert_eq!(s.errors[ErrorClass::Unsent as usize], 1);
+        assert_eq!((s.ok, s.corrected.len()), (0, 1));
+        assert!(s.corrected.max() >= 1_990_000);
     }
 
     #[test]

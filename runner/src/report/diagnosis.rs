@@ -32,7 +32,10 @@ pub fn describe(c: &Culprit) -> String {
         (Cause::Gil, _) => format!("GIL wait in {}", c.frame),
         (Cause::Kernel, Some(sys)) => format!("kernel time in {sys} via {}", c.frame),
         (_, Some(sys)) => format!("{sys} via {}", c.frame),
-        (Cause::Blocking, None) => format!("page faults in {}", c.frame),
+        (Cause::Kernel, None) => format!(
+            "asleep outside any call (page faults or memory reclaim) in {}",
+            c.frame
+        ),
         (_, None) => format!("CPU in {}", c.frame),
     }
 }

@@ -6,7 +6,9 @@ use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 
-use crate::load::figures::{Figures, LoadReport, Percentiles, SecondRow};
+use crate::load::figures::{
+    Figures, LoadReport, Percentiles, ProtocolReport, SecondRow, TlsReport,
+};
 
 /// The report as JSON.
 pub fn to_json(report: &LoadReport) -> Vec<u8> {
@@ -147,6 +149,10 @@ pub fn summary(report: &LoadReport) -> String {
             ""
         }
     );
+    let _ = writeln!(out, "  {}", protocol_text(&report.protocol));
+    if let Some(tls) = &report.tls {
+        let _ = writeln!(out, "  {}", tls_text(tls));
+    }
     let _ = writeln!(
         out,
         "  requests {} · ok {} · errors {}",
@@ -154,6 +160,9 @@ pub fn summary(report: &LoadReport) -> String {
         t.ok,
         errors_text(t)
     );
+    for (class, sample) in &report.error_samples {
+        let _ = writeln!(out, "  first {class} error: {sample}");
+    }
     let _ = writeln!(
         out,
         "  ok/s {} · errors/s {} · {}/s",
@@ -166,10 +175,11 @@ pub fn summary(report: &LoadReport) -> String {
     {
         let _ = writeln!(
             out,
-            "  rate: target {} req/s, achieved {} req/s · {} sent late (>2ms), lateness p99 {} max {}",
+            "  rate: target {} req/s, achieved {} req/s · {} sent late (>2ms) · {} never sent, lateness p99 {} max {}",
             rate(target),
             rate(achieved),
             late.late,
+            late.unsent,
             duration_text(late.p99_us),
             duration_text(late.max_us)
         );
@@ -226,6 +236,34 @@ pub fn summary(report: &LoadReport) -> String {
         }
     }
     out
+}
+
+fn protocol_text(p: &ProtocolReport) -> String {
+    match (p.http.as_str(), &p.http2) {
+        ("websocket", _) => "websocket echo".into(),
+        (_, Some(h2)) => format!(
+            "http/2, {} streams per connection, {} · connections ended by GOAWAY {}, broken {}",
+            h2.streams_per_connection, p.why, h2.connections_goaway, h2.connections_failed
+        ),
+        (http, None) => format!("http/{http} through the {} client ({})", p.client, p.why),
+    }
+}
+
+fn tls_text(t: &TlsReport) -> String {
+    format!(
+        "{} {}{} · {} handshakes ({} resumed), p50 {} p99 {} max {}",
+        t.version,
+        t.cipher,
+        t.alpn
+            .as_deref()
+            .map(|a| format!(", ALPN {a}"))
+            .unwrap_or_default(),
+        t.handshakes,
+        t.resumed,
+        duration_text(t.handshake_us.p50),
+        duration_text(t.handshake_us.p99),
+        duration_text(t.handshake_us.max)
+    )
 }
 
 fn bytes(v: f64) -> String {

@@ -1,6 +1,8 @@
 //! Helpers for the tests that load real probes into the running kernel. They need root.
 #![allow(dead_code)]
 
+pub mod load;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
