@@ -97,20 +97,17 @@ pub const fn is_switch_call(nr: u32) -> bool {
 }
 
 /// Calls that block by nature, so that making one on a loop is a finding even when it was
-/// quick: sleeps, positional file I/O, file syncs, file locks that wait, and polls that may
-/// wait. A lock taken or tested without waiting (F_SETLK, F_GETLK, LOCK_NB: what SQLite
-/// does as it opens, commits and closes) is not: it returns at once.
+/// quick: sleeps, positional file I/O, file syncs, file locks (SQLite's F_SETLK locks are
+/// often all a quick SQLite read on the loop shows), and polls that may wait.
 /// `arg1` and `arg2` are the call's second and third arguments.
 #[inline(always)]
 pub const fn is_blocking_call(nr: u32, arg1: u64, arg2: u64) -> bool {
     match nr {
         nr::NANOSLEEP | nr::CLOCK_NANOSLEEP => true,
         nr::PREAD64 | nr::PWRITE64 | nr::PREADV | nr::PWRITEV | nr::PREADV2 | nr::PWRITEV2 => true,
-        nr::FSYNC | nr::FDATASYNC | nr::SYNC | nr::SYNCFS | nr::SYNC_FILE_RANGE => true,
-        // flock(fd, op): LOCK_NB (4) does not wait.
-        nr::FLOCK => arg1 & 4 == 0,
-        // F_SETLKW 7 and F_OFD_SETLKW 38 wait for the lock.
-        nr::FCNTL => matches!(arg1, 7 | 38),
+        nr::FSYNC | nr::FDATASYNC | nr::SYNC | nr::SYNCFS | nr::SYNC_FILE_RANGE | nr::FLOCK => true,
+        // F_GETLK 5, F_SETLK 6, F_SETLKW 7, F_OFD_GETLK 36, F_OFD_SETLK 37, F_OFD_SETLKW 38.
+        nr::FCNTL => matches!(arg1, 5 | 6 | 7 | 36 | 37 | 38),
         // poll(fds, nfds, timeout_ms): a zero timeout only checks.
         nr::POLL => arg2 != 0,
         nr::PPOLL | nr::SELECT | nr::PSELECT6 => true,
@@ -306,14 +303,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_locks_that_wait_block_by_nature() {
-        assert!(is_blocking_call(nr::FCNTL, 7, 0), "F_SETLKW");
-        assert!(is_blocking_call(nr::FCNTL, 38, 0), "F_OFD_SETLKW");
-        for cmd in [1, 2, 3, 4, 5, 6, 36, 37, 1030] {
+    fn file_locks_block_by_nature_other_fcntls_do_not() {
+        for cmd in [5, 6, 7, 36, 37, 38] {
+            assert!(is_blocking_call(nr::FCNTL, cmd, 0), "fcntl lock cmd {cmd}");
+        }
+        for cmd in [1, 2, 3, 4, 1030] {
             assert!(!is_blocking_call(nr::FCNTL, cmd, 0), "fcntl cmd {cmd}");
         }
         assert!(is_blocking_call(nr::FLOCK, 2, 0), "LOCK_EX");
-        assert!(!is_blocking_call(nr::FLOCK, 2 | 4, 0), "LOCK_EX | LOCK_NB");
         assert!(is_blocking_call(nr::POLL, 0, 100));
         assert!(!is_blocking_call(nr::POLL, 0, 0));
     }

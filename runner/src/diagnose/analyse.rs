@@ -28,8 +28,12 @@ const MIN_WAITS: u64 = 10;
 /// ...and ran at least this many iterations between the waits in the window.
 const MIN_ITERATIONS: u64 = 1;
 /// Calls that block by nature (sleeps, file I/O, locks) per second on a loop from which the
-/// loop is flagged, however short they were.
+/// loop is flagged, however short they were...
 const FLAG_CALLS_PER_S: f64 = 1.0;
+/// ...when they are part of the requests' work: at least one per this many requests. (A
+/// garbage collection on the loop that closes an idle worker thread's SQLite connection makes
+/// a few file-lock calls now and then; a SQLite query on the loop makes several per request.)
+const FLAG_CALLS_PER_REQUEST: f64 = 0.25;
 /// Other calls flag the loop only when they slept for this share of its wall time (an mmap
 /// that waited on a lock now and then is not a finding).
 const FLAG_SLEPT_CALL_PCT: f64 = 1.0;
@@ -57,7 +61,21 @@ fn classify(e: &StallEvent, data: &EvloopData) -> (Cause, Option<u32>, Vec<Stack
                 .runtimes
                 .get(&e.tgid)
                 .is_some_and(|(start, end)| (*start..*end).contains(&e.sys_arg));
+            // A callback that computes and now and then waits for the GIL or a lock (handed
+            // back late on a busy machine) is CPU-bound: the wait is charged to the futex only
+            // when the callback hardly ran.
+            let on_cpu = e
+                .dur_ns
+                .saturating_sub(e.asleep_ns)
+                .saturating_sub(e.runq_ns);
             let cause = match nr {
+                nr::FUTEX if on_cpu.saturating_mul(4) >= held => {
+                    return (
+                        Cause::Cpu,
+                        None,
+                        vec![e.cpu_stacks, e.sys_stacks, e.call_stacks],
+                    )
+                }
                 nr::FUTEX if in_runtime => Cause::Gil,
                 nr::FUTEX => Cause::Lock,
                 _ => Cause::Blocking,
@@ -334,7 +352,9 @@ pub fn analyse(data: &EvloopData, window: &Window, load: LoadFigures) -> Entry {
         && blocking.1 >= FLAG_BLOCKING_STALLS)
         || pct(share(Cause::Cpu).0 + share(Cause::Lock).0 + share(Cause::Gil).0)
             >= FLAG_CPU_STALL_PCT
-        || nature_calls as f64 / duration_s >= FLAG_CALLS_PER_S
+        || (nature_calls as f64 / duration_s >= FLAG_CALLS_PER_S
+            && (load.rps <= 0.0
+                || nature_calls as f64 / duration_s / load.rps >= FLAG_CALLS_PER_REQUEST))
         || pct(slept_call_ns) >= FLAG_SLEPT_CALL_PCT;
     entry.verdict = if entry.flagged {
         Verdict::Flagged
@@ -606,6 +626,7 @@ mod tests {
         e.sys_nr = nr::CLOCK_NANOSLEEP;
         e.sys_ns = 55 * MS;
         e.sys_asleep_ns = 55 * MS;
+        e.asleep_ns = 55 * MS;
         e.sys_stacks = sleep;
         let d = data(vec![e]);
         assert_eq!(classify(&e, &d).0, Cause::Blocking);
@@ -617,6 +638,13 @@ mod tests {
         let mut with_runtime = data(vec![e]);
         with_runtime.runtimes.insert(TGID, (0x4000, 0x6000));
         assert_eq!(classify(&e, &with_runtime).0, Cause::Gil);
+        // A callback that computed for a quarter of its time and waited for the GIL the rest
+        // (the GIL handed back late on a busy machine): CPU-bound.
+        let mut computing = e;
+        computing.sys_ns = 40 * MS;
+        computing.sys_asleep_ns = 40 * MS;
+        computing.asleep_ns = 40 * MS;
+        assert_eq!(classify(&computing, &with_runtime).0, Cause::Cpu);
         // Running 35 ms inside a send: kernel work or stolen time, never the app's blocking.
         e.sys_nr = nr::SENDTO;
         e.sys_asleep_ns = 0;
@@ -744,8 +772,20 @@ mod tests {
             ),
         ]
         .into();
-        let entry = analyse(&d, &window(500, calls), Default::default());
+        let entry = analyse(&d, &window(500, calls.clone()), Default::default());
         assert!(entry.flagged);
+        // The same calls at 100/s are a finding with 300 requests/s (one per three
+        // requests), housekeeping with 1,000 (one per ten).
+        let with_rps = |rps: f64| {
+            analyse(
+                &d,
+                &window(500, calls.clone()),
+                LoadFigures { rps, errors: 0 },
+            )
+            .flagged
+        };
+        assert!(with_rps(300.0));
+        assert!(!with_rps(1000.0));
         let kinds: Vec<(CulpritKind, &str, f64)> = entry
             .culprits
             .iter()
