@@ -17,6 +17,7 @@ use std::{
 
 use anyhow::{bail, Context};
 
+use crate::cpython::install::Choice;
 use crate::{
     apps::{
         self, choose_scenarios,
@@ -71,6 +72,8 @@ pub struct DiagnoseRun {
     pub ws_message: String,
     pub warmup: Duration,
     pub workers: Option<u32>,
+    /// The interpreter of a Python app (default: venv's choice).
+    pub python: Option<Choice>,
     pub probe: ProbeConfig,
     pub out: PathBuf,
 }
@@ -285,6 +288,7 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
                 client_cpus: client_cpus.clone(),
                 memory: Some(2 << 30),
                 run_dir: dir.path().to_path_buf(),
+                python: d.python.clone(),
             };
             let session = match Session::start(&app, &chosen, &apps_dir, &opts, &mut |m| {
                 eprintln!("runner:   {m}")

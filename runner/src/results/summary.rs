@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    cpython::install::Install,
     diagnose,
     load::figures::{LoadReport, Percentiles},
     probe::python::PythonReport,
@@ -243,6 +244,9 @@ pub struct Summary {
     /// A running target runner profiled (container, processes, cgroup), as it was at start.
     #[serde(default)]
     pub target: Option<TargetFacts>,
+    /// The interpreter of a Python app runner started: version, build flags, path.
+    #[serde(default)]
+    pub python: Option<Install>,
     /// Every process recorded, with its PID inside its own namespace (a container's).
     #[serde(default)]
     pub processes: Vec<ProcessFacts>,
