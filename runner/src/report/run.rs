@@ -129,6 +129,18 @@ pub fn markdown(s: &Summary) -> String {
         if let Some(line) = target::unnamed_line(&p.symbolization) {
             let _ = writeln!(out, "\nNative frames without names: {line}.");
         }
+        if let Some(u) = &p.unnamed_native {
+            for line in target::unnamed_samples_lines(u) {
+                let _ = writeln!(out, "- {line}");
+            }
+        }
+        for (pid, u) in &p.python.unsupported {
+            let _ = writeln!(
+                out,
+                "\nPython: {}.",
+                super::recording::unsupported_line(*pid, u)
+            );
+        }
         frame_table(&mut out, "top on-CPU frame", &p.top_frames);
         if !p.top_python_frames.is_empty() {
             frame_table(&mut out, "top Python function", &p.top_python_frames);

@@ -12,7 +12,7 @@ use crate::{
     probe::python::PythonReport,
     record::{Recording, TopFrame},
     sampler::ResourceSummary,
-    stacks::symbolize::SymbolStats,
+    stacks::symbolize::{SymbolStats, UnnamedNative},
     target::{cgroup::CgroupResources, process::ProcessFacts, TargetFacts},
 };
 
@@ -178,6 +178,9 @@ pub struct ProbeSummary {
     /// How native frames were named: stripped and unreadable objects among them.
     #[serde(default)]
     pub symbolization: SymbolStats,
+    /// The on-CPU samples with native frames that have no names, by object, why, and the fix.
+    #[serde(default)]
+    pub unnamed_native: Option<UnnamedNative>,
 }
 
 impl ProbeSummary {
@@ -227,6 +230,7 @@ impl ProbeSummary {
                 .collect(),
             python: rec.python.clone(),
             symbolization: rec.symbols.clone(),
+            unnamed_native: rec.symbols.unnamed_in(&rec.oncpu),
         })
     }
 }
