@@ -264,7 +264,7 @@ fn fix_for(object: &str, reason: &str) -> String {
         );
     }
     if name.starts_with("python3") || name.starts_with("libpython3") {
-        return "run the app on a CPython with symbols: `--python VERSION` picks pyenv's or uv's build (they keep symbols; `pyenv install VERSION`), or `--python /path/to/python` an unstripped one".into();
+        return "run it on a CPython with symbols: pyenv's and uv's builds keep them (`pyenv install VERSION`); for a bundled app, `--python VERSION` picks one, or `--python /path/to/python` an unstripped build".into();
     }
     format!("use an unstripped build of {name}: runner names native frames from the object's own symbol table (separate debug files are not read)")
 }
