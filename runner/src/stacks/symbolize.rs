@@ -243,7 +243,7 @@ impl SymbolStats {
                 fix: fix_for(object, reason),
             })
             .collect();
-        list.sort_by(|a, b| b.samples.cmp(&a.samples));
+        list.sort_by_key(|o| std::cmp::Reverse(o.samples));
         (samples > 0).then(|| UnnamedNative {
             samples,
             share: pct(samples),
