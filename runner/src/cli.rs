@@ -615,8 +615,12 @@ struct ProbeArgs {
     command: Vec<String>,
 }
 
+/// A `--python` that names an interpreter found here (looked up now, so a missing one is
+/// refused before anything starts).
 fn parse_python(text: &str) -> Result<Choice, String> {
-    text.parse().map_err(|e| format!("{e}"))
+    let choice: Choice = text.parse().map_err(|e| format!("{e}"))?;
+    crate::cpython::install::find(&choice).map_err(|e| format!("{e}"))?;
+    Ok(choice)
 }
 
 fn parse_probe(text: &str) -> Result<ProbeKind, String> {

@@ -29,21 +29,38 @@ pub enum PythonError {
     },
 }
 
-/// The interpreter for an app: `choice`, or the default; runnable by `user`.
+/// The interpreter for an app: `choice`, or the default; runnable by `user`. A default
+/// with symbols that cannot be made runnable gives way to the system's `python3`.
 pub fn for_app(
     choice: Option<&Choice>,
     user: &RunAs,
     cache: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Install, PythonError> {
-    let found = match choice {
-        Some(c) => install::find(c)?,
-        None => install::default_for_apps()?,
-    };
-    if runs_as(&found.path, user).is_ok() {
-        return Ok(found);
+    if let Some(c) = choice {
+        return runnable(install::find(c)?, user, cache, progress);
     }
-    let why = runs_as(&found.path, user).unwrap_err();
+    let chosen = install::default_for_apps()?;
+    let system = chosen.source == "system";
+    match runnable(chosen, user, cache, progress) {
+        Err(e) if !system => {
+            progress(&format!("{e}; using the system's python3 instead"));
+            runnable(install::system()?, user, cache, progress)
+        }
+        other => other,
+    }
+}
+
+/// `found`, or a copy of it in the cache when `user` cannot run it.
+fn runnable(
+    found: Install,
+    user: &RunAs,
+    cache: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Install, PythonError> {
+    let Err(why) = runs_as(&found.path, user) else {
+        return Ok(found);
+    };
     let layout = Relocatable::of(&found).ok_or_else(|| PythonError::Unreadable {
         user: user.name.clone(),
         path: found.path.clone(),

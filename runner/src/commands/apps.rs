@@ -102,6 +102,13 @@ pub fn verify(app: &str, only: &[String], python: Option<&Choice>) -> anyhow::Re
     for w in &session.facts.warnings {
         eprintln!("runner: warning: {w}");
     }
+    if let Some(i) = &session.facts.interpreter {
+        eprintln!(
+            "runner: {} runs on {}",
+            manifest.name,
+            crate::report::run::interpreter_line(i)
+        );
+    }
     let mut checks = Vec::new();
     for s in &chosen {
         checks.extend(verify::check(

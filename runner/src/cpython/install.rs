@@ -184,6 +184,8 @@ fn parse_version(text: &str) -> Option<(u8, u8, u8)> {
 #[derive(Clone, Debug)]
 struct Candidate {
     path: PathBuf,
+    /// The version as the name says it (`3.11` for /usr/bin/python3.11, `3.13.0` in pyenv).
+    label: String,
     source: &'static str,
     version: (u8, u8, u8),
     free_threaded: bool,
@@ -267,7 +269,17 @@ fn candidates() -> Vec<Candidate> {
                 continue;
             };
             if version.0 == 3 && path.exists() {
+                let label = if source == "system" {
+                    name.trim_start_matches("python").to_string()
+                } else {
+                    name.trim_start_matches("cpython-")
+                        .split('-')
+                        .next()
+                        .unwrap_or(&name)
+                        .to_string()
+                };
                 found.push(Candidate {
+                    label,
                     path,
                     source,
                     version,
@@ -400,16 +412,7 @@ pub fn find(choice: &Choice) -> Result<Install, InstallError> {
     matching.into_iter().next().ok_or_else(|| {
         let mut found: Vec<String> = all
             .iter()
-            .map(|c| {
-                format!(
-                    "{}.{}.{}{} ({})",
-                    c.version.0,
-                    c.version.1,
-                    c.version.2,
-                    if c.free_threaded { "t" } else { "" },
-                    c.path.display()
-                )
-            })
+            .map(|c| format!("{} ({})", c.label, c.path.display()))
             .collect();
         if found.is_empty() {
             found.push("none".into());
