@@ -300,6 +300,13 @@ fn both_gunicorn_workers_show_python_frames_under_load() {
         .collect();
     assert!(walked.len() >= 3, "arbiter and both workers: {python}");
     assert!(processes.iter().all(|p| p["version"] == "3.11"), "{python}");
+    // The interpreter is recorded: the default, the system's 3.11 or one of that version
+    // with symbols when the machine has it.
+    let default = install::default_for_apps().unwrap();
+    let recorded = &summary["python"];
+    assert_eq!(recorded["version"], default.version.as_str(), "{recorded}");
+    assert_eq!(recorded["stripped"], default.stripped, "{recorded}");
+    assert_eq!(recorded["source"], default.source.as_str(), "{recorded}");
     let folded = read(&run, "oncpu.folded");
     let handler = folded_sum(&folded, |s| s.contains(" (app.py:"));
     assert!(

@@ -244,4 +244,37 @@ mod tests {
         let html = html(&bench);
         assert!(html.contains("<table>") && !html.contains("<script"));
     }
+
+    #[test]
+    fn the_interpreter_is_a_dimension() {
+        let cell = |python: &str, rps: f64| Cell {
+            app: "fastapi".into(),
+            scenario: "ping".into(),
+            python: Some(python.into()),
+            rps,
+            ..Default::default()
+        };
+        let bench = Bench {
+            cells: vec![
+                cell("3.11.7 (pyenv, symbols)", 100.0),
+                cell("3.13.0 (pyenv, symbols)", 80.0),
+            ],
+            ..Default::default()
+        };
+        let md = markdown(&bench);
+        assert!(
+            md.contains("| fastapi · Python 3.11.7 (pyenv, symbols) | 100.0 | 1.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| fastapi · Python 3.13.0 (pyenv, symbols) | 80.0 | 0.80 |"),
+            "{md}"
+        );
+        let csv = csv(&bench);
+        assert!(csv.starts_with("app,python,scenario,"), "{csv}");
+        assert!(
+            csv.contains("fastapi,\"3.13.0 (pyenv, symbols)\",ping,ok,80.0"),
+            "{csv}"
+        );
+    }
 }
