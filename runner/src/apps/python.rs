@@ -121,16 +121,22 @@ fn copy(
     cache: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Install, PythonError> {
+    // Named for the installation and its interpreter file as it is now: one rebuilt in place
+    // is copied again.
     let tag = crate::load::request::hex(&{
         use sha2::{Digest, Sha256};
         let mut h = Sha256::new();
         h.update(from.prefix.as_os_str().as_encoded_bytes());
         h.update(from.version.as_bytes());
+        if let Ok(meta) = std::fs::metadata(&from.module) {
+            use std::os::unix::fs::MetadataExt;
+            h.update(meta.len().to_le_bytes());
+            h.update(meta.mtime().to_le_bytes());
+        }
         h.finalize()
     });
-    let to = cache
-        .join("pythons")
-        .join(format!("{}-{}-{}", from.version, from.source, &tag[..10]));
+    let name = format!("{}-{}-{}", from.version, from.source, &tag[..10]);
+    let to = cache.join("pythons").join(&name);
     let exe = to.join("bin").join(&layout.exe_name);
     let err = |e| PythonError::Copy(from.prefix.clone(), e);
     if !to.join(".complete").is_file() {
@@ -142,32 +148,27 @@ fn copy(
             user.name,
             from.prefix.display()
         ));
-        let _ = std::fs::remove_dir_all(&to);
-        std::fs::create_dir_all(to.join("bin")).map_err(err)?;
-        std::fs::create_dir_all(to.join("lib")).map_err(err)?;
-        std::fs::copy(from.prefix.join("bin").join(&layout.exe_name), &exe).map_err(err)?;
-        std::os::unix::fs::symlink(&layout.exe_name, to.join("bin/python3")).map_err(err)?;
-        let lib = from.prefix.join("lib");
-        for entry in std::fs::read_dir(&lib).map_err(err)?.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("libpython") {
-                copy_tree(&entry.path(), &to.join("lib").join(&name), &[]).map_err(err)?;
+        // Made aside and renamed into place, so a concurrent or killed runner never leaves
+        // a half copy where a venv would link to it.
+        let partial = cache
+            .join("pythons")
+            .join(format!(".{name}.partial-{}", std::process::id()));
+        let item = crate::journal::Item::Scratch {
+            path: partial.clone(),
+        };
+        crate::journal::add(item.clone());
+        let filled = fill(from, layout, &partial).and_then(|()| {
+            if to.exists() && !to.join(".complete").is_file() {
+                std::fs::remove_dir_all(&to)?;
             }
-        }
-        copy_tree(
-            &lib.join(&layout.stdlib),
-            &to.join("lib").join(&layout.stdlib),
-            &["test", "site-packages"],
-        )
-        .map_err(err)?;
-        std::fs::create_dir_all(to.join("lib").join(&layout.stdlib).join("site-packages"))
-            .map_err(err)?;
-        set_runpath_origin(&exe).map_err(err)?;
-        std::fs::write(
-            to.join(".complete"),
-            from.prefix.as_os_str().as_encoded_bytes(),
-        )
-        .map_err(err)?;
+            match std::fs::rename(&partial, &to) {
+                Err(_) if to.join(".complete").is_file() => Ok(()),
+                other => other,
+            }
+        });
+        let _ = std::fs::remove_dir_all(&partial);
+        crate::journal::remove(&item);
+        filled.map_err(err)?;
         open_path(&to);
     }
     runs_as(&exe, user).map_err(|why| PythonError::CopyFails {
@@ -179,6 +180,37 @@ fn copy(
     let mut copied = install::inspect(&exe, &from.source)?;
     copied.copied_from = Some(from.path.clone());
     Ok(copied)
+}
+
+/// Copies what an installation needs to run into `to`: the executable (its library path
+/// pointed at the copy's `lib`), libpython, the standard library without its tests and
+/// site-packages; marked complete last.
+fn fill(from: &Install, layout: &Relocatable, to: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_dir_all(to);
+    std::fs::create_dir_all(to.join("bin"))?;
+    std::fs::create_dir_all(to.join("lib"))?;
+    let exe = to.join("bin").join(&layout.exe_name);
+    std::fs::copy(from.prefix.join("bin").join(&layout.exe_name), &exe)?;
+    std::os::unix::fs::symlink(&layout.exe_name, to.join("bin/python3"))?;
+    let lib = from.prefix.join("lib");
+    for entry in std::fs::read_dir(&lib)?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("libpython") {
+            copy_tree(&entry.path(), &to.join("lib").join(&name), &[])?;
+        }
+    }
+    let stdlib = to.join("lib").join(&layout.stdlib);
+    copy_tree(
+        &lib.join(&layout.stdlib),
+        &stdlib,
+        &["test", "site-packages"],
+    )?;
+    std::fs::create_dir_all(stdlib.join("site-packages"))?;
+    set_runpath_origin(&exe)?;
+    std::fs::write(
+        to.join(".complete"),
+        from.prefix.as_os_str().as_encoded_bytes(),
+    )
 }
 
 /// Copies a file, symlink or folder (but not the entries named in `skip` at its top, nor
