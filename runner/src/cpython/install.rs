@@ -231,8 +231,13 @@ fn places() -> Vec<(PathBuf, &'static str)> {
 
 /// Every CPython 3 executable found where users keep them.
 fn candidates() -> Vec<Candidate> {
+    candidates_in(&places())
+}
+
+/// Every CPython 3 executable in `places` (folders with their source names).
+fn candidates_in(places: &[(PathBuf, &'static str)]) -> Vec<Candidate> {
     let mut found = Vec::new();
-    for (dir, source) in places() {
+    for &(ref dir, source) in places {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -511,6 +516,46 @@ mod tests {
         assert!(v.matches((3, 12, 1), false));
         assert!(!v.matches((3, 12, 1), true));
         assert!(!v.matches((3, 13, 0), false));
+    }
+
+    #[test]
+    fn finds_pyenv_uv_and_system_layouts() {
+        let root = std::env::temp_dir().join(format!("runner-installs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let exe = |dir: &Path| {
+            std::fs::create_dir_all(dir.join("bin")).unwrap();
+            std::os::unix::fs::symlink("/usr/bin/python3", dir.join("bin/python3")).unwrap();
+        };
+        exe(&root.join("pyenv/3.12.1"));
+        exe(&root.join("pyenv/3.13.0t"));
+        std::fs::create_dir_all(root.join("pyenv/system")).unwrap();
+        exe(&root.join("uv/cpython-3.13.2-linux-x86_64-gnu"));
+        exe(&root.join("uv/cpython-3.14.0+freethreaded-linux-x86_64-gnu"));
+        std::fs::create_dir_all(root.join("bin")).unwrap();
+        for name in ["python3.12", "python3", "python3.12-config", "python3.13t"] {
+            std::os::unix::fs::symlink("/usr/bin/python3", root.join("bin").join(name)).unwrap();
+        }
+        let found = candidates_in(&[
+            (root.join("pyenv"), "pyenv"),
+            (root.join("uv"), "uv"),
+            (root.join("bin"), "system"),
+        ]);
+        let seen: Vec<(String, &str, (u8, u8, u8), bool)> = found
+            .iter()
+            .map(|c| (c.label.clone(), c.source, c.version, c.free_threaded))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("3.12.1".into(), "pyenv", (3, 12, 1), false),
+                ("3.13.0t".into(), "pyenv", (3, 13, 0), true),
+                ("3.13.2".into(), "uv", (3, 13, 2), false),
+                ("3.14.0+freethreaded".into(), "uv", (3, 14, 0), true),
+                ("3.12".into(), "system", (3, 12, 0), false),
+                ("3.13t".into(), "system", (3, 13, 0), true),
+            ]
+        );
+        let _ = std::fs::remove_dir_all(&root);
     }
 
     #[test]
