@@ -238,7 +238,7 @@ fn candidates() -> Vec<Candidate> {
 fn candidates_in(places: &[(PathBuf, &'static str)]) -> Vec<Candidate> {
     let mut found = Vec::new();
     for &(ref dir, source) in places {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+        let Ok(entries) = std::fs::read_dir(dir) else {
             continue;
         };
         let mut names: Vec<String> = entries
@@ -540,19 +540,25 @@ mod tests {
             (root.join("uv"), "uv"),
             (root.join("bin"), "system"),
         ]);
-        let seen: Vec<(String, &str, (u8, u8, u8), bool)> = found
+        let seen: Vec<String> = found
             .iter()
-            .map(|c| (c.label.clone(), c.source, c.version, c.free_threaded))
+            .map(|c| {
+                let (ma, mi, pa) = c.version;
+                format!(
+                    "{} {} {ma}.{mi}.{pa} {}",
+                    c.label, c.source, c.free_threaded
+                )
+            })
             .collect();
         assert_eq!(
             seen,
-            vec![
-                ("3.12.1".into(), "pyenv", (3, 12, 1), false),
-                ("3.13.0t".into(), "pyenv", (3, 13, 0), true),
-                ("3.13.2".into(), "uv", (3, 13, 2), false),
-                ("3.14.0+freethreaded".into(), "uv", (3, 14, 0), true),
-                ("3.12".into(), "system", (3, 12, 0), false),
-                ("3.13t".into(), "system", (3, 13, 0), true),
+            [
+                "3.12.1 pyenv 3.12.1 false",
+                "3.13.0t pyenv 3.13.0 true",
+                "3.13.2 uv 3.13.2 false",
+                "3.14.0+freethreaded uv 3.14.0 true",
+                "3.12 system 3.12.0 false",
+                "3.13t system 3.13.0 true",
             ]
         );
         let _ = std::fs::remove_dir_all(&root);
