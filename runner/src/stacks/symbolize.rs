@@ -263,7 +263,11 @@ fn fix_for(object: &str, reason: &str) -> String {
             "runner could not open {object}: check that it still exists and that root can read it"
         );
     }
-    if name.starts_with("python3") || name.starts_with("libpython3") {
+    // The interpreter, or the standard library's extension modules built with it.
+    if name.starts_with("python3")
+        || name.starts_with("libpython3")
+        || object.contains("/lib-dynload/")
+    {
         return "run it on a CPython with symbols: pyenv's and uv's builds keep them (`pyenv install VERSION`); for a bundled app, `--python VERSION` picks one, or `--python /path/to/python` an unstripped build".into();
     }
     format!("use an unstripped build of {name}: runner names native frames from the object's own symbol table (separate debug files are not read)")
