@@ -36,6 +36,9 @@ def main(seconds):
         crunch_alpha(7000)
         crunch_beta(3000)
     napping.join()
+    # Alive a little longer, so the last stacks are named before the interpreter tears
+    # their code objects down.
+    time.sleep(0.3)
 
 
 if __name__ == "__main__":
