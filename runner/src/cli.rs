@@ -13,6 +13,7 @@ use crate::{
         load::LoadRun,
         probe::{ProbeRun, TargetSpec},
     },
+    cpython::install::Choice,
     probe::{ProbeConfig, ProbeKind, MAX_FREQ},
 };
 
@@ -62,6 +63,11 @@ enum Command {
         /// Check only these scenarios (repeatable).
         #[arg(long = "scenario", value_name = "S")]
         scenarios: Vec<String>,
+        /// The interpreter of a Python app: a version found on this machine (3.12, 3.13.0,
+        /// from pyenv, uv, /usr/bin, /usr/local/bin) or a path [default: the system's python3,
+        /// or the same version with symbols when one is installed].
+        #[arg(long, value_name = "VERSION|PATH", value_parser = parse_python)]
+        python: Option<Choice>,
     },
     /// Find event loops that block: load each scenario (or URL) in turn and name the syscall
     /// and the Python line that stalled the loop.
@@ -98,6 +104,10 @@ struct DiagnoseArgs {
     /// App worker processes (default: the app's, per its app.toml).
     #[arg(long)]
     workers: Option<u32>,
+    /// The interpreter of a Python app: a version found on this machine or a path (see
+    /// `runner profile --help`).
+    #[arg(long, value_name = "VERSION|PATH", value_parser = parse_python)]
+    python: Option<Choice>,
     /// On-CPU sampling frequency in Hz (finds the hot line of CPU-bound stalls).
     #[arg(long, default_value_t = 499)]
     freq: u64,
@@ -451,6 +461,10 @@ struct BenchArgs {
     /// (see README).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["apps", "scenarios"])]
     targets: Option<PathBuf>,
+    /// Interpreters of the Python apps, a matrix dimension: versions found on this machine
+    /// (3.11,3.13) or paths [default: one, as `runner profile` chooses].
+    #[arg(long, value_name = "VERSION|PATH,...", value_delimiter = ',', value_parser = parse_python, conflicts_with = "targets")]
+    python: Vec<Choice>,
     /// Runs per cell; the report shows medians.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -496,6 +510,11 @@ struct ProfileArgs {
     /// App worker processes (default: the app's CPU count, per its app.toml).
     #[arg(long)]
     workers: Option<u32>,
+    /// The interpreter of a Python app: a version found on this machine (3.12, 3.13.0,
+    /// from pyenv, uv, /usr/bin, /usr/local/bin) or a path [default: the system's python3,
+    /// or the same version with symbols when one is installed].
+    #[arg(long, value_name = "VERSION|PATH", value_parser = parse_python)]
+    python: Option<Choice>,
     /// CPUs for the app (default: the upper half).
     #[arg(long, value_name = "LIST")]
     app_cpus: Option<String>,
@@ -613,6 +632,14 @@ struct ProbeArgs {
     command: Vec<String>,
 }
 
+/// A `--python` that names an interpreter found here (looked up now, so a missing one is
+/// refused before anything starts).
+fn parse_python(text: &str) -> Result<Choice, String> {
+    let choice: Choice = text.parse().map_err(|e| format!("{e}"))?;
+    crate::cpython::install::find(&choice).map_err(|e| format!("{e}"))?;
+    Ok(choice)
+}
+
 fn parse_probe(text: &str) -> Result<ProbeKind, String> {
     ProbeKind::ALL
         .into_iter()
@@ -674,7 +701,11 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Report { dir } => commands::report::rerender(&dir),
         Command::Compare { run_a, run_b } => commands::report::compare(&run_a, &run_b),
         Command::List { json } => commands::apps::list(json),
-        Command::Verify { app, scenarios } => commands::apps::verify(&app, &scenarios),
+        Command::Verify {
+            app,
+            scenarios,
+            python,
+        } => commands::apps::verify(&app, &scenarios, python.as_ref()),
         Command::Diagnose(args) => commands::diagnose::run(&diagnose_run(*args)?),
         Command::Doctor => commands::doctor(&reaped),
     }
@@ -703,6 +734,7 @@ fn bench_run(args: BenchArgs) -> anyhow::Result<commands::bench::BenchRun> {
         None => Vec::new(),
     };
     Ok(commands::bench::BenchRun {
+        pythons: args.python,
         apps: args.apps,
         scenarios: args.scenarios,
         targets,
@@ -721,6 +753,7 @@ fn bench_run(args: BenchArgs) -> anyhow::Result<commands::bench::BenchRun> {
             max_error_rate: args.shape.error_rate()?,
             warmup: args.warmup,
             workers: None,
+            python: None,
             app_cpus: None,
             client_cpus: None,
             memory: Some(2 << 30),
@@ -764,6 +797,9 @@ fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::Diagno
             }
         }
         (None, true, true) | (None, false, false) => {
+            if args.python.is_some() {
+                bail!("--python applies to apps runner starts; a running target or a command keeps its own interpreter");
+            }
             if args.urls.is_empty() {
                 bail!("say where to send load: --url http://127.0.0.1:PORT/path (repeatable)");
             }
@@ -823,6 +859,7 @@ fn diagnose_run(args: DiagnoseArgs) -> anyhow::Result<commands::diagnose::Diagno
         ws_message: args.check.ws_message,
         warmup: args.warmup,
         workers: workers(args.workers)?,
+        python: args.python,
         probe: ProbeConfig {
             freq_hz: args.freq,
             probes: probes.into_iter().collect(),
@@ -852,6 +889,7 @@ fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRu
                 (args.workers.is_some(), "--workers"),
                 (args.app_cpus.is_some(), "--app-cpus"),
                 (args.memory.is_some(), "--memory"),
+                (args.python.is_some(), "--python"),
                 (args.keep_running, "--keep-running"),
             ] {
                 if given {
@@ -916,6 +954,7 @@ fn profile_run(args: ProfileArgs) -> anyhow::Result<commands::profile::ProfileRu
         max_error_rate: args.shape.error_rate()?,
         warmup: args.warmup,
         workers: workers(args.workers)?,
+        python: args.python,
         app_cpus,
         client_cpus,
         memory: Some(parse_size(args.memory.as_deref().unwrap_or("2GiB"))?),

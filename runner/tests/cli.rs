@@ -79,3 +79,22 @@ fn doctor_reports_every_check() {
     }
     assert!(output.status.success(), "this machine can probe:\n{stdout}");
 }
+
+#[test]
+fn an_interpreter_not_found_is_refused_before_anything_starts() {
+    for args in [
+        &["profile", "flask", "ping", "--python", "3.99"][..],
+        &["bench", "--apps", "flask", "--python", "3.11,3.99"][..],
+    ] {
+        let output = runner().args(args).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr.lines().next().unwrap_or("");
+        assert!(
+            first.contains("no CPython 3.99 here")
+                && first.contains("/usr/bin")
+                && first.contains("pyenv install 3.99"),
+            "{args:?}: {stderr}"
+        );
+    }
+}

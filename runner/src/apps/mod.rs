@@ -5,6 +5,7 @@ pub mod http;
 pub mod manifest;
 pub mod postgres;
 pub mod process;
+pub mod python;
 pub mod scenarios;
 pub mod session;
 pub mod user;

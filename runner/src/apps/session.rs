@@ -8,6 +8,8 @@ use std::{
 
 use anyhow::{bail, Context};
 
+use crate::cpython::install::{Choice, Install};
+
 use super::{
     manifest::{Language, Manifest},
     postgres::{free_port, Postgres},
@@ -29,6 +31,8 @@ pub struct SessionOptions {
     pub memory: Option<u64>,
     /// Where the app's log goes (its writable state goes to a scratch folder of its own).
     pub run_dir: PathBuf,
+    /// The interpreter of a Python app (`--python`; default: venv's choice).
+    pub python: Option<Choice>,
 }
 
 /// Versions and settings to record with results.
@@ -39,6 +43,9 @@ pub struct SessionFacts {
     pub server: String,
     pub concurrency: String,
     pub python: Option<String>,
+    /// The interpreter the app's virtualenv is built on: version, build, path.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<Install>,
     /// The app's interpreter, for version queries.
     #[serde(skip)]
     pub python_path: Option<String>,
@@ -177,8 +184,15 @@ impl Session {
         };
         let (python, binary) = match app.language {
             Language::Python => {
-                let env = venv::provision(app, &venv::cache_dir(), &user, progress)?;
-                facts.python = Some(env.version.clone());
+                let env = venv::provision(
+                    app,
+                    opts.python.as_ref(),
+                    &venv::cache_dir(),
+                    &user,
+                    progress,
+                )?;
+                facts.python = Some(format!("Python {}", env.base.version));
+                facts.interpreter = Some(env.base.clone());
                 facts.python_path = Some(env.python.display().to_string());
                 (Some(env.python), None)
             }

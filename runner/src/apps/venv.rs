@@ -8,7 +8,8 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use super::{manifest::Manifest, user::RunAs};
+use super::{manifest::Manifest, python, user::RunAs};
+use crate::cpython::install::{Choice, Install};
 
 /// Errors from provisioning.
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +18,8 @@ pub enum ProvisionError {
     NoRequirements(String),
     #[error("cannot read {0}")]
     Read(PathBuf, #[source] std::io::Error),
-    #[error("no python3 on PATH")]
-    NoPython,
+    #[error(transparent)]
+    Python(#[from] super::python::PythonError),
     #[error("creating the virtualenv {0} failed: {1}")]
     Venv(PathBuf, String),
     #[error("installing {app}'s requirements failed at package `{package}`; pip said:\n{tail}")]
@@ -28,8 +29,6 @@ pub enum ProvisionError {
         tail: String,
     },
 }
-
-const SYSTEM_PYTHON: &str = "/usr/bin/python3";
 
 /// The cache folder: the invoking user's ~/.cache/runner under sudo, /var/cache/runner for
 /// root, ~/.cache/runner otherwise.
@@ -49,11 +48,6 @@ pub fn cache_dir() -> PathBuf {
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
         .unwrap_or_else(|| PathBuf::from("/tmp"))
         .join("runner")
-}
-
-fn python_version(python: &str) -> Option<String> {
-    let out = Command::new(python).arg("--version").output().ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 /// The package pip failed on, from its output.
@@ -81,14 +75,18 @@ pub fn failed_package(output: &str) -> String {
 /// A provisioned environment.
 #[derive(Clone, Debug)]
 pub struct PythonEnv {
+    /// The virtualenv's python.
     pub python: PathBuf,
-    pub version: String,
+    /// The interpreter it is built on.
+    pub base: Install,
     pub fresh: bool,
 }
 
-/// The virtualenv of `app`, created (and owned by `owner`) when missing.
+/// The virtualenv of `app` on the interpreter `choice` names (or the default one), created
+/// (and owned by `owner`) when missing; one per requirements file and interpreter.
 pub fn provision(
     app: &Manifest,
+    choice: Option<&Choice>,
     cache: &Path,
     owner: &RunAs,
     progress: &mut dyn FnMut(&str),
@@ -100,39 +98,36 @@ pub fn provision(
         .ok_or_else(|| ProvisionError::NoRequirements(app.name.clone()))?;
     let text =
         std::fs::read(&requirements).map_err(|e| ProvisionError::Read(requirements.clone(), e))?;
-    // The system interpreter: a virtualenv links to it, and the app's (unprivileged) user
-    // must be able to run it, which a python3 under root's home (pyenv) would not allow.
-    let base = if Path::new(SYSTEM_PYTHON).exists() {
-        SYSTEM_PYTHON
-    } else {
-        "python3"
-    };
-    let version = python_version(base).ok_or(ProvisionError::NoPython)?;
+    // A virtualenv links to its interpreter: the app's (unprivileged) user must be able to
+    // run it (python::for_app copies one it cannot read).
+    let base = python::for_app(choice, owner, cache, progress)?;
     let mut hasher = Sha256::new();
     hasher.update(&text);
-    hasher.update(version.as_bytes());
+    hasher.update(base.version.as_bytes());
+    hasher.update(base.path.as_os_str().as_encoded_bytes());
     hasher.update(b"runner-venv-v1");
     let hash = crate::load::request::hex(&hasher.finalize());
     let venv = cache
         .join("venvs")
-        .join(format!("{}-{}", app.name, &hash[..12]));
+        .join(format!("{}-{}-{}", app.name, base.version, &hash[..12]));
     let python = venv.join("bin/python");
     if venv.join(".complete").is_file() && python.exists() {
         return Ok(PythonEnv {
             python,
-            version,
+            base,
             fresh: false,
         });
     }
     progress(&format!(
-        "creating a Python environment for {} (first use; cached in {})",
+        "creating a Python environment for {} on CPython {} (first use; cached in {})",
         app.name,
+        base.describe(),
         venv.display()
     ));
     let _ = std::fs::remove_dir_all(&venv);
     std::fs::create_dir_all(venv.parent().unwrap())
         .map_err(|e| ProvisionError::Read(venv.clone(), e))?;
-    let out = Command::new(base)
+    let out = Command::new(&base.path)
         .args(["-m", "venv"])
         .arg(&venv)
         .output()
@@ -173,10 +168,11 @@ pub fn provision(
     if std::env::var_os("SUDO_UID").is_some() {
         // Under sudo the cache belongs to the invoking user.
         chown_tree(&cache.join("venvs"), owner);
+        chown_tree(&cache.join("pythons"), owner);
     }
     Ok(PythonEnv {
         python,
-        version,
+        base,
         fresh: true,
     })
 }

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::cpython::install::Choice;
 use crate::{
     apps::{
         choose_scenarios, load_all,
@@ -75,7 +76,7 @@ pub fn list(json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `runner verify APP [--scenario S]...`.
-pub fn verify(app: &str, only: &[String]) -> anyhow::Result<ExitCode> {
+pub fn verify(app: &str, only: &[String], python: Option<&Choice>) -> anyhow::Result<ExitCode> {
     let dir = apps_dir();
     let scenarios = Scenarios::read(&dir)?;
     let manifest = manifest::find(app, &dir, &scenarios.names())?;
@@ -92,6 +93,7 @@ pub fn verify(app: &str, only: &[String]) -> anyhow::Result<ExitCode> {
         client_cpus,
         memory: Some(2 << 30),
         run_dir: scratch.0.clone(),
+        python: python.cloned(),
     };
     let session = Session::start(&manifest, &chosen, &dir, &opts, &mut |m| {
         eprintln!("runner: {m}")
@@ -99,6 +101,13 @@ pub fn verify(app: &str, only: &[String]) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("starting {}", manifest.name))?;
     for w in &session.facts.warnings {
         eprintln!("runner: warning: {w}");
+    }
+    if let Some(i) = &session.facts.interpreter {
+        eprintln!(
+            "runner: {} runs on {}",
+            manifest.name,
+            crate::report::run::interpreter_line(i)
+        );
     }
     let mut checks = Vec::new();
     for s in &chosen {

@@ -11,7 +11,12 @@ use anyhow::Context;
 
 use super::profile::{profile, ProfileRun, ProfileTarget};
 use crate::{
-    apps::{load_all, manifest::apps_dir, scenarios::Scenarios},
+    apps::{
+        load_all,
+        manifest::{apps_dir, Language},
+        scenarios::Scenarios,
+    },
+    cpython::install::{self, Choice},
     load::request::{read_mix, RequestSpec},
     report,
     results::{
@@ -28,6 +33,8 @@ use crate::{
 
 /// What `runner bench` runs.
 pub struct BenchRun {
+    /// Interpreters of the Python apps, a dimension of the matrix (empty: the default one).
+    pub pythons: Vec<Choice>,
     pub apps: Vec<String>,
     pub scenarios: Vec<String>,
     /// Services that already run (from `--targets`); when given, apps are not started.
@@ -43,7 +50,19 @@ pub struct BenchRun {
 struct Planned {
     row: String,
     column: String,
+    /// The interpreter asked for (`--python`), when the matrix has that dimension.
+    python: Option<String>,
     run: Result<ProfileRun, String>,
+}
+
+impl Planned {
+    /// The cell's name in progress lines: `app scenario`, with the interpreter.
+    fn label(&self) -> String {
+        match &self.python {
+            Some(py) => format!("{} (Python {py}) {}", self.row, self.column),
+            None => format!("{} {}", self.row, self.column),
+        }
+    }
 }
 
 /// Runs `runner bench`.
@@ -94,6 +113,7 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
                 bench.cells.push(Cell {
                     app: planned.row.clone(),
                     scenario: planned.column.clone(),
+                    python: planned.python.clone(),
                     status: CellStatus::Unsupported,
                     reason: Some(reason.to_string()),
                     ..Default::default()
@@ -112,10 +132,9 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
                 started.elapsed() / done as u32 * (total - done) as u32
             };
             eprintln!(
-                "runner: bench [{}/{total}] {} {} run {run}/{} · ETA {}",
+                "runner: bench [{}/{total}] {} run {run}/{} · ETA {}",
                 done + 1,
-                planned.row,
-                planned.column,
+                planned.label(),
                 b.runs,
                 humantime::format_duration(Duration::from_secs(eta.as_secs()))
             );
@@ -130,8 +149,8 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
             {
                 repeats += 1;
                 eprintln!(
-                    "runner: bench {} {} run {run}: the machine interfered; measuring it again ({repeats}/{})",
-                    planned.row, planned.column, b.repeat_disturbed
+                    "runner: bench {} run {run}: the machine interfered; measuring it again ({repeats}/{})",
+                    planned.label(), b.repeat_disturbed
                 );
                 outcome = profile(p);
             }
@@ -166,13 +185,16 @@ pub fn run(b: &BenchRun) -> anyhow::Result<ExitCode> {
             }
         }
         let mut cell = reduce(&planned.row, &planned.column, &summaries, dirs);
+        if cell.python.is_none() {
+            cell.python = planned.python.clone();
+        }
         if let Some(reason) = failure {
             cell.status = if bench.interrupted {
                 CellStatus::Interrupted
             } else {
                 CellStatus::Failed
             };
-            eprintln!("runner: {} {}: {reason}", planned.row, planned.column);
+            eprintln!("runner: {}: {reason}", planned.label());
             cell.reason = Some(reason);
         }
         bench.cells.push(cell);
@@ -220,22 +242,47 @@ fn app_cells(b: &BenchRun, template: &ProfileRun) -> anyhow::Result<Vec<Planned>
         }
         b.scenarios.clone()
     };
+    // Each interpreter is found before anything runs: a missing one stops the bench here.
+    let mut pythons: Vec<Option<&Choice>> = Vec::new();
+    for choice in &b.pythons {
+        let found = install::find(choice).with_context(|| format!("--python {choice}"))?;
+        eprintln!(
+            "runner: Python {choice}: {} at {}",
+            found.describe(),
+            found.path.display()
+        );
+        pythons.push(Some(choice));
+    }
+    if pythons.is_empty() {
+        pythons.push(None);
+    }
     let mut cells = Vec::new();
     for app in apps {
+        // The interpreter is a dimension of Python apps only.
+        let app_pythons = match app.language {
+            Language::Python => pythons.as_slice(),
+            Language::Rust => &[None],
+        };
         for scenario in &names {
-            cells.push(Planned {
-                row: app.name.clone(),
-                column: scenario.clone(),
-                run: match app.unsupported_reason(scenario) {
-                    Some(reason) => Err(reason.into()),
-                    None => Ok(ProfileRun {
-                        target: ProfileTarget::App(app.dir.join("app.toml").display().to_string()),
-                        scenario: Some(scenario.clone()),
-                        own: None,
-                        ..template.clone()
-                    }),
-                },
-            });
+            for python in app_pythons {
+                cells.push(Planned {
+                    row: app.name.clone(),
+                    column: scenario.clone(),
+                    python: python.map(Choice::to_string),
+                    run: match app.unsupported_reason(scenario) {
+                        Some(reason) => Err(reason.into()),
+                        None => Ok(ProfileRun {
+                            target: ProfileTarget::App(
+                                app.dir.join("app.toml").display().to_string(),
+                            ),
+                            scenario: Some(scenario.clone()),
+                            own: None,
+                            python: python.cloned(),
+                            ..template.clone()
+                        }),
+                    },
+                });
+            }
         }
     }
     Ok(cells)
@@ -286,6 +333,7 @@ fn target_cells(
             cells.push(Planned {
                 row: t.name.clone(),
                 column: w.label(),
+                python: None,
                 run: Ok(ProfileRun {
                     target: ProfileTarget::Running {
                         spec: t.spec.clone(),

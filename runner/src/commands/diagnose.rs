@@ -17,6 +17,7 @@ use std::{
 
 use anyhow::{bail, Context};
 
+use crate::cpython::install::Choice;
 use crate::{
     apps::{
         self, choose_scenarios,
@@ -71,6 +72,8 @@ pub struct DiagnoseRun {
     pub ws_message: String,
     pub warmup: Duration,
     pub workers: Option<u32>,
+    /// The interpreter of a Python app (default: venv's choice).
+    pub python: Option<Choice>,
     pub probe: ProbeConfig,
     pub out: PathBuf,
 }
@@ -205,6 +208,7 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     if let Some(mut c) = t.child.take() {
         c.stop(Duration::from_secs(5));
     }
+    let python = t.session.as_ref().and_then(|s| s.facts.interpreter.clone());
     if let Some(session) = t.session.take() {
         drop(session);
         t.dir.note("app.log");
@@ -216,6 +220,7 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
     let mut diagnosis = Diagnosis::new(&t.name, d.probe.stall_threshold);
     diagnosis.interrupted = interrupted;
     diagnosis.target = t.running.as_ref().map(|r| r.facts.clone());
+    diagnosis.python = python;
     diagnosis.failure = failure.clone();
     for (i, window) in data.windows.iter().enumerate() {
         let load = figures.get(i).copied().unwrap_or_default();
@@ -285,6 +290,7 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
                 client_cpus: client_cpus.clone(),
                 memory: Some(2 << 30),
                 run_dir: dir.path().to_path_buf(),
+                python: d.python.clone(),
             };
             let session = match Session::start(&app, &chosen, &apps_dir, &opts, &mut |m| {
                 eprintln!("runner:   {m}")
@@ -297,6 +303,13 @@ fn start(d: &DiagnoseRun, stop: &Arc<AtomicBool>) -> anyhow::Result<Started> {
                     return Err(e.context(format!("starting {}", app.name)));
                 }
             };
+            if let Some(i) = &session.facts.interpreter {
+                eprintln!(
+                    "runner: {} runs on {}",
+                    app.name,
+                    crate::report::run::interpreter_line(i)
+                );
+            }
             let jobs = chosen
                 .iter()
                 .map(|sc| {

@@ -26,7 +26,7 @@ use crate::{
     run_dir::RunDir,
     sampler::ResourceSummary,
     signals,
-    stacks::symbolize::SymbolStats,
+    stacks::symbolize::{SymbolStats, UnnamedNative},
     target::{self, cgroup::CgroupResources, process::ProcessFacts, Running, TargetFacts},
 };
 
@@ -86,6 +86,8 @@ struct ProbeJson<'a> {
     offcpu: OffcpuTotals,
     resources: ResourceSummary,
     symbolization: SymbolStats,
+    /// The on-CPU samples with native frames that have no names, by object, why, and the fix.
+    unnamed_native: Option<UnnamedNative>,
     python: PythonReport,
     /// Each target cgroup's own counters (CPU time, memory, throttling) and limits.
     cgroup_resources: &'a [CgroupResources],
@@ -304,6 +306,7 @@ pub fn run(run: &ProbeRun) -> anyhow::Result<ProbeOutcome> {
         offcpu: recording.offcpu_totals.clone(),
         resources: recording.sampler.summary(),
         symbolization: recording.symbols.clone(),
+        unnamed_native: recording.symbols.unnamed_in(&recording.oncpu),
         python: recording.python.clone(),
         cgroup_resources: &recording.cgroups,
         load: load_outcome.as_ref().zip(run.load.as_ref()).map(|(o, c)| {

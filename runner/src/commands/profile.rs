@@ -16,6 +16,7 @@ use std::{
 
 use anyhow::{bail, Context};
 
+use crate::cpython::install::Choice;
 use crate::{
     apps::{
         self,
@@ -72,6 +73,8 @@ pub struct ProfileRun {
     pub max_error_rate: f64,
     pub warmup: Duration,
     pub workers: Option<u32>,
+    /// The interpreter of a Python app (default: venv's choice).
+    pub python: Option<Choice>,
     pub app_cpus: Option<Vec<usize>>,
     pub client_cpus: Option<Vec<usize>>,
     pub memory: Option<u64>,
@@ -401,6 +404,7 @@ fn start(plan: &Plan, p: &ProfileRun, dir: &RunDir) -> anyhow::Result<Session> {
         client_cpus,
         memory: p.memory,
         run_dir: dir.path().to_path_buf(),
+        python: p.python.clone(),
     };
     let session = Session::start(
         app,
@@ -770,6 +774,7 @@ fn summarise(
             cgroup: m.recording.cgroups.first().cloned(),
         },
         target: stopped.target.clone(),
+        python: stopped.facts.as_ref().and_then(|f| f.interpreter.clone()),
         processes: m.recording.processes.clone(),
         probes: ProbeSummary::of(&m.recording),
         diagnosis,

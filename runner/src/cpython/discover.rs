@@ -42,7 +42,7 @@ pub enum DiscoverError {
         module: String,
         symbol: &'static str,
     },
-    #[error("{module} has `_PyRuntime` but no `Py_Version`: CPython older than 3.11")]
+    #[error("CPython older than 3.11 ({module} has `_PyRuntime` but no `Py_Version`): runner walks the frames of 3.11 and newer")]
     TooOld { module: String },
     #[error("reading process {pid}")]
     Read {
@@ -173,6 +173,39 @@ pub fn in_root(pid: u32, path: &Path) -> PathBuf {
     full
 }
 
+/// The version a CPython file's name says: `python3.10`, `libpython3.10.so.1.0`,
+/// `python3.13t` (`3.13t`); None for other names.
+pub fn python_name_version(path: &str) -> Option<String> {
+    let name = path.rsplit('/').next()?;
+    let rest = name
+        .strip_prefix("libpython")
+        .or_else(|| name.strip_prefix("python"))?;
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == 't'))
+        .unwrap_or(rest.len());
+    let version = rest[..end].trim_end_matches('.');
+    let digits = version.trim_end_matches('t');
+    (digits.contains('.')
+        && digits
+            .split('.')
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())))
+    .then(|| version.to_string())
+}
+
+/// The version process `pid`'s interpreter files are named for: a libpython it maps, else
+/// its executable.
+pub fn mapped_version(pid: u32) -> Option<String> {
+    let maps = Process::new(pid as i32).and_then(|p| p.maps()).ok()?;
+    let lib = maps.iter().find_map(|m| match &m.pathname {
+        MMapPath::Path(p) if is_libpython(p) => python_name_version(&p.to_string_lossy()),
+        _ => None,
+    });
+    lib.or_else(|| {
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok()?;
+        python_name_version(&exe.to_string_lossy())
+    })
+}
+
 fn file_name(path: &Path) -> &str {
     path.file_name().and_then(|n| n.to_str()).unwrap_or("")
 }
@@ -185,6 +218,24 @@ fn is_libpython(path: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_from_file_names() {
+        assert_eq!(
+            python_name_version("/r/bin/python3.10").as_deref(),
+            Some("3.10")
+        );
+        assert_eq!(
+            python_name_version("/x/libpython3.12.so.1.0").as_deref(),
+            Some("3.12")
+        );
+        assert_eq!(
+            python_name_version("/usr/bin/python3.13t").as_deref(),
+            Some("3.13t")
+        );
+        assert_eq!(python_name_version("/usr/bin/python3"), None);
+        assert_eq!(python_name_version("/usr/bin/pythonista"), None);
+    }
 
     #[test]
     fn names_python_modules() {

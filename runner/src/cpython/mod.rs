@@ -4,6 +4,7 @@
 
 pub mod code;
 pub mod discover;
+pub mod install;
 pub mod layout;
 pub mod linetable;
 pub mod memory;

@@ -17,6 +17,9 @@ pub struct Diagnosis {
     /// The running target diagnosed (a container, processes, a cgroup), as it was at start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<crate::target::TargetFacts>,
+    /// The interpreter of a Python app runner started: version, build, path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<crate::cpython::install::Install>,
     /// Why the run failed early (the target stopped or restarted); the entries cover the
     /// load until then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,6 +36,7 @@ impl Diagnosis {
             interrupted: false,
             entries: Vec::new(),
             target: None,
+            python: None,
             failure: None,
         }
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::{Counters, ProbeError, Probes};
 use crate::cpython::{
     code::{is_library, CodeCache},
-    discover::Finder,
+    discover::{self, Finder},
     layout::Layout,
 };
 
@@ -41,6 +41,50 @@ pub struct PythonProcess {
     pub stacks: usize,
 }
 
+/// A process that runs CPython whose frames runner cannot walk.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(from = "UnsupportedRepr")]
+pub struct Unsupported {
+    /// `3.10`, as the interpreter's file is named; None when its name does not say.
+    pub version: Option<String>,
+    /// The executable.
+    pub executable: Option<String>,
+    /// Why it has no Python frames.
+    pub reason: String,
+}
+
+/// An entry as summary.json writes it, or the bare reason of files before versions.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum UnsupportedRepr {
+    Full {
+        version: Option<String>,
+        executable: Option<String>,
+        reason: String,
+    },
+    Reason(String),
+}
+
+impl From<UnsupportedRepr> for Unsupported {
+    fn from(r: UnsupportedRepr) -> Self {
+        match r {
+            UnsupportedRepr::Full {
+                version,
+                executable,
+                reason,
+            } => Self {
+                version,
+                executable,
+                reason,
+            },
+            UnsupportedRepr::Reason(reason) => Self {
+                reason,
+                ..Self::default()
+            },
+        }
+    }
+}
+
 /// What the Python side saw, for reports.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PythonReport {
@@ -54,8 +98,8 @@ pub struct PythonReport {
     pub truncated: u64,
     /// CPython processes registered with the walker.
     pub processes: Vec<PythonProcess>,
-    /// Processes whose interpreter could not be used, with the reason.
-    pub unsupported: BTreeMap<u32, String>,
+    /// Processes whose interpreter could not be used: which version, and why.
+    pub unsupported: BTreeMap<u32, Unsupported>,
     /// Distinct Python stacks named.
     pub stacks: usize,
     /// Code objects that could not be read (their frames show as `[code 0x...]`).
@@ -120,10 +164,31 @@ impl Python {
                         (interp.runtime, interp.runtime + interp.runtime_size),
                     )
                 }
-                Ok(None) => Known::Other { exe },
+                Ok(None) => {
+                    // An executable named python3.X that defines no interpreter runner can
+                    // find is said so, not passed over.
+                    if let Some(version) = exe.as_deref().and_then(discover::python_name_version) {
+                        self.report.unsupported.insert(
+                            pid,
+                            Unsupported {
+                                version: Some(version),
+                                executable: exe.clone(),
+                                reason: "neither it nor a libpython it maps defines `_PyRuntime`: a CPython build runner does not recognise (a stripped static build?)".into(),
+                            },
+                        );
+                    }
+                    Known::Other { exe }
+                }
                 Err(err) => {
                     let reason = format!("{:#}", anyhow::Error::from(err));
-                    self.report.unsupported.insert(pid, reason);
+                    self.report.unsupported.insert(
+                        pid,
+                        Unsupported {
+                            version: discover::mapped_version(pid),
+                            executable: exe.clone(),
+                            reason,
+                        },
+                    );
                     Known::Other { exe }
                 }
             };

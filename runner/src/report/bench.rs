@@ -11,13 +11,15 @@ use crate::results::bench::{Bench, Cell, CellStatus};
 
 /// summary.csv of a bench.
 pub fn csv(bench: &Bench) -> String {
-    let mut csv =
-        String::from("app,scenario,status,rps,p50_us,p95_us,p99_us,errors,cpu_pct,rss_mb,reason\n");
+    let mut csv = String::from(
+        "app,python,scenario,status,rps,p50_us,p95_us,p99_us,errors,cpu_pct,rss_mb,reason\n",
+    );
     for c in &bench.cells {
         let _ = writeln!(
             csv,
-            "{},{},{},{:.1},{:.0},{:.0},{:.0},{:.0},{:.1},{:.1},\"{}\"",
+            "{},\"{}\",{},{},{:.1},{:.0},{:.0},{:.0},{:.0},{:.1},{:.1},\"{}\"",
             c.app,
+            c.python.as_deref().unwrap_or(""),
             c.scenario,
             c.status.name(),
             c.rps,
@@ -66,6 +68,14 @@ fn ratio(v: f64, best: f64) -> String {
     }
 }
 
+/// A cell's row: the app, with its interpreter when the bench has that dimension.
+fn row_name(c: &Cell) -> String {
+    match &c.python {
+        Some(py) => format!("{} · Python {py}", c.app),
+        None => c.app.clone(),
+    }
+}
+
 /// report.md of a bench: per scenario, frameworks side by side with each figure's ratio to
 /// the best.
 pub fn markdown(bench: &Bench) -> String {
@@ -95,7 +105,7 @@ pub fn markdown(bench: &Bench) -> String {
                 let _ = writeln!(
                     out,
                     "| {} | {}: {} | | | | | | | | | | |",
-                    c.app,
+                    row_name(c),
                     c.status.name(),
                     c.reason
                         .clone()
@@ -109,7 +119,7 @@ pub fn markdown(bench: &Bench) -> String {
             let _ = writeln!(
                 out,
                 "| {} | {:.1} | {} | {:.2} | {:.2} | {:.2} | {} | {:.0} | {:.1} | {} | {:.1} | {} |",
-                c.app,
+                row_name(c),
                 c.rps,
                 ratio(c.rps, b_rps),
                 c.p50_us / 1000.0,
@@ -148,11 +158,12 @@ pub fn html(bench: &Bench) -> String {
         let sweep = cells
             .iter()
             .any(|c| c.steps.iter().any(|s| s.0.fract() == 0.0));
+        let names: Vec<String> = cells.iter().map(|c| row_name(c)).collect();
         let series: Vec<Series> = cells
             .iter()
             .enumerate()
             .map(|(i, c)| Series {
-                label: &c.app,
+                label: &names[i],
                 color: COLORS[i % COLORS.len()],
                 points: c
                     .steps
@@ -232,5 +243,38 @@ mod tests {
         assert!(md.contains("| c | failed: did not start"), "{md}");
         let html = html(&bench);
         assert!(html.contains("<table>") && !html.contains("<script"));
+    }
+
+    #[test]
+    fn the_interpreter_is_a_dimension() {
+        let cell = |python: &str, rps: f64| Cell {
+            app: "fastapi".into(),
+            scenario: "ping".into(),
+            python: Some(python.into()),
+            rps,
+            ..Default::default()
+        };
+        let bench = Bench {
+            cells: vec![
+                cell("3.11.7 (pyenv, symbols)", 100.0),
+                cell("3.13.0 (pyenv, symbols)", 80.0),
+            ],
+            ..Default::default()
+        };
+        let md = markdown(&bench);
+        assert!(
+            md.contains("| fastapi · Python 3.11.7 (pyenv, symbols) | 100.0 | 1.00 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| fastapi · Python 3.13.0 (pyenv, symbols) | 80.0 | 0.80 |"),
+            "{md}"
+        );
+        let csv = csv(&bench);
+        assert!(csv.starts_with("app,python,scenario,"), "{csv}");
+        assert!(
+            csv.contains("fastapi,\"3.13.0 (pyenv, symbols)\",ping,ok,80.0"),
+            "{csv}"
+        );
     }
 }

@@ -52,6 +52,20 @@ pub fn table(a: &Summary, b: &Summary) -> String {
         "{:<12} {:>14} {:>14}",
         "scenario", a.scenario, b.scenario
     );
+    if a.python.is_some() || b.python.is_some() {
+        let version = |s: &Summary| {
+            s.python
+                .as_ref()
+                .map_or("-".to_string(), |i| i.version.clone())
+        };
+        let _ = writeln!(
+            out,
+            "{:<12} {:>14} {:>14}",
+            "python",
+            version(a),
+            version(b)
+        );
+    }
     for (name, x, y) in rows {
         let r = if x != 0.0 {
             format!("{:.2}", y / x)

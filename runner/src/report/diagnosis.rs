@@ -134,6 +134,9 @@ pub fn markdown(d: &Diagnosis) -> String {
         "# Event-loop diagnosis: {}\n\nStall threshold {} ms: a stall is one callback's stretch of work (between the socket calls a loop makes) that held the loop that long. *busy%*: share of the window the busiest loop spent working; *block%*, *cpu%*, *lock%*, *GIL%*: shares of the loops' time in stalls asleep in blocking calls, running code, waiting for a lock, waiting for the GIL; *calls/s*: calls that block (sleeps, file I/O, locks, waits) made on a loop.\n\n",
         d.app, d.threshold_ms
     );
+    if let Some(i) = &d.python {
+        let _ = writeln!(out, "Interpreter: {}.\n", super::run::interpreter_line(i));
+    }
     out.push_str("| target | loops | busy % | events/iteration | block % | cpu % | lock % | GIL % | kernel % | stalls/s | calls/s | iteration p99 | verdict |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for e in &d.entries {
         let _ = writeln!(

@@ -28,6 +28,18 @@ pub fn files(rec: &Recording) -> anyhow::Result<Vec<(&'static str, Vec<u8>)>> {
     Ok(files)
 }
 
+/// Why process `pid` has no Python frames: `process 812 (CPython 3.10, EXE): no Python
+/// frames: REASON`.
+pub fn unsupported_line(pid: u32, u: &crate::probe::python::Unsupported) -> String {
+    let what = match (&u.version, &u.executable) {
+        (Some(v), Some(exe)) => format!(" (CPython {v}, {exe})"),
+        (Some(v), None) => format!(" (CPython {v})"),
+        (None, Some(exe)) => format!(" ({exe})"),
+        (None, None) => String::new(),
+    };
+    format!("process {pid}{what}: no Python frames: {}", u.reason)
+}
+
 /// Text lines of what the probes and the sampler saw, for terminal summaries.
 pub fn lines(rec: &Recording) -> String {
     let mut out = String::new();
@@ -80,13 +92,16 @@ pub fn lines(rec: &Recording) -> String {
             p.truncated,
         ));
     }
-    for (pid, reason) in &rec.python.unsupported {
-        out.push_str(&format!(
-            "python     process {pid}: no Python stacks: {reason}\n"
-        ));
+    for (pid, u) in &rec.python.unsupported {
+        out.push_str(&format!("python     {}\n", unsupported_line(*pid, u)));
     }
     if let Some(line) = target::unnamed_line(&rec.symbols) {
         out.push_str(&format!("symbols    {line}\n"));
+    }
+    if let Some(u) = rec.symbols.unnamed_in(&rec.oncpu) {
+        for line in target::unnamed_samples_lines(&u) {
+            out.push_str(&format!("             {line}\n"));
+        }
     }
     out.push_str(&format!(
         "off-CPU    {:.1} ms blocked, {:.1} ms preempted\n",

@@ -9,6 +9,15 @@ use super::{
 };
 use crate::{num::ms, results::summary::Summary, run_dir::ARTIFACTS};
 
+/// The interpreter of an app: `CPython 3.13.0 (pyenv, symbols) at PATH (a copy of PATH)`.
+pub fn interpreter_line(i: &crate::cpython::install::Install) -> String {
+    let mut line = format!("CPython {} at {}", i.describe(), i.path.display());
+    if let Some(from) = &i.copied_from {
+        line.push_str(&format!(" (a copy of {})", from.display()));
+    }
+    line
+}
+
 /// report.md.
 pub fn markdown(s: &Summary) -> String {
     let mut out = String::new();
@@ -21,6 +30,9 @@ pub fn markdown(s: &Summary) -> String {
     );
     if let Some(f) = &s.failure {
         let _ = writeln!(out, "\n> {f}");
+    }
+    if let Some(i) = &s.python {
+        let _ = writeln!(out, "\nInterpreter: {}.", interpreter_line(i));
     }
     let _ = writeln!(out, "\n## Load\n");
     let _ = writeln!(out, "| ok/s | errors/s | requests | errors | p50 ms | p90 ms | p95 ms | p99 ms | p99.9 ms | max ms |");
@@ -116,6 +128,18 @@ pub fn markdown(s: &Summary) -> String {
         }
         if let Some(line) = target::unnamed_line(&p.symbolization) {
             let _ = writeln!(out, "\nNative frames without names: {line}.");
+        }
+        if let Some(u) = &p.unnamed_native {
+            for line in target::unnamed_samples_lines(u) {
+                let _ = writeln!(out, "- {line}");
+            }
+        }
+        for (pid, u) in &p.python.unsupported {
+            let _ = writeln!(
+                out,
+                "\nPython: {}.",
+                super::recording::unsupported_line(*pid, u)
+            );
         }
         frame_table(&mut out, "top on-CPU frame", &p.top_frames);
         if !p.top_python_frames.is_empty() {

@@ -95,6 +95,22 @@ pub fn processes_line(ps: &[ProcessFacts]) -> Option<String> {
     ))
 }
 
+/// The share of on-CPU samples with native frames without names, per object with why and
+/// the fix: one line each.
+pub fn unnamed_samples_lines(u: &crate::stacks::symbolize::UnnamedNative) -> Vec<String> {
+    let mut lines = vec![format!(
+        "{:.1}% of on-CPU samples have native frames without names",
+        u.share
+    )];
+    for o in &u.objects {
+        lines.push(format!(
+            "{:.1}% in {} ({}): {}",
+            o.share, o.object, o.reason, o.fix
+        ));
+    }
+    lines
+}
+
 /// Objects whose frames show as `[object]` because they have no symbol table or could not
 /// be read; None when there are none.
 pub fn unnamed_line(s: &SymbolStats) -> Option<String> {

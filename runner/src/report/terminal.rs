@@ -30,6 +30,9 @@ pub fn profile(s: &Summary, probes: &str, elapsed: Duration, client: &ClientUsag
         ms(l.latency_us.p99),
         l.error_total
     );
+    if let Some(i) = &s.python {
+        let _ = writeln!(out, "interpreter {}", super::run::interpreter_line(i));
+    }
     out.push_str(probes);
     if let Some(d) = &s.diagnosis {
         out.push_str(&diagnosis::terminal_line(d));

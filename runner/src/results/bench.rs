@@ -40,6 +40,10 @@ impl CellStatus {
 pub struct Cell {
     pub app: String,
     pub scenario: String,
+    /// The interpreter of a Python app, when the bench has that dimension (`--python`):
+    /// version and build as its runs recorded it, else as asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<String>,
     pub status: CellStatus,
     pub reason: Option<String>,
     pub runs: Vec<String>,
@@ -99,6 +103,10 @@ pub fn reduce(app: &str, scenario: &str, runs: &[Summary], dirs: Vec<String>) ->
     Cell {
         app: app.into(),
         scenario: scenario.into(),
+        python: runs
+            .first()
+            .and_then(|r| r.python.as_ref())
+            .map(|i| i.describe()),
         status: CellStatus::Ok,
         reason: None,
         runs: dirs,

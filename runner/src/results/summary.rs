@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::{
+    cpython::install::Install,
     diagnose,
     load::figures::{LoadReport, Percentiles},
     probe::python::PythonReport,
     record::{Recording, TopFrame},
     sampler::ResourceSummary,
-    stacks::symbolize::SymbolStats,
+    stacks::symbolize::{SymbolStats, UnnamedNative},
     target::{cgroup::CgroupResources, process::ProcessFacts, TargetFacts},
 };
 
@@ -177,6 +178,9 @@ pub struct ProbeSummary {
     /// How native frames were named: stripped and unreadable objects among them.
     #[serde(default)]
     pub symbolization: SymbolStats,
+    /// The on-CPU samples with native frames that have no names, by object, why, and the fix.
+    #[serde(default)]
+    pub unnamed_native: Option<UnnamedNative>,
 }
 
 impl ProbeSummary {
@@ -226,6 +230,7 @@ impl ProbeSummary {
                 .collect(),
             python: rec.python.clone(),
             symbolization: rec.symbols.clone(),
+            unnamed_native: rec.symbols.unnamed_in(&rec.oncpu),
         })
     }
 }
@@ -243,6 +248,9 @@ pub struct Summary {
     /// A running target runner profiled (container, processes, cgroup), as it was at start.
     #[serde(default)]
     pub target: Option<TargetFacts>,
+    /// The interpreter of a Python app runner started: version, build flags, path.
+    #[serde(default)]
+    pub python: Option<Install>,
     /// Every process recorded, with its PID inside its own namespace (a container's).
     #[serde(default)]
     pub processes: Vec<ProcessFacts>,

@@ -172,6 +172,107 @@ pub struct SymbolStats {
     pub unreadable: BTreeMap<String, u64>,
 }
 
+/// Native frames without names in the on-CPU samples: how many samples have one, by
+/// object, why and what to do.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct UnnamedNative {
+    /// Samples with at least one such frame, and their share of all on-CPU samples (%).
+    pub samples: u64,
+    pub share: f64,
+    pub objects: Vec<UnnamedObject>,
+}
+
+/// One object whose frames have no names.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct UnnamedObject {
+    pub object: String,
+    /// Samples with a frame in it, and their share of all on-CPU samples (%).
+    pub samples: u64,
+    pub share: f64,
+    /// `stripped` (no symbol table) or `unreadable`.
+    pub reason: String,
+    pub fix: String,
+}
+
+impl SymbolStats {
+    /// Which on-CPU samples of `oncpu` (a folded profile) have frames of objects without
+    /// names; None when every native frame was named.
+    pub fn unnamed_in(&self, oncpu: &super::folded::Folded) -> Option<UnnamedNative> {
+        let total = oncpu.total();
+        let objects: Vec<(&String, &str)> = self
+            .stripped
+            .keys()
+            .map(|o| (o, "stripped"))
+            .chain(self.unreadable.keys().map(|o| (o, "unreadable")))
+            .collect();
+        if objects.is_empty() || total == 0 {
+            return None;
+        }
+        let frame = |object: &str| {
+            let base = Path::new(object)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| object.to_string());
+            format!("[{base}]")
+        };
+        let names: Vec<String> = objects.iter().map(|(o, _)| frame(o)).collect();
+        let mut per = vec![0u64; objects.len()];
+        let mut samples = 0;
+        for (stack, count) in oncpu.iter() {
+            let mut any = false;
+            for (i, name) in names.iter().enumerate() {
+                if stack.split(';').any(|f| f == name) {
+                    per[i] += count;
+                    any = true;
+                }
+            }
+            if any {
+                samples += count;
+            }
+        }
+        let pct = |n: u64| (n as f64 * 1000.0 / total as f64).round() / 10.0;
+        let mut list: Vec<UnnamedObject> = objects
+            .iter()
+            .zip(per)
+            .filter(|(_, n)| *n > 0)
+            .map(|((object, reason), n)| UnnamedObject {
+                object: object.to_string(),
+                samples: n,
+                share: pct(n),
+                reason: reason.to_string(),
+                fix: fix_for(object, reason),
+            })
+            .collect();
+        list.sort_by_key(|o| std::cmp::Reverse(o.samples));
+        (samples > 0).then(|| UnnamedNative {
+            samples,
+            share: pct(samples),
+            objects: list,
+        })
+    }
+}
+
+/// What gives the frames of `object` names.
+fn fix_for(object: &str, reason: &str) -> String {
+    let name = Path::new(object)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if reason == "unreadable" {
+        return format!(
+            "runner could not open {object}: check that it still exists and that root can read it"
+        );
+    }
+    // The interpreter, or the standard library's extension modules built with it.
+    if name.starts_with("python3")
+        || name.starts_with("libpython3")
+        || object.contains("/lib-dynload/")
+    {
+        return "run it on a CPython with symbols: pyenv's and uv's builds keep them (`pyenv install VERSION`); for a bundled app, `--python VERSION` picks one, or `--python /path/to/python` an unstripped build".into();
+    }
+    format!("use an unstripped build of {name}: runner names native frames from the object's own symbol table (separate debug files are not read)")
+}
+
 /// Whether an object can name its addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ObjectSymbols {
@@ -337,6 +438,34 @@ mod tests {
             "got {name}"
         );
         assert_eq!(sym.user(pid, 8), UNKNOWN);
+    }
+
+    #[test]
+    fn shares_of_samples_in_unnamed_objects() {
+        let mut stats = SymbolStats::default();
+        assert_eq!(
+            stats.unnamed_in(&super::super::folded::Folded::default()),
+            None
+        );
+        stats.stripped.insert("/usr/bin/python3.11".into(), 3);
+        stats
+            .stripped
+            .insert("/usr/lib/x86_64-linux-gnu/libc.so.6".into(), 1);
+        let mut oncpu = super::super::folded::Folded::default();
+        oncpu.add(&["main (a.py:3)", "[python3.11]", "[libc.so.6]"], 10);
+        oncpu.add(&["main (a.py:3)", "[python3.11]"], 15);
+        oncpu.add(&["main (a.py:4)", "PyNumber_Add"], 75);
+        let u = stats.unnamed_in(&oncpu).unwrap();
+        assert_eq!((u.samples, u.share), (25, 25.0));
+        assert_eq!(u.objects[0].object, "/usr/bin/python3.11");
+        assert_eq!((u.objects[0].samples, u.objects[0].share), (25, 25.0));
+        assert!(
+            u.objects[0].fix.contains("--python"),
+            "{}",
+            u.objects[0].fix
+        );
+        assert_eq!((u.objects[1].samples, u.objects[1].share), (10, 10.0));
+        assert_eq!(u.objects[1].reason, "stripped");
     }
 
     #[test]

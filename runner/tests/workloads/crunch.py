@@ -1,5 +1,7 @@
-"""crunch_alpha takes about 70% of the CPU and crunch_beta about 30%, both called from main."""
+"""crunch_alpha takes about 70% of the CPU and crunch_beta about 30%, both called from main;
+meanwhile a thread sleeps 40 x 50 ms in nap_delta, called from sleeper."""
 import sys
+import threading
 import time
 
 
@@ -17,11 +19,26 @@ def crunch_beta(n):
     return total
 
 
+def nap_delta():
+    time.sleep(0.05)
+
+
+def sleeper():
+    for _ in range(40):
+        nap_delta()
+
+
 def main(seconds):
+    napping = threading.Thread(target=sleeper)
+    napping.start()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         crunch_alpha(7000)
         crunch_beta(3000)
+    napping.join()
+    # Alive a little longer, so the last stacks are named before the interpreter tears
+    # their code objects down.
+    time.sleep(0.3)
 
 
 if __name__ == "__main__":
