@@ -92,8 +92,12 @@ pub struct Figures {
 
 impl Figures {
     /// Why these figures make a failed run, if they do: no correct response at all, or a
-    /// share of errors above `max_error_pct`.
+    /// share of errors above `max_error_pct`. Open-loop requests never sent are not the
+    /// server's errors (a rate beyond what it serves is a measurement, as in a rate sweep):
+    /// they are reported, and left out of the share.
     pub fn failure(&self, max_error_pct: f64) -> Option<String> {
+        let unsent = self.errors.get("unsent").copied().unwrap_or(0);
+        let (sent, failed) = (self.requests - unsent, self.error_total - unsent);
         let errors = || {
             self.errors
                 .iter()
@@ -112,7 +116,7 @@ impl Figures {
                 errors()
             ));
         }
-        let pct = 100.0 * self.error_total as f64 / self.requests as f64;
+        let pct = 100.0 * failed as f64 / sent.max(1) as f64;
         (pct > max_error_pct).then(|| {
             format!(
                 "{pct:.1}% of the requests failed ({}), above --max-error-rate {max_error_pct}%",
@@ -290,6 +294,17 @@ mod tests {
             .contains("10.0% of the requests failed"));
         assert_eq!(figures(96, 4).failure(5.0), None);
         assert_eq!(figures(90, 10).failure(20.0), None);
+        // Open-loop requests never sent are reported, not counted against the server.
+        let mut stats = StepStats::new(1);
+        stats.ok = 500;
+        stats.errors[ErrorClass::Unsent as usize] = 500;
+        stats.errors[ErrorClass::Status5xx as usize] = 10;
+        let f = Figures::new(&stats, 1.0, Some(1000.0));
+        assert_eq!(f.failure(5.0), None);
+        assert!(f
+            .failure(1.0)
+            .unwrap()
+            .starts_with("2.0% of the requests failed"));
     }
 
     #[test]
