@@ -111,7 +111,33 @@ pub fn provision(
         .join("venvs")
         .join(format!("{}-{}-{}", app.name, base.version, &hash[..12]));
     let python = venv.join("bin/python");
-    if venv.join(".complete").is_file() && python.exists() {
+    let complete = || venv.join(".complete").is_file() && python.exists();
+    if complete() {
+        return Ok(PythonEnv {
+            python,
+            base,
+            fresh: false,
+        });
+    }
+    // Two first runs at once build it once: the second waits for the first, then uses it.
+    std::fs::create_dir_all(venv.parent().unwrap())
+        .map_err(|e| ProvisionError::Read(venv.clone(), e))?;
+    let lock_path = venv.with_extension("lock");
+    let lock_file = std::fs::File::create(&lock_path)
+        .map_err(|e| ProvisionError::Read(lock_path.clone(), e))?;
+    let _building =
+        match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => lock,
+            Err((file, _)) => {
+                progress(&format!(
+                    "waiting for another runner that is creating {}",
+                    venv.display()
+                ));
+                nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                    .map_err(|(_, e)| ProvisionError::Read(lock_path.clone(), e.into()))?
+            }
+        };
+    if complete() {
         return Ok(PythonEnv {
             python,
             base,
@@ -125,8 +151,6 @@ pub fn provision(
         venv.display()
     ));
     let _ = std::fs::remove_dir_all(&venv);
-    std::fs::create_dir_all(venv.parent().unwrap())
-        .map_err(|e| ProvisionError::Read(venv.clone(), e))?;
     let out = Command::new(&base.path)
         .args(["-m", "venv"])
         .arg(&venv)
