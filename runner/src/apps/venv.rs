@@ -122,7 +122,10 @@ pub fn provision(
     // Two first runs at once build it once: the second waits for the first, then uses it.
     std::fs::create_dir_all(venv.parent().unwrap())
         .map_err(|e| ProvisionError::Read(venv.clone(), e))?;
-    let lock_path = venv.with_extension("lock");
+    let lock_path = venv.with_file_name(format!(
+        "{}.lock",
+        venv.file_name().unwrap_or_default().to_string_lossy()
+    ));
     let lock_file = std::fs::File::create(&lock_path)
         .map_err(|e| ProvisionError::Read(lock_path.clone(), e))?;
     let _building =
