@@ -112,34 +112,12 @@ pub fn provision(
         .join(format!("{}-{}-{}", app.name, base.version, &hash[..12]));
     let python = venv.join("bin/python");
     let complete = || venv.join(".complete").is_file() && python.exists();
-    if complete() {
-        return Ok(PythonEnv {
-            python,
-            base,
-            fresh: false,
-        });
-    }
     // Two first runs at once build it once: the second waits for the first, then uses it.
-    std::fs::create_dir_all(venv.parent().unwrap())
-        .map_err(|e| ProvisionError::Read(venv.clone(), e))?;
-    let lock_path = venv.with_file_name(format!(
-        "{}.lock",
-        venv.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let lock_file = std::fs::File::create(&lock_path)
-        .map_err(|e| ProvisionError::Read(lock_path.clone(), e))?;
-    let _building =
-        match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
-            Ok(lock) => lock,
-            Err((file, _)) => {
-                progress(&format!(
-                    "waiting for another runner that is creating {}",
-                    venv.display()
-                ));
-                nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-                    .map_err(|(_, e)| ProvisionError::Read(lock_path.clone(), e.into()))?
-            }
-        };
+    let _building = if complete() {
+        None
+    } else {
+        Some(lock_building(&venv, progress)?)
+    };
     if complete() {
         return Ok(PythonEnv {
             python,
@@ -227,6 +205,33 @@ fn chown_tree(dir: &Path, owner: &RunAs) {
             if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
                 chown_tree(&path, owner);
             }
+        }
+    }
+}
+
+/// Holds the lock of environment `venv` (a file beside it) while it is built; waits, saying
+/// so, while another runner holds it.
+fn lock_building(
+    venv: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<nix::fcntl::Flock<std::fs::File>, ProvisionError> {
+    std::fs::create_dir_all(venv.parent().unwrap())
+        .map_err(|e| ProvisionError::Read(venv.to_path_buf(), e))?;
+    let lock_path = venv.with_file_name(format!(
+        "{}.lock",
+        venv.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let lock_file = std::fs::File::create(&lock_path)
+        .map_err(|e| ProvisionError::Read(lock_path.clone(), e))?;
+    match nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(lock),
+        Err((file, _)) => {
+            progress(&format!(
+                "waiting for another runner that is creating {}",
+                venv.display()
+            ));
+            nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| ProvisionError::Read(lock_path, e.into()))
         }
     }
 }

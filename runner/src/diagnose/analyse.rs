@@ -149,12 +149,11 @@ pub fn touches_files(frames: &[String]) -> bool {
 /// else the native leaf of a process that is not Python, else why there is none.
 pub fn culprit_frame(stack: &[String], library: &BTreeSet<String>, python: bool) -> String {
     let frames: Vec<&String> = stack.iter().filter(|f| is_python_frame(f)).collect();
-    let app = |f: &&&String| !library.contains(**f);
     let module = |f: &&&String| f.starts_with("<module> (");
     let named = frames
         .iter()
         .rev()
-        .find(|f| app(f) && !module(f))
+        .find(|f| is_own_frame(f, library))
         .or_else(|| frames.iter().rev().find(|f| !module(f)))
         .or_else(|| frames.last());
     if let Some(f) = named {
@@ -173,6 +172,11 @@ pub fn culprit_frame(stack: &[String], library: &BTreeSet<String>, python: bool)
         .find(|f| !f.ends_with("_[k]") && !f.starts_with('['))
         .cloned()
         .unwrap_or_else(|| "[no user frame: the user stack was not captured]".into())
+}
+
+/// A Python frame of the app's own code: not library code, not a script's top level.
+fn is_own_frame(frame: &str, library: &BTreeSet<String>) -> bool {
+    is_python_frame(frame) && !frame.starts_with("<module> (") && !library.contains(frame)
 }
 
 /// The first candidate stack with Python frames, else the first non-empty one.
@@ -285,11 +289,7 @@ pub fn analyse(data: &EvloopData, window: &Window, load: LoadFigures) -> Entry {
             data.python_pids.contains(&e.tgid),
         );
         if cause == Cause::Cpu {
-            let own = stack.iter().any(|f| {
-                is_python_frame(f)
-                    && !f.starts_with("<module> (")
-                    && !data.library_frames.contains(f)
-            });
+            let own = stack.iter().any(|f| is_own_frame(f, &data.library_frames));
             if own || !data.python_pids.contains(&e.tgid) {
                 cpu_counted += held;
             } else {
