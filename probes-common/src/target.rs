@@ -3,7 +3,8 @@
 
 use crate::{pod, COMM_LEN};
 
-/// Processes named as targets, plus the children they fork (key: tgid, value: 1).
+/// Processes named as targets, plus the children they fork (key: tgid, value: the process
+/// whose address space it started from: itself when named or after an exec, else the parent).
 pub const TARGET_TGID_ENTRIES: u32 = 8192;
 /// Threads known to belong to the target (key: tid, value: [`TaskState`]).
 pub const TARGET_TID_ENTRIES: u32 = 65536;

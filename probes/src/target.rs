@@ -158,7 +158,7 @@ fn try_target_newtask(ctx: &TracePointContext) {
         if unsafe { read_volatile(&raw const FOLLOW_FORK) } == 0 {
             return;
         }
-        if TARGET_TGIDS.insert(&child, &1u32, 0).is_err() {
+        if TARGET_TGIDS.insert(&child, &parent.tgid, 0).is_err() {
             bump(Counter::TargetTgidsFull);
             return;
         }
@@ -184,10 +184,15 @@ pub fn target_exit(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// sched_process_exec: the process has a new image, so its Python entry (if any) is stale;
-/// userspace looks at it again.
+/// sched_process_exec: the process has a new image, so its Python entry (if any) is stale
+/// (userspace looks at it again), and it no longer has its parent's address space.
 #[tracepoint]
 pub fn target_exec(_ctx: TracePointContext) -> u32 {
-    crate::python::forget((bpf_get_current_pid_tgid() >> 32) as u32);
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    crate::python::forget(tgid);
+    if let Some(origin) = TARGET_TGIDS.get_ptr_mut(&tgid) {
+        // SAFETY: `origin` points into the map entry for `tgid`.
+        unsafe { *origin = tgid };
+    }
     0
 }

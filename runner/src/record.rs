@@ -336,7 +336,8 @@ impl Recorder {
         let attached = probes.attached().to_vec();
         probes.detach();
         let counters = probes.counters()?;
-        for pid in probes.target_tgids()? {
+        for (pid, origin) in probes.target_origins()? {
+            self.maps.forked(pid, origin);
             self.maps.ensure(pid);
             self.seen.insert(pid);
         }

@@ -4,12 +4,17 @@
 mod common;
 
 use std::{
-    process::Command,
+    io::{BufRead, BufReader},
+    process::{Command, Stdio},
     thread::sleep,
     time::{Duration, Instant},
 };
 
 use common::*;
+use nix::{
+    sys::signal::{kill, Signal},
+    unistd::Pid,
+};
 
 #[test]
 fn oncpu_splits_samples_between_two_functions() {
@@ -172,9 +177,33 @@ fn processes_outside_the_target_contribute_nothing() {
 #[test]
 fn pid_targets_follow_their_forks() {
     let _machine = exclusive();
-    let forker = Background::spawn(Command::new(workload("forker")).arg("0.5"));
+    let forker = Background::spawn(Command::new(workload("forker")).arg("1"));
     let out = out_dir("fork");
-    probe(&out, &["--pid", &forker.pid().to_string(), "-d", "3s"]);
+    let mut runner = runner()
+        .arg("probe")
+        .arg("--out")
+        .arg(&out)
+        .args(["--pid", &forker.pid().to_string(), "-d", "3s"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runner runs");
+    // The child is forked (and exits a second later) only once the probes are attached.
+    let mut stderr = BufReader::new(runner.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("attached") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "runner ended before attaching: {said}"
+        );
+        said.push_str(&line);
+    }
+    kill(Pid::from_raw(forker.pid() as i32), Signal::SIGUSR1).unwrap();
+    std::io::copy(&mut stderr, &mut std::io::sink()).unwrap();
+    assert!(
+        runner.wait().unwrap().success(),
+        "runner probe failed: {said}"
+    );
     let oncpu = read(&out, "oncpu.folded");
     assert!(
         folded_sum(&oncpu, |s| s.contains("child_burn")) > 50,

@@ -318,8 +318,15 @@ impl Probes {
                     })?;
             }
         }
-        for spec in planned_programs(config) {
-            probes.attach_program(&spec, config.freq_hz)?;
+        // Every program is verified before the first one is attached, so they all start
+        // within a few milliseconds of each other (verifying takes a second or more), and
+        // the first sampling tick follows right after.
+        let specs = planned_programs(config);
+        for spec in &specs {
+            probes.load_program(spec)?;
+        }
+        for spec in &specs {
+            probes.attach_program(spec, config.freq_hz)?;
         }
         Ok(probes)
     }
@@ -328,15 +335,17 @@ impl Probes {
     pub fn add_tgids(&mut self, tgids: &[u32]) -> Result<(), ProbeError> {
         let mut map: BpfHashMap<_, u32, u32> = self.map_mut("TARGET_TGIDS")?;
         for tgid in tgids {
-            map.insert(tgid, 1, 0).map_err(|source| ProbeError::Map {
-                map: "TARGET_TGIDS",
-                source,
-            })?;
+            map.insert(tgid, tgid, 0)
+                .map_err(|source| ProbeError::Map {
+                    map: "TARGET_TGIDS",
+                    source,
+                })?;
         }
         Ok(())
     }
 
-    fn attach_program(&mut self, spec: &ProgramSpec, freq_hz: u64) -> Result<(), ProbeError> {
+    /// Verifies and loads a program into the kernel, without attaching it.
+    fn load_program(&mut self, spec: &ProgramSpec) -> Result<(), ProbeError> {
         let program = self
             .ebpf
             .program_mut(spec.name)
@@ -349,6 +358,28 @@ impl Probes {
             program: spec.name,
             source,
         };
+        match spec.hook {
+            Hook::Tracepoint { .. } => {
+                let tp: &mut TracePoint = program.try_into().map_err(type_err)?;
+                tp.load().map_err(load_err)
+            }
+            Hook::CpuClock => {
+                let perf: &mut PerfEvent = program.try_into().map_err(type_err)?;
+                perf.load().map_err(load_err)
+            }
+        }
+    }
+
+    /// Attaches a loaded program to its hook.
+    fn attach_program(&mut self, spec: &ProgramSpec, freq_hz: u64) -> Result<(), ProbeError> {
+        let program = self
+            .ebpf
+            .program_mut(spec.name)
+            .ok_or(ProbeError::MissingProgram(spec.name))?;
+        let type_err = |source| ProbeError::ProgramType {
+            program: spec.name,
+            source,
+        };
         let attach_err = |source| ProbeError::Attach {
             program: spec.name,
             hook: spec.hook.to_string(),
@@ -357,13 +388,11 @@ impl Probes {
         let links = match spec.hook {
             Hook::Tracepoint { category, name } => {
                 let tp: &mut TracePoint = program.try_into().map_err(type_err)?;
-                tp.load().map_err(load_err)?;
                 tp.attach(category, name).map_err(attach_err)?;
                 1
             }
             Hook::CpuClock => {
                 let perf: &mut PerfEvent = program.try_into().map_err(type_err)?;
-                perf.load().map_err(load_err)?;
                 let cpus =
                     aya::util::online_cpus().map_err(|(what, e)| ProbeError::Cpus(what, e))?;
                 for &cpu in &cpus {
@@ -406,8 +435,18 @@ impl Probes {
 
     /// Processes in the target set: those named at start and those followed through fork.
     pub fn target_tgids(&self) -> Result<Vec<u32>, ProbeError> {
+        Ok(self
+            .target_origins()?
+            .into_iter()
+            .map(|(tgid, _)| tgid)
+            .collect())
+    }
+
+    /// Each process in the target set with the process whose address space it started from:
+    /// itself when named or after an exec, its parent when forked.
+    pub fn target_origins(&self) -> Result<Vec<(u32, u32)>, ProbeError> {
         let map: BpfHashMap<_, u32, u32> = self.map("TARGET_TGIDS")?;
-        map.keys()
+        map.iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(|source| ProbeError::Map {
                 map: "TARGET_TGIDS",

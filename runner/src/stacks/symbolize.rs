@@ -2,8 +2,10 @@
 //! Each process's executable mappings are cached while it is alive, so a process that exits
 //! during a run is still symbolized afterwards. The files of a process in another mount
 //! namespace (a container) are opened through `/proc/PID/map_files` (or its root) when first
-//! seen and held open, so its own libraries are used, even after it exits. Frames in objects without a symbol table
-//! (stripped) or that cannot be read are counted per object and shown as `[object]`.
+//! seen and held open, so its own libraries are used, even after it exits. A forked child
+//! that exits before its mappings are read is symbolized with the mappings of the process it
+//! was forked from (a fork copies the address space). Frames in objects without a symbol
+//! table (stripped) or that cannot be read are counted per object and shown as `[object]`.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -53,6 +55,8 @@ pub enum MappedObject {
 #[derive(Debug, Default)]
 pub struct ProcessMaps {
     by_pid: HashMap<u32, Vec<Mapping>>,
+    /// Forked child → the process it was forked from (and has not exec'd since).
+    forked_from: HashMap<u32, u32>,
     /// Files mapped by processes of other mount namespaces, held open by device and inode:
     /// a container's files are gone with its mount namespace when its last process exits.
     held: HashMap<((i32, i32), u64), File>,
@@ -60,6 +64,8 @@ pub struct ProcessMaps {
 
 /// Most files held open for other mount namespaces; past that, they are read by path.
 const MAX_HELD: usize = 512;
+/// Most forks followed back to find a process whose mappings were read.
+const MAX_FORK_DEPTH: usize = 16;
 
 /// The inode of a process's mount namespace.
 fn mount_ns(pid: &str) -> Option<u64> {
@@ -141,9 +147,29 @@ impl ProcessMaps {
         }
     }
 
+    /// Records that `child` was forked from `parent` and still has its address space layout.
+    pub fn forked(&mut self, child: u32, parent: u32) {
+        if child != parent {
+            self.forked_from.insert(child, parent);
+        }
+    }
+
+    /// The mappings of `pid`, or, when they were never read, those of the nearest process it
+    /// was forked from.
+    fn mappings(&self, pid: u32) -> Option<&Vec<Mapping>> {
+        let mut pid = pid;
+        for _ in 0..MAX_FORK_DEPTH {
+            if let Some(maps) = self.by_pid.get(&pid) {
+                return Some(maps);
+            }
+            pid = *self.forked_from.get(&pid)?;
+        }
+        None
+    }
+
     /// The mapping that holds `addr` in process `pid`.
     pub fn lookup(&self, pid: u32, addr: u64) -> Option<&Mapping> {
-        let maps = self.by_pid.get(&pid)?;
+        let maps = self.mappings(pid)?;
         let index = maps.partition_point(|m| m.start <= addr).checked_sub(1)?;
         let mapping = &maps[index];
         (addr < mapping.end).then_some(mapping)
@@ -496,5 +522,24 @@ mod tests {
         child.wait().unwrap();
         assert!(!maps.refresh(pid));
         assert!(maps.pids().any(|p| p == pid));
+    }
+
+    #[test]
+    fn a_fork_child_never_read_uses_its_parents_mappings() {
+        let pid = std::process::id();
+        let mut maps = ProcessMaps::default();
+        assert!(maps.refresh(pid));
+        let addr = a_fork_child_never_read_uses_its_parents_mappings as usize as u64;
+        let (child, grandchild, stranger) = (u32::MAX - 1, u32::MAX - 2, u32::MAX - 3);
+        assert!(maps.lookup(child, addr).is_none());
+        maps.forked(child, pid);
+        maps.forked(grandchild, child);
+        let own = maps.lookup(pid, addr).cloned();
+        assert!(own.is_some());
+        assert_eq!(maps.lookup(child, addr).cloned(), own);
+        assert_eq!(maps.lookup(grandchild, addr).cloned(), own);
+        assert!(maps.lookup(stranger, addr).is_none());
+        maps.forked(stranger, stranger);
+        assert!(maps.lookup(stranger, addr).is_none());
     }
 }
