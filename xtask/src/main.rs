@@ -11,7 +11,7 @@ const USAGE: &str = "usage: cargo xtask <task>
 tasks:
   setup                    install what this machine lacks (Debian packages, bpf-linker, tracefs)
   test                     set up, then run every test (probe tests load BPF programs: root or sudo)
-  bench probes [--rounds N] [--freq HZ] [--workload cpu-bound|syscall-heavy|python-cpu]
+  bench probes [--rounds N] [--freq HZ] [--workload cpu-bound|syscall-heavy|python-cpu] [--python 3.11,3.13,PATH]
                            probe overhead on CPU-bound, syscall-heavy and Python workloads, A/B alternated
   bench load [--rounds N] [--seconds S] [--soak S]
                            runner load against wrk and oha on nginx, alternated; memory soak

@@ -344,42 +344,35 @@ impl Probes {
         Ok(())
     }
 
+    /// The program `spec` names, as its type `T`.
+    fn program<'a, T>(&'a mut self, spec: &ProgramSpec) -> Result<&'a mut T, ProbeError>
+    where
+        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    {
+        self.ebpf
+            .program_mut(spec.name)
+            .ok_or(ProbeError::MissingProgram(spec.name))?
+            .try_into()
+            .map_err(|source| ProbeError::ProgramType {
+                program: spec.name,
+                source,
+            })
+    }
+
     /// Verifies and loads a program into the kernel, without attaching it.
     fn load_program(&mut self, spec: &ProgramSpec) -> Result<(), ProbeError> {
-        let program = self
-            .ebpf
-            .program_mut(spec.name)
-            .ok_or(ProbeError::MissingProgram(spec.name))?;
-        let type_err = |source| ProbeError::ProgramType {
-            program: spec.name,
-            source,
-        };
         let load_err = |source| ProbeError::Load {
             program: spec.name,
             source,
         };
         match spec.hook {
-            Hook::Tracepoint { .. } => {
-                let tp: &mut TracePoint = program.try_into().map_err(type_err)?;
-                tp.load().map_err(load_err)
-            }
-            Hook::CpuClock => {
-                let perf: &mut PerfEvent = program.try_into().map_err(type_err)?;
-                perf.load().map_err(load_err)
-            }
+            Hook::Tracepoint { .. } => self.program::<TracePoint>(spec)?.load().map_err(load_err),
+            Hook::CpuClock => self.program::<PerfEvent>(spec)?.load().map_err(load_err),
         }
     }
 
     /// Attaches a loaded program to its hook.
     fn attach_program(&mut self, spec: &ProgramSpec, freq_hz: u64) -> Result<(), ProbeError> {
-        let program = self
-            .ebpf
-            .program_mut(spec.name)
-            .ok_or(ProbeError::MissingProgram(spec.name))?;
-        let type_err = |source| ProbeError::ProgramType {
-            program: spec.name,
-            source,
-        };
         let attach_err = |source| ProbeError::Attach {
             program: spec.name,
             hook: spec.hook.to_string(),
@@ -387,12 +380,12 @@ impl Probes {
         };
         let links = match spec.hook {
             Hook::Tracepoint { category, name } => {
-                let tp: &mut TracePoint = program.try_into().map_err(type_err)?;
+                let tp = self.program::<TracePoint>(spec)?;
                 tp.attach(category, name).map_err(attach_err)?;
                 1
             }
             Hook::CpuClock => {
-                let perf: &mut PerfEvent = program.try_into().map_err(type_err)?;
+                let perf = self.program::<PerfEvent>(spec)?;
                 let cpus =
                     aya::util::online_cpus().map_err(|(what, e)| ProbeError::Cpus(what, e))?;
                 for &cpu in &cpus {

@@ -529,7 +529,7 @@ mod tests {
         let pid = std::process::id();
         let mut maps = ProcessMaps::default();
         assert!(maps.refresh(pid));
-        let addr = a_fork_child_never_read_uses_its_parents_mappings as usize as u64;
+        let addr = a_fork_child_never_read_uses_its_parents_mappings as *const () as usize as u64;
         let (child, grandchild, stranger) = (u32::MAX - 1, u32::MAX - 2, u32::MAX - 3);
         assert!(maps.lookup(child, addr).is_none());
         maps.forked(child, pid);

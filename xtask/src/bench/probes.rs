@@ -3,6 +3,8 @@
 
 use std::{path::Path, process::Command};
 
+use anyhow::Context;
+
 use super::{compile_c, elapsed_ns, flag, median};
 use crate::{setup, sh};
 
@@ -124,69 +126,147 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .iter()
         .position(|a| a == "--workload")
         .and_then(|i| args.get(i + 1));
+    let pythons = match args.iter().position(|a| a == "--python") {
+        Some(i) => args
+            .get(i + 1)
+            .context("--python takes a list: 3.11,3.12,/path/to/python")?
+            .split(',')
+            .map(find_python)
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        None => Vec::new(),
+    };
     for w in WORKLOADS
         .iter()
         .filter(|w| only.is_none_or(|o| o == w.name))
     {
         let source = sh::workspace().join(w.source);
-        let bin: Vec<String> = match w.interpreter {
-            Some(interpreter) => vec![interpreter.into(), source.display().to_string()],
-            None => vec![compile_c(&format!("bench-{}", w.name), &source)?
-                .display()
-                .to_string()],
-        };
-        let variants: &[Variant] = match w.name {
-            "syscall-heavy" => &[PLAIN, ALL, SYSCALLS_ONLY, NO_SYSCALLS],
-            "python-cpu" => &[PLAIN, ALL, ALL_999],
-            _ => &[PLAIN, ALL],
-        };
-        let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
-        for round in 0..rounds as usize {
-            // Rotate the order so that no variant always runs first.
-            for k in 0..variants.len() {
-                let i = (k + round) % variants.len();
-                let stdout =
-                    sh::output(&mut command(variants[i], &runner, &bin, w.arg, freq, &out))?;
-                times[i].push(elapsed_ns(&stdout)?);
+        let runs: Vec<(String, Vec<String>)> = match w.interpreter {
+            Some(default) => {
+                let interpreters = if pythons.is_empty() {
+                    vec![default.to_string()]
+                } else {
+                    pythons.clone()
+                };
+                interpreters
+                    .into_iter()
+                    .map(|python| {
+                        let name = format!("{} {}", w.name, python_version(&python));
+                        (name, vec![python, source.display().to_string()])
+                    })
+                    .collect()
             }
+            None => vec![(
+                w.name.to_string(),
+                vec![compile_c(&format!("bench-{}", w.name), &source)?
+                    .display()
+                    .to_string()],
+            )],
+        };
+        for (name, bin) in runs {
+            measure(&name, w, &bin, &runner, rounds, freq, &out, &mut report)?;
         }
-        let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
-        let plain = medians[0];
-        println!(
-            "{:<14} plain {:>8.1} ms ({:.2}M ops/s)",
-            w.name,
-            plain / 1e6,
-            w.ops / (plain / 1e9) / 1e6
-        );
-        for (variant, &t) in variants.iter().zip(&medians).skip(1) {
-            println!(
-                "  {:<17} {:>8.1} ms  ratio {:.4}  overhead {:+.2}%  (+{:.0} ns per op)",
-                variant.name,
-                t / 1e6,
-                t / plain,
-                (t / plain - 1.0) * 100.0,
-                (t - plain) / w.ops
-            );
-            report.push(format!(
-                "{{\"workload\":\"{}\",\"variant\":\"{}\",\"rounds\":{rounds},\"freq_hz\":{},\"plain_ms\":{:.3},\"probed_ms\":{:.3},\"ratio\":{:.5},\"plain_ops_per_s\":{:.0},\"extra_ns_per_op\":{:.1}}}",
-                w.name,
-                variant.name,
-                variant.freq.unwrap_or(freq),
-                plain / 1e6,
-                t / 1e6,
-                t / plain,
-                w.ops / (plain / 1e9),
-                (t - plain) / w.ops
-            ));
-        }
-        program_costs(&runner, &bin, w, freq, &out, plain)?;
     }
     let dir = sh::workspace().join("results");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("bench-probes.json");
-    std::fs::write(&file, format!("[{}]\n", report.join(",")))?;
+    std::fs::write(&file, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("wrote {}", file.display());
     Ok(())
+}
+
+/// An interpreter named by version (pyenv's build first, then /usr/bin, /usr/local/bin) or
+/// by path.
+fn find_python(spec: &str) -> anyhow::Result<String> {
+    if spec.contains('/') {
+        return Ok(spec.to_string());
+    }
+    let pyenv = std::fs::read_dir("/root/.pyenv/versions")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.strip_prefix(spec).is_some_and(|r| r.starts_with('.')))
+        })
+        .map(|p| p.join(format!("bin/python{spec}")));
+    let system = ["/usr/bin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(format!("python{spec}")));
+    pyenv
+        .chain(system)
+        .find(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .with_context(|| format!("no Python {spec} found (pyenv, /usr/bin, /usr/local/bin)"))
+}
+
+/// `3.12.1` for an interpreter, or its path when it does not run.
+fn python_version(python: &str) -> String {
+    sh::output(
+        Command::new(python).args(["-c", "import platform; print(platform.python_version())"]),
+    )
+    .map(|v| v.trim().to_string())
+    .unwrap_or_else(|_| python.to_string())
+}
+
+/// Runs one workload with one binary under each variant, alternating, and reports the
+/// overhead of each against plain.
+#[allow(clippy::too_many_arguments)]
+fn measure(
+    name: &str,
+    w: &Workload,
+    bin: &[String],
+    runner: &Path,
+    rounds: u32,
+    freq: u32,
+    out: &Path,
+    report: &mut Vec<serde_json::Value>,
+) -> anyhow::Result<()> {
+    let variants: &[Variant] = match w.name {
+        "syscall-heavy" => &[PLAIN, ALL, SYSCALLS_ONLY, NO_SYSCALLS],
+        "python-cpu" => &[PLAIN, ALL, ALL_999],
+        _ => &[PLAIN, ALL],
+    };
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); variants.len()];
+    for round in 0..rounds as usize {
+        // Rotate the order so that no variant always runs first.
+        for k in 0..variants.len() {
+            let i = (k + round) % variants.len();
+            let stdout = sh::output(&mut command(variants[i], runner, bin, w.arg, freq, out))?;
+            times[i].push(elapsed_ns(&stdout)?);
+        }
+    }
+    let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
+    let plain = medians[0];
+    println!(
+        "{name:<14} plain {:>8.1} ms ({:.2}M ops/s)",
+        plain / 1e6,
+        w.ops / (plain / 1e9) / 1e6
+    );
+    for (variant, &t) in variants.iter().zip(&medians).skip(1) {
+        println!(
+            "  {:<17} {:>8.1} ms  ratio {:.4}  overhead {:+.2}%  (+{:.0} ns per op)",
+            variant.name,
+            t / 1e6,
+            t / plain,
+            (t / plain - 1.0) * 100.0,
+            (t - plain) / w.ops
+        );
+        report.push(serde_json::json!({
+            "workload": name,
+            "interpreter": w.interpreter.map(|_| &bin[0]),
+            "variant": variant.name,
+            "rounds": rounds,
+            "freq_hz": variant.freq.unwrap_or(freq),
+            "plain_ms": plain / 1e6,
+            "probed_ms": t / 1e6,
+            "ratio": t / plain,
+            "plain_ops_per_s": w.ops / (plain / 1e9),
+            "extra_ns_per_op": (t - plain) / w.ops,
+        }));
+    }
+    program_costs(runner, bin, w, freq, out, plain)
 }
 
 /// Runs the workload once more under all probes with the kernel's BPF run-time statistics
