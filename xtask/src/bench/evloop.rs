@@ -8,7 +8,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
-use super::{flag, median};
+use super::{flag, median, round_ratios};
 use crate::{setup, sh};
 
 struct Variant {
@@ -78,26 +78,32 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             rps[i].push(r);
         }
     }
+    let ratios = round_ratios(&rps);
     let medians: Vec<f64> = rps.iter_mut().map(|r| median(r)).collect();
     let mut report = Vec::new();
-    for (v, m) in VARIANTS.iter().zip(&medians) {
-        let ratio = m / medians[0];
+    for ((v, &m), &ratio) in VARIANTS.iter().zip(&medians).zip(&ratios) {
         println!(
-            "{:<18} {:>9.1} ok/s  ratio {:.4}  overhead {:+.2}%",
+            "{:<18} {:>9.1} ok/s  round ratio {:.4}  overhead {:+.2}%  (ratio of medians {:.4})",
             v.name,
             m,
             ratio,
-            (1.0 - ratio) * 100.0
+            (1.0 - ratio) * 100.0,
+            m / medians[0]
         );
-        report.push(format!(
-            "{{\"app\":\"{app}\",\"scenario\":\"{scenario}\",\"variant\":\"{}\",\"rounds\":{rounds},\"rps\":{m:.1},\"ratio\":{ratio:.5}}}",
-            v.name
-        ));
+        report.push(serde_json::json!({
+            "app": app,
+            "scenario": scenario,
+            "variant": v.name,
+            "rounds": rounds,
+            "rps": m,
+            "ratio": ratio,
+            "ratio_of_medians": m / medians[0],
+        }));
     }
     let dir = sh::workspace().join("results");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("bench-evloop.json");
-    std::fs::write(&file, format!("[{}]\n", report.join(",")))?;
+    std::fs::write(&file, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("wrote {}", file.display());
     Ok(())
 }

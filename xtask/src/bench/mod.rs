@@ -71,3 +71,15 @@ pub fn median(values: &mut [f64]) -> f64 {
         values[mid]
     }
 }
+
+/// For each variant, the median over rounds of its figure over the first variant's figure in
+/// the same round: the machine's drift between rounds cancels out of these.
+pub fn round_ratios(figures: &[Vec<f64>]) -> Vec<f64> {
+    figures
+        .iter()
+        .map(|f| {
+            let mut r: Vec<f64> = f.iter().zip(&figures[0]).map(|(x, b)| x / b).collect();
+            median(&mut r)
+        })
+        .collect()
+}

@@ -5,7 +5,7 @@ use std::{path::Path, process::Command};
 
 use anyhow::Context;
 
-use super::{compile_c, elapsed_ns, flag, median};
+use super::{compile_c, elapsed_ns, flag, median, round_ratios};
 use crate::{setup, sh};
 
 struct Workload {
@@ -237,6 +237,7 @@ fn measure(
             times[i].push(elapsed_ns(&stdout)?);
         }
     }
+    let round_ratios = round_ratios(&times);
     let medians: Vec<f64> = times.iter_mut().map(|t| median(t)).collect();
     let plain = medians[0];
     println!(
@@ -244,13 +245,14 @@ fn measure(
         plain / 1e6,
         w.ops / (plain / 1e9) / 1e6
     );
-    for (variant, &t) in variants.iter().zip(&medians).skip(1) {
+    for ((variant, &t), &ratio) in variants.iter().zip(&medians).zip(&round_ratios).skip(1) {
         println!(
-            "  {:<17} {:>8.1} ms  ratio {:.4}  overhead {:+.2}%  (+{:.0} ns per op)",
+            "  {:<17} {:>8.1} ms  round ratio {:.4}  overhead {:+.2}%  (ratio of medians {:.4}, +{:.0} ns per op)",
             variant.name,
             t / 1e6,
+            ratio,
+            (ratio - 1.0) * 100.0,
             t / plain,
-            (t / plain - 1.0) * 100.0,
             (t - plain) / w.ops
         );
         report.push(serde_json::json!({
@@ -261,7 +263,8 @@ fn measure(
             "freq_hz": variant.freq.unwrap_or(freq),
             "plain_ms": plain / 1e6,
             "probed_ms": t / 1e6,
-            "ratio": t / plain,
+            "ratio": ratio,
+            "ratio_of_medians": t / plain,
             "plain_ops_per_s": w.ops / (plain / 1e9),
             "extra_ns_per_op": (t - plain) / w.ops,
         }));
