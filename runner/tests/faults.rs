@@ -6,7 +6,6 @@
 mod common;
 
 use std::{
-    io::BufRead,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
@@ -76,36 +75,6 @@ fn leftovers(pid: u32, out: &Path) -> Vec<String> {
         }
     }
     found
-}
-
-/// Starts `runner ARGS`, and returns it once its stderr has printed `marker`.
-fn start_until(
-    args: &[&str],
-    marker: &str,
-) -> (std::process::Child, std::thread::JoinHandle<String>) {
-    let mut child = runner()
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !seen.contains(marker) {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0 && Instant::now() < deadline,
-            "runner ended before `{marker}`:\n{seen}"
-        );
-        seen.push_str(&line);
-    }
-    let rest = std::thread::spawn(move || {
-        let mut more = String::new();
-        let _ = std::io::Read::read_to_string(&mut stderr, &mut more);
-        seen + &more
-    });
-    (child, rest)
 }
 
 /// SIGKILL in each phase of a profile with a database: the next runner start cleans up all

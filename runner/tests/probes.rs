@@ -4,8 +4,7 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    process::{Command, Stdio},
+    process::Command,
     thread::sleep,
     time::{Duration, Instant},
 };
@@ -179,30 +178,26 @@ fn pid_targets_follow_their_forks() {
     let _machine = exclusive();
     let forker = Background::spawn(Command::new(workload("forker")).arg("1"));
     let out = out_dir("fork");
-    let mut runner = runner()
-        .arg("probe")
-        .arg("--out")
-        .arg(&out)
-        .args(["--pid", &forker.pid().to_string(), "-d", "3s"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runner runs");
+    let pid = forker.pid().to_string();
     // The child is forked (and exits a second later) only once the probes are attached.
-    let mut stderr = BufReader::new(runner.stderr.take().unwrap());
-    let mut said = String::new();
-    while !said.contains("attached") {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "runner ended before attaching: {said}"
-        );
-        said.push_str(&line);
-    }
+    let (mut runner, said) = start_until(
+        &[
+            "probe",
+            "--out",
+            out.to_str().unwrap(),
+            "--pid",
+            &pid,
+            "-d",
+            "3s",
+        ],
+        "attached",
+    );
     kill(Pid::from_raw(forker.pid() as i32), Signal::SIGUSR1).unwrap();
-    std::io::copy(&mut stderr, &mut std::io::sink()).unwrap();
+    let status = runner.wait().unwrap();
     assert!(
-        runner.wait().unwrap().success(),
-        "runner probe failed: {said}"
+        status.success(),
+        "runner probe failed: {}",
+        said.join().unwrap()
     );
     let oncpu = read(&out, "oncpu.folded");
     assert!(

@@ -158,3 +158,34 @@ impl Drop for Background {
         let _ = self.0.wait();
     }
 }
+
+/// Starts `runner ARGS`, and returns it once its stderr has printed `marker`.
+pub fn start_until(
+    args: &[&str],
+    marker: &str,
+) -> (std::process::Child, std::thread::JoinHandle<String>) {
+    let mut child = runner()
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !seen.contains(marker) {
+        let mut line = String::new();
+        assert!(
+            std::io::BufRead::read_line(&mut stderr, &mut line).unwrap() > 0
+                && std::time::Instant::now() < deadline,
+            "runner ended before `{marker}`:\n{seen}"
+        );
+        seen.push_str(&line);
+    }
+    let rest = std::thread::spawn(move || {
+        let mut more = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut more);
+        seen + &more
+    });
+    (child, rest)
+}
