@@ -258,6 +258,11 @@ fn undo(item: &Item) -> Option<String> {
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
+            // Gone (or a zombie) before the folders they write in are removed.
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while tree.iter().any(|p| running(*p)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             Some(format!(
                 "stopped process {pid} ({} with its children)",
                 comm(*pid)
@@ -274,8 +279,14 @@ fn undo(item: &Item) -> Option<String> {
             if !path.exists() {
                 return None;
             }
-            let _ = std::fs::remove_dir_all(path);
-            Some(format!("removed {}", path.display()))
+            let stopped = remove_with_holders(path);
+            Some(match stopped {
+                0 => format!("removed {}", path.display()),
+                n => format!(
+                    "removed {} (stopped {n} process(es) still working in it)",
+                    path.display()
+                ),
+            })
         }
         Item::Partial { path } => {
             if !path.exists() {
@@ -312,6 +323,13 @@ fn abandoned_name(partial: &Path) -> PathBuf {
     to
 }
 
+/// Whether `pid` exists and has not exited.
+fn running(pid: u32) -> bool {
+    procfs::process::Process::new(pid as i32)
+        .and_then(|p| p.stat())
+        .is_ok_and(|s| s.state != 'Z' && s.state != 'X')
+}
+
 fn comm(pid: u32) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .map(|s| s.trim().to_string())
@@ -341,6 +359,53 @@ fn with_descendants(pid: u32) -> Vec<u32> {
         i += 1;
     }
     all
+}
+
+/// Processes (other than this one) whose working folder, root or an open file lies in
+/// `dir`: what a killed run's helpers left working there, even once orphaned (initdb's
+/// bootstrap backend names its data folder in neither its arguments nor its parentage).
+fn holders(dir: &Path) -> Vec<u32> {
+    let Ok(procs) = procfs::process::all_processes() else {
+        return Vec::new();
+    };
+    let own = std::process::id() as i32;
+    procs
+        .flatten()
+        .filter(|p| p.pid != own)
+        .filter(|p| {
+            let inside = |t: std::io::Result<PathBuf>| t.is_ok_and(|t| t.starts_with(dir));
+            inside(p.cwd().map_err(std::io::Error::other))
+                || inside(p.root().map_err(std::io::Error::other))
+                || p.fd().is_ok_and(|fds| {
+                    fds.flatten().any(|fd| match fd.target {
+                        procfs::process::FDTarget::Path(t) => t.starts_with(dir),
+                        _ => false,
+                    })
+                })
+        })
+        .map(|p| p.pid as u32)
+        .collect()
+}
+
+/// Removes `dir`, first stopping whatever still works in it, until it is gone (a process
+/// being killed may finish one last write). Returns how many processes were stopped.
+fn remove_with_holders(dir: &Path) -> usize {
+    let mut stopped = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        let held = holders(dir);
+        for pid in &held {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(*pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            stopped.insert(*pid);
+        }
+        if held.is_empty() && (std::fs::remove_dir_all(dir).is_ok() || !dir.exists()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stopped.len()
 }
 
 /// Kills every process in a cgroup, then removes it.
@@ -387,6 +452,25 @@ mod tests {
             .join("20261201T010203Z-app-ping.abandoned/ABANDONED")
             .exists());
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn a_scratch_folder_goes_with_what_still_works_in_it() {
+        let dir = std::env::temp_dir().join(format!("journal-held-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        // Like initdb's orphaned backend: found by its working folder alone.
+        let mut worker = std::process::Command::new("sh")
+            .args(["-c", "while :; do touch f$$; sleep 0.01; done"])
+            .current_dir(dir.join("data"))
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let line = undo(&Item::Scratch { path: dir.clone() }).unwrap();
+        assert!(line.contains("process(es) still working in it"), "{line}");
+        assert!(!dir.exists());
+        let status = worker.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "the worker was killed");
     }
 
     #[test]

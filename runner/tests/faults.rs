@@ -48,6 +48,19 @@ fn leftovers(pid: u32, out: &Path) -> Vec<String> {
     for line in String::from_utf8_lossy(&ps.stdout).lines() {
         found.push(format!("process {line}"));
     }
+    // Orphans that name the folder nowhere in their arguments (initdb's bootstrap backend).
+    let tmp = std::env::temp_dir()
+        .join(&scratch)
+        .to_string_lossy()
+        .into_owned();
+    for proc in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cwd) = std::fs::read_link(proc.path().join("cwd")) {
+            if cwd.to_string_lossy().starts_with(&tmp) {
+                let pid = proc.file_name().to_string_lossy().into_owned();
+                found.push(format!("process {pid} working in {}", cwd.display()));
+            }
+        }
+    }
     let suffix = format!("-{pid}");
     for root in [
         runner::cgroup::v2_root().unwrap(),
