@@ -119,7 +119,9 @@ async def handle_fetch():
 
 
 async def handle_file():
-    with tempfile.NamedTemporaryFile(dir=SCRATCH) as f:
+    # One file rewritten in place: a file made and removed per request would make unlink
+    # the heavier call where the filesystem discards freed blocks (mounted with `discard`).
+    with open(scratch_file("synced", 4096), "r+b") as f:
         f.write(os.urandom(4096))
         f.flush()
         os.fsync(f.fileno())  # BLOCKING: file
