@@ -24,6 +24,9 @@ pub struct TaskState {
     pub offcpu_runnable: u32,
     /// Entry time of the syscall in progress, 0 when none.
     pub syscall_ts: u64,
+    /// Id of the syscall in progress (valid while `syscall_ts` is set).
+    pub syscall_nr: u32,
+    pub _pad: u32,
     /// Switch-out time, 0 while the thread is on a CPU.
     pub offcpu_ts: u64,
     /// Time the thread became runnable, 0 while it is not waiting to run.

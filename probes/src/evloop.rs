@@ -11,7 +11,8 @@ use core::ptr::read_volatile;
 use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
-    programs::TracePointContext,
+    helpers::bpf_probe_read_kernel,
+    programs::RawTracePointContext,
 };
 use probes_common::{
     counters::Counter,
@@ -22,11 +23,10 @@ use probes_common::{
     },
     hist::{log2_slot, HIST_SLOTS},
     target::TaskState,
-    tracepoint::Field,
 };
 
 use crate::{
-    kit::{atomic_add, bump, get_or_insert, read_field, stack_ids},
+    kit::{atomic_add, bump, get_or_insert, stack_ids},
     python::python_stack,
     target::Task,
 };
@@ -57,10 +57,6 @@ static mut LOOPS_ONLY: u32 = 0;
 /// Iterations at least this long are stalls.
 #[no_mangle]
 static mut STALL_NS: u64 = 10_000_000;
-#[no_mangle]
-static mut SYS_ENTER_ID: Field = Field { offset: 0, size: 0 };
-#[no_mangle]
-static mut SYS_ENTER_ARGS: Field = Field { offset: 0, size: 0 };
 
 /// True when loops are followed.
 #[inline(always)]
@@ -119,10 +115,18 @@ fn loop_entry(task: &Task) -> Option<*mut LoopThread> {
     }
 }
 
-/// sys_enter of a target thread.
+/// Argument `n` (0..=2) of the syscall whose registers (x86_64 `struct pt_regs`) are at
+/// `regs`: di, si, dx.
 #[inline(always)]
-pub fn sys_enter(ctx: &TracePointContext, task: &Task, now: u64) {
-    let nr = read_field(ctx, &raw const SYS_ENTER_ID) as u32;
+fn syscall_arg(regs: *const u64, n: usize) -> u64 {
+    const DI: usize = 14;
+    // SAFETY: a read of the syscall's saved registers through bpf_probe_read_kernel.
+    unsafe { bpf_probe_read_kernel(regs.wrapping_add(DI - n)).unwrap_or(0) }
+}
+
+/// sys_enter of a target thread; `regs` are its saved registers.
+#[inline(always)]
+pub fn sys_enter(ctx: &RawTracePointContext, regs: *const u64, task: &Task, nr: u32, now: u64) {
     if is_loop_wait(nr) {
         let Some(l) = loop_entry(task) else {
             return;
@@ -150,19 +154,12 @@ pub fn sys_enter(ctx: &TracePointContext, task: &Task, now: u64) {
     l.iter.sys_asleep_ns = 0;
     l.iter.sys_runq_ns = 0;
     l.iter.sys_stacks = StackIds::NONE;
-    // SAFETY: the global is written by the loader before the program runs.
-    let args = unsafe { read_volatile(&raw const SYS_ENTER_ARGS) }.offset as usize;
-    // SAFETY: reads of the tracepoint record.
-    let (arg1, arg2) = unsafe {
-        (
-            ctx.read_at::<u64>(args + 8).unwrap_or(0),
-            ctx.read_at::<u64>(args + 16).unwrap_or(0),
-        )
-    };
+    // Read only where they decide (each read is a helper call).
+    let arg1 = if nr == nr::FCNTL { syscall_arg(regs, 1) } else { 0 };
+    let arg2 = if nr == nr::POLL { syscall_arg(regs, 2) } else { 0 };
     // A futex's address tells the GIL (inside the interpreter's runtime) from other locks.
     l.iter.sys_arg = if nr == nr::FUTEX {
-        // SAFETY: a read of the tracepoint record.
-        unsafe { ctx.read_at::<u64>(args).unwrap_or(0) }
+        syscall_arg(regs, 0)
     } else {
         0
     };

@@ -1,79 +1,78 @@
-//! syscalls: raw_syscalls sys_enter/sys_exit for target threads, aggregated per process and
-//! syscall number: count, errors, total time and a log2 latency histogram (µs).
+//! syscalls: sys_enter/sys_exit raw tracepoints for target threads, aggregated per process and
+//! syscall number: count, errors, total time and a log2 latency histogram (µs). Raw
+//! tracepoints hand over the registers and the id or return value as they are, with no
+//! trace record filled first: a syscall of a thread outside the target costs one thread
+//! lookup.
 
 use aya_ebpf::{
     bindings::BPF_F_NO_PREALLOC,
     helpers::bpf_ktime_get_ns,
-    macros::{map, tracepoint},
+    macros::{map, raw_tracepoint},
     maps::PerCpuHashMap,
-    programs::TracePointContext,
+    programs::RawTracePointContext,
 };
 use probes_common::{
     counters::Counter,
     hist::{log2_slot, HIST_SLOTS},
     syscalls::{SyscallKey, SyscallStats, SYSCALL_ENTRIES},
-    tracepoint::Field,
 };
 
-use crate::{
-    evloop,
-    kit::{bump, read_field},
-    target::current_target,
-};
+use crate::{evloop, kit::bump, target::current_target};
 
 #[map]
 static SYSCALL_STATS: PerCpuHashMap<SyscallKey, SyscallStats> =
     PerCpuHashMap::with_max_entries(SYSCALL_ENTRIES, BPF_F_NO_PREALLOC);
 
-#[no_mangle]
-static mut SYS_EXIT_ID: Field = Field { offset: 0, size: 0 };
-#[no_mangle]
-static mut SYS_EXIT_RET: Field = Field { offset: 0, size: 0 };
-
-#[tracepoint]
-pub fn syscall_enter(ctx: TracePointContext) -> u32 {
+/// sys_enter(struct pt_regs *regs, long id).
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn syscall_enter(ctx: RawTracePointContext) -> i32 {
     if let Some(task) = current_target() {
         // SAFETY: plain helper call.
         let now = unsafe { bpf_ktime_get_ns() };
+        let nr = ctx.arg::<u64>(1) as u32;
         // SAFETY: `task.state` points into the thread's own entry.
-        unsafe { (*task.state).syscall_ts = now };
+        unsafe {
+            (*task.state).syscall_ts = now;
+            (*task.state).syscall_nr = nr;
+        }
         if evloop::enabled() {
-            evloop::sys_enter(&ctx, &task, now);
+            evloop::sys_enter(&ctx, ctx.arg::<*const u64>(0), &task, nr, now);
         }
     }
     0
 }
 
-#[tracepoint]
-pub fn syscall_exit(ctx: TracePointContext) -> u32 {
+/// sys_exit(struct pt_regs *regs, long ret).
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn syscall_exit(ctx: RawTracePointContext) -> i32 {
     try_syscall_exit(&ctx);
     0
 }
 
 #[inline(always)]
-fn try_syscall_exit(ctx: &TracePointContext) {
+fn try_syscall_exit(ctx: &RawTracePointContext) {
     let Some(task) = current_target() else {
         return;
     };
     // SAFETY: plain helper call.
     let now = unsafe { bpf_ktime_get_ns() };
-    let nr = read_field(ctx, &raw const SYS_EXIT_ID) as u32;
-    let ret = read_field(ctx, &raw const SYS_EXIT_RET) as i64;
+    let ret = ctx.arg::<i64>(1);
+    // SAFETY: `task.state` points into the thread's own entry. The id was stored at entry: a
+    // syscall entered before the probes has none.
+    let (entered, nr) = unsafe {
+        let entered = (*task.state).syscall_ts;
+        (*task.state).syscall_ts = 0;
+        (entered, (*task.state).syscall_nr)
+    };
+    if entered == 0 {
+        bump(Counter::SyscallExitUnmatched);
+        return;
+    }
     if evloop::enabled() {
         evloop::sys_exit(&task, nr, ret, now);
         if evloop::loops_only() {
             return;
         }
-    }
-    // SAFETY: `task.state` points into the thread's own entry.
-    let entered = unsafe {
-        let entered = (*task.state).syscall_ts;
-        (*task.state).syscall_ts = 0;
-        entered
-    };
-    if entered == 0 {
-        bump(Counter::SyscallExitUnmatched);
-        return;
     }
     let delta = now.saturating_sub(entered);
     let key = SyscallKey {

@@ -18,7 +18,7 @@ fn fails_with(args: &[&str], expected: &str) {
 #[test]
 fn bad_targets_get_one_line() {
     let _machine = exclusive();
-    let before = bpf_programs();
+    let before = bpf_program_ids();
     fails_with(
         &["probe", "--pid", "999999999"],
         "no process with PID 999999999",
@@ -43,7 +43,8 @@ fn bad_targets_get_one_line() {
         &["probe", "--freq", "0", "--", "true"],
         "--freq must be between 1 and 10000 Hz",
     );
-    assert_eq!(bpf_programs().len(), before.len(), "nothing left attached");
+    let left = programs_left(&before);
+    assert!(left.is_empty(), "nothing left attached: {left:?}");
 }
 
 #[test]

@@ -246,7 +246,7 @@ fn cgroup_targets_record_their_members_only() {
 #[test]
 fn nothing_stays_attached_after_a_run() {
     let _machine = exclusive();
-    let before: Vec<u64> = bpf_programs().into_iter().map(|(id, _)| id).collect();
+    let before = bpf_program_ids();
     let out = out_dir("detach");
     let mut run = runner()
         .args(["probe", "-d", "3s", "--out"])
@@ -277,18 +277,14 @@ fn nothing_stays_attached_after_a_run() {
     }
     assert_eq!(seen, 10, "all ten programs are attached during the run");
     assert!(run.wait().unwrap().success());
-    let after = bpf_programs();
-    let left: Vec<_> = after
-        .iter()
-        .filter(|(id, _)| !before.contains(id))
-        .collect();
+    let left = programs_left(&before);
     assert!(left.is_empty(), "programs left behind: {left:?}");
 }
 
 #[test]
 fn ctrl_c_stops_cleanly_and_still_writes_the_files() {
     let _machine = exclusive();
-    let before: Vec<u64> = bpf_programs().into_iter().map(|(id, _)| id).collect();
+    let before = bpf_program_ids();
     let burn = workload("burn");
     let out = out_dir("interrupt");
     let mut run = runner()
@@ -342,11 +338,8 @@ fn ctrl_c_stops_cleanly_and_still_writes_the_files() {
     }
     assert_eq!(probe["interrupted"], true);
     assert!(probe["oncpu_samples"].as_u64().unwrap() > 50);
-    let after = bpf_programs();
-    assert!(
-        after.iter().all(|(id, _)| before.contains(id)),
-        "nothing left attached"
-    );
+    let left = programs_left(&before);
+    assert!(left.is_empty(), "nothing left attached: {left:?}");
     assert!(
         !std::path::Path::new(&format!("/proc/{}", probe["target"]["processes_seen"][0])).exists(),
         "the launched command was stopped"

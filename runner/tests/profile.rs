@@ -182,7 +182,7 @@ fn profile_a_python_app_end_to_end() {
 #[test]
 fn sigint_leaves_nothing_behind() {
     let _machine = exclusive();
-    let before: Vec<u64> = bpf_programs().into_iter().map(|(id, _)| id).collect();
+    let before = bpf_program_ids();
     let out = results("interrupt");
     let mut child = runner()
         .args([
@@ -195,7 +195,13 @@ fn sigint_leaves_nothing_behind() {
         .unwrap();
     // Wait until the probes are attached (the load is running), then interrupt.
     let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && bpf_programs().len() < before.len() + 9 {
+    let new_programs = || {
+        bpf_program_ids()
+            .iter()
+            .filter(|id| !before.contains(id))
+            .count()
+    };
+    while Instant::now() < deadline && new_programs() < 9 {
         sleep(Duration::from_millis(200));
     }
     sleep(Duration::from_secs(1));
@@ -208,11 +214,8 @@ fn sigint_leaves_nothing_behind() {
     assert_eq!(status.code(), Some(130));
     let dir = run_dir(&out);
     assert_eq!(json(&dir, "summary.json")["status"], "interrupted");
-    let after = bpf_programs();
-    assert!(
-        after.iter().all(|(id, _)| before.contains(id)),
-        "BPF programs left behind"
-    );
+    let left = programs_left(&before);
+    assert!(left.is_empty(), "BPF programs left behind: {left:?}");
     assert!(leftovers().is_empty(), "{:?}", leftovers());
 }
 

@@ -15,7 +15,7 @@ use aya::{
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray, StackTraceMap},
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
-        PerfEvent, ProgramError, TracePoint,
+        PerfEvent, ProgramError, RawTracePoint, TracePoint,
     },
     Ebpf, EbpfLoader,
 };
@@ -124,6 +124,8 @@ pub enum Hook {
         category: &'static str,
         name: &'static str,
     },
+    /// A raw tracepoint: the tracepoint's arguments as they are, no trace record.
+    RawTracepoint { name: &'static str },
     /// perf_event on the software CPU clock, once per online CPU.
     CpuClock,
 }
@@ -132,6 +134,7 @@ impl fmt::Display for Hook {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Hook::Tracepoint { category, name } => write!(f, "tracepoint {category}/{name}"),
+            Hook::RawTracepoint { name } => write!(f, "raw tracepoint {name}"),
             Hook::CpuClock => write!(f, "perf_event cpu-clock"),
         }
     }
@@ -264,8 +267,6 @@ impl Probes {
         let wakeup_new = EventFormat::read(&tracefs, "sched", "sched_wakeup_new")?;
         let exit = EventFormat::read(&tracefs, "sched", "sched_process_exit")?;
         let newtask = EventFormat::read(&tracefs, "task", "task_newtask")?;
-        let sys_exit = EventFormat::read(&tracefs, "raw_syscalls", "sys_exit")?;
-        let sys_enter = EventFormat::read(&tracefs, "raw_syscalls", "sys_enter")?;
 
         let follow_fork = u32::from(config.follow_fork);
         let cgroup_levels = target
@@ -282,10 +283,6 @@ impl Probes {
             ("EXIT_PID", exit.field("pid")?),
             ("NEWTASK_PID", newtask.field("pid")?),
             ("NEWTASK_FLAGS", newtask.field("clone_flags")?),
-            ("SYS_EXIT_ID", sys_exit.field("id")?),
-            ("SYS_EXIT_RET", sys_exit.field("ret")?),
-            ("SYS_ENTER_ID", sys_enter.field("id")?),
-            ("SYS_ENTER_ARGS", sys_enter.field("args")?),
         ];
         let evloop_on = u32::from(config.probes.contains(&ProbeKind::Evloop));
         let loops_only = evloop_on & u32::from(config.loops_only);
@@ -367,6 +364,10 @@ impl Probes {
         };
         match spec.hook {
             Hook::Tracepoint { .. } => self.program::<TracePoint>(spec)?.load().map_err(load_err),
+            Hook::RawTracepoint { .. } => self
+                .program::<RawTracePoint>(spec)?
+                .load()
+                .map_err(load_err),
             Hook::CpuClock => self.program::<PerfEvent>(spec)?.load().map_err(load_err),
         }
     }
@@ -382,6 +383,11 @@ impl Probes {
             Hook::Tracepoint { category, name } => {
                 let tp = self.program::<TracePoint>(spec)?;
                 tp.attach(category, name).map_err(attach_err)?;
+                1
+            }
+            Hook::RawTracepoint { name } => {
+                let tp = self.program::<RawTracePoint>(spec)?;
+                tp.attach(name).map_err(attach_err)?;
                 1
             }
             Hook::CpuClock => {
@@ -419,6 +425,7 @@ impl Probes {
             if let Some(program) = self.ebpf.program_mut(attached.program) {
                 let _ = match program {
                     aya::programs::Program::TracePoint(p) => p.unload(),
+                    aya::programs::Program::RawTracePoint(p) => p.unload(),
                     aya::programs::Program::PerfEvent(p) => p.unload(),
                     _ => Ok(()),
                 };

@@ -12,21 +12,15 @@ use serde::Serialize;
 use super::{Hook, ProbeError, Probes, ProgramSpec};
 use crate::{hist::percentile, num::round1};
 
-/// The raw_syscalls programs.
+/// The programs on the sys_enter and sys_exit raw tracepoints.
 pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec {
         name: "syscall_enter",
-        hook: Hook::Tracepoint {
-            category: "raw_syscalls",
-            name: "sys_enter",
-        },
+        hook: Hook::RawTracepoint { name: "sys_enter" },
     },
     ProgramSpec {
         name: "syscall_exit",
-        hook: Hook::Tracepoint {
-            category: "raw_syscalls",
-            name: "sys_exit",
-        },
+        hook: Hook::RawTracepoint { name: "sys_exit" },
     },
 ];
 

@@ -7,6 +7,7 @@ use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
     sync::{Mutex, MutexGuard},
+    time::{Duration, Instant},
 };
 
 /// Probe tests measure the machine; they must not overlap each other.
@@ -137,6 +138,28 @@ pub fn bpf_programs() -> Vec<(u64, String)> {
             )
         })
         .collect()
+}
+
+/// Ids of the BPF programs loaded now.
+pub fn bpf_program_ids() -> Vec<u64> {
+    bpf_programs().into_iter().map(|(id, _)| id).collect()
+}
+
+/// BPF programs loaded since `before` was taken that are still there after a grace period:
+/// the kernel frees programs on the (faultable) syscall tracepoints moments after they are
+/// detached, not at once.
+pub fn programs_left(before: &[u64]) -> Vec<(u64, String)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left: Vec<_> = bpf_programs()
+            .into_iter()
+            .filter(|(id, _)| !before.contains(id))
+            .collect();
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// A child process killed when dropped.
