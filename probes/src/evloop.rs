@@ -9,9 +9,9 @@
 use core::ptr::read_volatile;
 
 use aya_ebpf::{
+    helpers::bpf_probe_read_kernel,
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
-    helpers::bpf_probe_read_kernel,
     programs::RawTracePointContext,
 };
 use probes_common::{
@@ -155,8 +155,16 @@ pub fn sys_enter(ctx: &RawTracePointContext, regs: *const u64, task: &Task, nr: 
     l.iter.sys_runq_ns = 0;
     l.iter.sys_stacks = StackIds::NONE;
     // Read only where they decide (each read is a helper call).
-    let arg1 = if nr == nr::FCNTL { syscall_arg(regs, 1) } else { 0 };
-    let arg2 = if nr == nr::POLL { syscall_arg(regs, 2) } else { 0 };
+    let arg1 = if nr == nr::FCNTL {
+        syscall_arg(regs, 1)
+    } else {
+        0
+    };
+    let arg2 = if nr == nr::POLL {
+        syscall_arg(regs, 2)
+    } else {
+        0
+    };
     // A futex's address tells the GIL (inside the interpreter's runtime) from other locks.
     l.iter.sys_arg = if nr == nr::FUTEX {
         syscall_arg(regs, 0)

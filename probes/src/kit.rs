@@ -3,7 +3,7 @@
 //! hash maps. Nothing here knows what the target is; that is [`crate::target`].
 
 use core::{
-    intrinsics::{atomic_xadd, AtomicOrdering},
+    intrinsics::{atomic_and, atomic_or, atomic_xadd, AtomicOrdering},
     ptr::read_volatile,
 };
 
@@ -46,6 +46,20 @@ pub fn atomic_add(ptr: *mut u64, value: u64) {
     // SAFETY: `ptr` points into a map value, which is 8-byte aligned. The BPF target has no
     // `AtomicU64::fetch_add`; the intrinsic lowers to the BPF atomic add instruction.
     unsafe { atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(ptr, value) };
+}
+
+/// Sets the bits of `value` in the `u64` behind `ptr`, atomically.
+#[inline(always)]
+pub fn atomic_set_bits(ptr: *mut u64, value: u64) {
+    // SAFETY: as for `atomic_add`; lowers to the BPF atomic or instruction.
+    unsafe { atomic_or::<u64, u64, { AtomicOrdering::Relaxed }>(ptr, value) };
+}
+
+/// Clears the bits of `value` in the `u64` behind `ptr`, atomically.
+#[inline(always)]
+pub fn atomic_clear_bits(ptr: *mut u64, value: u64) {
+    // SAFETY: as for `atomic_add`; lowers to the BPF atomic and instruction.
+    unsafe { atomic_and::<u64, u64, { AtomicOrdering::Relaxed }>(ptr, !value) };
 }
 
 /// Reads a classic tracepoint field described by a global set from userspace.

@@ -5,20 +5,23 @@
 use core::ptr::read_volatile;
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_ancestor_cgroup_id, bpf_get_current_pid_tgid},
+    helpers::{
+        bpf_get_current_ancestor_cgroup_id, bpf_get_current_cgroup_id, bpf_get_current_pid_tgid,
+    },
     macros::{map, tracepoint},
-    maps::HashMap,
+    maps::{Array, HashMap},
     programs::TracePointContext,
 };
 use probes_common::{
     counters::Counter,
     target::{
-        TaskState, MAX_CGROUP_LEVEL, TARGET_CGROUP_ENTRIES, TARGET_TGID_ENTRIES, TARGET_TID_ENTRIES,
+        TaskState, CGROUP_VERDICT_ENTRIES, MAX_CGROUP_LEVEL, TARGET_BIT_WORDS,
+        TARGET_CGROUP_ENTRIES, TARGET_TGID_ENTRIES, TARGET_TID_ENTRIES,
     },
     tracepoint::{Field, CLONE_THREAD, EXIT_STATE_MASK},
 };
 
-use crate::kit::{bump, read_field};
+use crate::kit::{atomic_clear_bits, atomic_set_bits, bump, read_field};
 
 #[map]
 pub static TARGET_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(TARGET_TGID_ENTRIES, 0);
@@ -26,8 +29,31 @@ pub static TARGET_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(TARGET_TG
 #[map]
 pub static TARGET_TIDS: HashMap<u32, TaskState> = HashMap::with_max_entries(TARGET_TID_ENTRIES, 0);
 
+/// One bit per id (tgids and tids share the pid space), set for every process put in
+/// TARGET_TGIDS (by userspace before the programs are attached, by `target_newtask` after)
+/// and every thread put in TARGET_TIDS. A thread or process whose bit is clear is not in
+/// those maps, so a syscall, switch or wakeup of anything else on the machine leaves after
+/// an array lookup, which the verifier inlines, instead of hash lookups. Bits are never
+/// cleared: a reused id only takes the longer path.
+#[map]
+pub static TARGET_BITS: Array<u64> = Array::with_max_entries(TARGET_BIT_WORDS, 0);
+
 #[map]
 pub static TARGET_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(TARGET_CGROUP_ENTRIES, 0);
+
+/// With target cgroups: one bit per thread found outside them, so its next syscall or switch
+/// leaves after array lookups. A thread's bit is cleared when its id is given to a new task
+/// (`target_newtask`) and when it moves to another cgroup (`target_migrate`).
+#[map]
+static OUTSIDE_BITS: Array<u64> = Array::with_max_entries(TARGET_BIT_WORDS, 0);
+
+/// Whether each cgroup seen so far lies in a target cgroup (key: cgroup id, value:
+/// [`IN_TARGET`] or [`OUTSIDE`]).
+#[map]
+static CGROUP_VERDICTS: HashMap<u64, u32> = HashMap::with_max_entries(CGROUP_VERDICT_ENTRIES, 0);
+
+const IN_TARGET: u32 = 1;
+const OUTSIDE: u32 = 2;
 
 /// 1: processes forked by a target process become targets too.
 #[no_mangle]
@@ -41,6 +67,8 @@ static mut NEWTASK_PID: Field = Field { offset: 0, size: 0 };
 static mut NEWTASK_FLAGS: Field = Field { offset: 0, size: 0 };
 #[no_mangle]
 static mut EXIT_PID: Field = Field { offset: 0, size: 0 };
+#[no_mangle]
+static mut MIGRATE_PID: Field = Field { offset: 0, size: 0 };
 
 /// A thread of the target, as seen from the current context.
 #[derive(Clone, Copy)]
@@ -60,17 +88,61 @@ pub fn current_target() -> Option<Task> {
     if tid == 0 {
         return None;
     }
-    if let Some(state) = TARGET_TIDS.get_ptr_mut(&tid) {
-        // SAFETY: `state` points into the map entry for `tid`.
-        if unsafe { (*state).tgid } == tgid {
-            return Some(Task { tgid, tid, state });
+    if marked(tid) {
+        if let Some(state) = TARGET_TIDS.get_ptr_mut(&tid) {
+            // SAFETY: `state` points into the map entry for `tid`.
+            if unsafe { (*state).tgid } == tgid {
+                return Some(Task { tgid, tid, state });
+            }
         }
     }
-    if !current_process_is_target(tgid) {
+    // A clear bit: the process is not in TARGET_TGIDS.
+    // SAFETY: presence check only.
+    let named = marked(tgid) && unsafe { TARGET_TGIDS.get(&tgid) }.is_some();
+    if !named && !in_target_cgroup(tid) {
         return None;
     }
     let state = remember(tid, tgid)?;
     Some(Task { tgid, tid, state })
+}
+
+/// True when `id`'s bit is set in `bits`.
+#[inline(always)]
+fn bit(bits: &Array<u64>, id: u32) -> bool {
+    bits.get(id >> 6)
+        .is_some_and(|word| word & (1u64 << (id & 63)) != 0)
+}
+
+/// True when `id`'s bit is set in TARGET_BITS.
+#[inline(always)]
+fn marked(id: u32) -> bool {
+    bit(&TARGET_BITS, id)
+}
+
+/// Sets `id`'s bit in TARGET_BITS.
+#[inline(always)]
+fn mark(id: u32) {
+    if let Some(word) = TARGET_BITS.get_ptr_mut(id >> 6) {
+        atomic_set_bits(word, 1u64 << (id & 63));
+    }
+}
+
+/// Clears thread `tid`'s bit in OUTSIDE_BITS: where it is must be looked up again.
+#[inline(always)]
+fn unsettle(tid: u32) {
+    if let Some(word) = OUTSIDE_BITS.get_ptr_mut(tid >> 6) {
+        // SAFETY: read first so that the common case (a clear bit) writes nothing.
+        if unsafe { *word } & (1u64 << (tid & 63)) != 0 {
+            atomic_clear_bits(word, 1u64 << (tid & 63));
+        }
+    }
+}
+
+/// True when some target is a cgroup: any process may then be in it.
+#[inline(always)]
+fn watches_cgroups() -> bool {
+    // SAFETY: the global is written by the loader before the program runs.
+    unsafe { read_volatile(&raw const CGROUP_LEVELS) != 0 }
 }
 
 /// Starts tracking thread `tid` of process `tgid`.
@@ -84,13 +156,14 @@ fn remember(tid: u32, tgid: u32) -> Option<*mut TaskState> {
         bump(Counter::TargetTidsFull);
         return None;
     }
+    mark(tid);
     TARGET_TIDS.get_ptr_mut(&tid)
 }
 
 /// The state of target thread `tid`, for hooks that run in another task's context.
 #[inline(always)]
 pub fn target_task(tid: u32) -> Option<*mut TaskState> {
-    if tid == 0 {
+    if tid == 0 || !marked(tid) {
         return None;
     }
     TARGET_TIDS.get_ptr_mut(&tid)
@@ -110,17 +183,43 @@ pub fn switching_out(prev_state: u64) -> Option<Task> {
     current_target()
 }
 
+/// True when the current thread `tid`'s cgroup lies in a target cgroup's subtree. A thread
+/// found outside is marked in OUTSIDE_BITS; the answer per cgroup id is kept in
+/// CGROUP_VERDICTS (a cgroup never moves, and the target cgroups are set before the
+/// programs are attached), so a look costs one helper call and one lookup, whatever the
+/// depth.
 #[inline(always)]
-fn current_process_is_target(tgid: u32) -> bool {
-    // SAFETY: presence check only.
-    if unsafe { TARGET_TGIDS.get(&tgid) }.is_some() {
-        return true;
-    }
-    // SAFETY: the global is written by the loader before the program runs.
-    let levels = unsafe { read_volatile(&raw const CGROUP_LEVELS) };
-    if levels == 0 {
+fn in_target_cgroup(tid: u32) -> bool {
+    if !watches_cgroups() || bit(&OUTSIDE_BITS, tid) {
         return false;
     }
+    // SAFETY: plain helper call.
+    let own = unsafe { bpf_get_current_cgroup_id() };
+    // SAFETY: read only.
+    let verdict = match unsafe { CGROUP_VERDICTS.get(&own) } {
+        Some(&verdict) => verdict,
+        None => {
+            let verdict = cgroup_verdict();
+            // A full cache only means the next look walks the levels again.
+            let _ = CGROUP_VERDICTS.insert(&own, &verdict, 0);
+            verdict
+        }
+    };
+    if verdict == IN_TARGET {
+        return true;
+    }
+    if let Some(word) = OUTSIDE_BITS.get_ptr_mut(tid >> 6) {
+        atomic_set_bits(word, 1u64 << (tid & 63));
+    }
+    false
+}
+
+/// Whether the current task's cgroup has a target cgroup among its ancestors (itself
+/// included).
+#[inline(always)]
+fn cgroup_verdict() -> u32 {
+    // SAFETY: the global is written by the loader before the program runs.
+    let levels = unsafe { read_volatile(&raw const CGROUP_LEVELS) };
     let mut level = 0u32;
     while level <= MAX_CGROUP_LEVEL {
         if levels & (1 << level) != 0 {
@@ -128,12 +227,12 @@ fn current_process_is_target(tgid: u32) -> bool {
             let id = unsafe { bpf_get_current_ancestor_cgroup_id(level as i32) };
             // SAFETY: presence check only.
             if unsafe { TARGET_CGROUPS.get(&id) }.is_some() {
-                return true;
+                return IN_TARGET;
             }
         }
         level += 1;
     }
-    false
+    OUTSIDE
 }
 
 /// task_newtask runs in the parent: threads of a target join the target, and so do child
@@ -146,10 +245,12 @@ pub fn target_newtask(ctx: TracePointContext) -> u32 {
 
 #[inline(always)]
 fn try_target_newtask(ctx: &TracePointContext) {
+    let child = read_field(ctx, &raw const NEWTASK_PID) as u32;
+    // A new task may have an id that an earlier thread outside the target had.
+    unsettle(child);
     let Some(parent) = current_target() else {
         return;
     };
-    let child = read_field(ctx, &raw const NEWTASK_PID) as u32;
     let flags = read_field(ctx, &raw const NEWTASK_FLAGS);
     let child_tgid = if flags & CLONE_THREAD != 0 {
         parent.tgid
@@ -162,11 +263,20 @@ fn try_target_newtask(ctx: &TracePointContext) {
             bump(Counter::TargetTgidsFull);
             return;
         }
+        mark(child);
         bump(Counter::ForksFollowed);
         crate::python::inherit(parent.tgid, child);
         child
     };
     let _ = remember(child, child_tgid);
+}
+
+/// cgroup_attach_task: a thread moved to another cgroup (a container runtime placing its
+/// first process, say), so whether it is in a target cgroup is looked up again.
+#[tracepoint]
+pub fn target_migrate(ctx: TracePointContext) -> u32 {
+    unsettle(read_field(&ctx, &raw const MIGRATE_PID) as u32);
+    0
 }
 
 /// sched_process_exit: forget the exiting thread, so its entry does not outlive it. (Its

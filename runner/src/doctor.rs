@@ -52,7 +52,9 @@ const EVENTS: &[(&str, &str)] = &[
     ("sched", "sched_wakeup"),
     ("sched", "sched_wakeup_new"),
     ("sched", "sched_process_exit"),
+    ("sched", "sched_process_exec"),
     ("task", "task_newtask"),
+    ("cgroup", "cgroup_attach_task"),
     ("raw_syscalls", "sys_enter"),
     ("raw_syscalls", "sys_exit"),
 ];

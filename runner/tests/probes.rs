@@ -208,9 +208,8 @@ fn pid_targets_follow_their_forks() {
     assert!(probe["events"]["forks_followed"].as_u64().unwrap() >= 1);
 }
 
-#[test]
-fn cgroup_targets_record_their_members_only() {
-    let _machine = exclusive();
+/// A new cgroup v2 directory under the test's own cgroup.
+fn test_cgroup(name: &str) -> std::path::PathBuf {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let own = own
         .lines()
@@ -219,8 +218,15 @@ fn cgroup_targets_record_their_members_only() {
     let root = runner::cgroup::v2_root().expect("cgroup v2 is mounted");
     let dir = root
         .join(own.trim_start_matches('/'))
-        .join(format!("runner-test-{}", std::process::id()));
+        .join(format!("runner-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn cgroup_targets_record_their_members_only() {
+    let _machine = exclusive();
+    let dir = test_cgroup("test");
     let outsider = Background::spawn(&mut Command::new(workload("outsider")));
     let member = Background::spawn(Command::new(workload("burn")).arg("30"));
     std::fs::write(dir.join("cgroup.procs"), member.pid().to_string()).unwrap();
@@ -241,6 +247,50 @@ fn cgroup_targets_record_their_members_only() {
         "member sampled:\n{resources}"
     );
     drop(outsider);
+}
+
+/// The probes remember threads they found outside the target cgroups; one that moves into
+/// one must be looked at again.
+#[test]
+fn a_process_moved_into_a_target_cgroup_is_recorded_from_then_on() {
+    let _machine = exclusive();
+    let dir = test_cgroup("move");
+    let member = Background::spawn(Command::new(workload("burn")).arg("30"));
+    std::fs::write(dir.join("cgroup.procs"), member.pid().to_string()).unwrap();
+    let mover = Background::spawn(&mut Command::new(workload("outsider")));
+    let out = out_dir("moved");
+    let cgroup = dir.to_str().unwrap();
+    let (mut run, stderr) = start_until(
+        &[
+            "probe",
+            "--cgroup",
+            cgroup,
+            "--probes",
+            "syscalls",
+            "-d",
+            "3s",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        "attached",
+    );
+    // Long enough for the mover's getppid calls to be seen outside, first.
+    sleep(Duration::from_millis(800));
+    std::fs::write(dir.join("cgroup.procs"), mover.pid().to_string()).unwrap();
+    assert!(run.wait().unwrap().success(), "{}", stderr.join().unwrap());
+    let pid = mover.pid().to_string();
+    drop(mover);
+    drop(member);
+    sleep(Duration::from_millis(100));
+    let _ = std::fs::remove_dir(&dir);
+    let report = json(&out, "syscalls.json");
+    assert!(
+        report["processes"][&pid]["getppid"]["count"]
+            .as_u64()
+            .unwrap_or(0)
+            > 1000,
+        "the moved process's calls after the move: {report}"
+    );
 }
 
 #[test]
@@ -270,12 +320,17 @@ fn nothing_stays_attached_after_a_run() {
             })
             .count()
     };
+    // Four target-tracking programs, and oncpu 1, offcpu 1, runqlat 3, syscalls 2.
+    const PROGRAMS: usize = 11;
     let mut seen = 0;
-    while Instant::now() < deadline && seen < 10 {
+    while Instant::now() < deadline && seen < PROGRAMS {
         seen = ours(&bpf_programs());
         sleep(Duration::from_millis(100));
     }
-    assert_eq!(seen, 10, "all ten programs are attached during the run");
+    assert_eq!(
+        seen, PROGRAMS,
+        "all eleven programs are attached during the run"
+    );
     assert!(run.wait().unwrap().success());
     let left = programs_left(&before);
     assert!(left.is_empty(), "programs left behind: {left:?}");

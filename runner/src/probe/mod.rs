@@ -12,7 +12,7 @@ pub mod tracefs;
 use std::{collections::BTreeSet, fmt, time::Duration};
 
 use aya::{
-    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, StackTraceMap},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, StackTraceMap},
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         PerfEvent, ProgramError, RawTracePoint, TracePoint,
@@ -170,6 +170,13 @@ const TARGET_PROGRAMS: &[ProgramSpec] = &[
             name: "sched_process_exec",
         },
     },
+    ProgramSpec {
+        name: "target_migrate",
+        hook: Hook::Tracepoint {
+            category: "cgroup",
+            name: "cgroup_attach_task",
+        },
+    },
 ];
 
 /// What the probes record and how.
@@ -267,6 +274,7 @@ impl Probes {
         let wakeup_new = EventFormat::read(&tracefs, "sched", "sched_wakeup_new")?;
         let exit = EventFormat::read(&tracefs, "sched", "sched_process_exit")?;
         let newtask = EventFormat::read(&tracefs, "task", "task_newtask")?;
+        let migrate = EventFormat::read(&tracefs, "cgroup", "cgroup_attach_task")?;
 
         let follow_fork = u32::from(config.follow_fork);
         let cgroup_levels = target
@@ -283,6 +291,7 @@ impl Probes {
             ("EXIT_PID", exit.field("pid")?),
             ("NEWTASK_PID", newtask.field("pid")?),
             ("NEWTASK_FLAGS", newtask.field("clone_flags")?),
+            ("MIGRATE_PID", migrate.field("pid")?),
         ];
         let evloop_on = u32::from(config.probes.contains(&ProbeKind::Evloop));
         let loops_only = evloop_on & u32::from(config.loops_only);
@@ -328,8 +337,10 @@ impl Probes {
         Ok(probes)
     }
 
-    /// Adds processes to the target.
-    pub fn add_tgids(&mut self, tgids: &[u32]) -> Result<(), ProbeError> {
+    /// Adds processes to the target, before any program is attached: their bits in
+    /// TARGET_BITS are written whole, which would race with `target_newtask` setting the bit
+    /// of a forked child in the same word.
+    fn add_tgids(&mut self, tgids: &[u32]) -> Result<(), ProbeError> {
         let mut map: BpfHashMap<_, u32, u32> = self.map_mut("TARGET_TGIDS")?;
         for tgid in tgids {
             map.insert(tgid, tgid, 0)
@@ -337,6 +348,16 @@ impl Probes {
                     map: "TARGET_TGIDS",
                     source,
                 })?;
+        }
+        let map_err = |source| ProbeError::Map {
+            map: "TARGET_BITS",
+            source,
+        };
+        let mut bits: Array<_, u64> = self.map_mut("TARGET_BITS")?;
+        for tgid in tgids {
+            let word = bits.get(&(tgid >> 6), 0).map_err(map_err)?;
+            bits.set(tgid >> 6, word | 1 << (tgid & 63), 0)
+                .map_err(map_err)?;
         }
         Ok(())
     }

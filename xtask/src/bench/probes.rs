@@ -1,7 +1,10 @@
 //! `cargo xtask bench probes`: the overhead the probes add to a workload, measured by the
 //! workload itself, with and without `runner probe`, alternating A/B in one run.
 
-use std::{path::Path, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::Context;
 
@@ -49,32 +52,62 @@ struct Variant {
     probes: Option<&'static str>,
     /// On-CPU frequency instead of --freq.
     freq: Option<u32>,
+    /// The probes watch something else while the workload runs outside the target: what
+    /// every other process on the machine pays.
+    outside: Outside,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Outside {
+    /// The workload is the target.
+    No,
+    /// The probes watch a sleeping process (a pid target).
+    Process,
+    /// The probes watch a cgroup holding a sleeping process (how apps are targeted).
+    Cgroup,
 }
 
 const PLAIN: Variant = Variant {
     name: "plain",
     probes: None,
     freq: None,
+    outside: Outside::No,
 };
 const ALL: Variant = Variant {
     name: "all probes",
     probes: Some("oncpu,offcpu,runqlat,syscalls"),
     freq: None,
+    outside: Outside::No,
 };
 const ALL_999: Variant = Variant {
     name: "all at 999 Hz",
     probes: Some("oncpu,offcpu,runqlat,syscalls"),
     freq: Some(999),
+    outside: Outside::No,
 };
 const SYSCALLS_ONLY: Variant = Variant {
     name: "syscalls only",
     probes: Some("syscalls"),
     freq: None,
+    outside: Outside::No,
+};
+const OUTSIDE: Variant = Variant {
+    name: "all, other pid",
+    probes: Some("oncpu,offcpu,runqlat,syscalls"),
+    freq: None,
+    outside: Outside::Process,
+};
+const OUTSIDE_CGROUP: Variant = Variant {
+    name: "all, other cgroup",
+    probes: Some("oncpu,offcpu,runqlat,syscalls"),
+    freq: None,
+    outside: Outside::Cgroup,
 };
 const NO_SYSCALLS: Variant = Variant {
     name: "all but syscalls",
     probes: Some("oncpu,offcpu,runqlat"),
     freq: None,
+    outside: Outside::No,
 };
 
 fn command(
@@ -86,7 +119,7 @@ fn command(
     out: &Path,
 ) -> Command {
     let freq = variant.freq.unwrap_or(freq);
-    match variant.probes {
+    match variant.probes.filter(|_| variant.outside == Outside::No) {
         None => {
             let mut cmd = Command::new(&bin[0]);
             cmd.args(&bin[1..]).args([arg, "1"]);
@@ -224,7 +257,14 @@ fn measure(
     report: &mut Vec<serde_json::Value>,
 ) -> anyhow::Result<()> {
     let variants: &[Variant] = match w.name {
-        "syscall-heavy" => &[PLAIN, ALL, SYSCALLS_ONLY, NO_SYSCALLS],
+        "syscall-heavy" => &[
+            PLAIN,
+            ALL,
+            SYSCALLS_ONLY,
+            NO_SYSCALLS,
+            OUTSIDE,
+            OUTSIDE_CGROUP,
+        ],
         "python-cpu" => &[PLAIN, ALL, ALL_999],
         _ => &[PLAIN, ALL],
     };
@@ -233,7 +273,11 @@ fn measure(
         // Rotate the order so that no variant always runs first.
         for k in 0..variants.len() {
             let i = (k + round) % variants.len();
+            let watcher = Watcher::start_for(variants[i], runner, freq, out)?;
             let stdout = sh::output(&mut command(variants[i], runner, bin, w.arg, freq, out))?;
+            if let Some(watcher) = watcher {
+                watcher.stop()?;
+            }
             times[i].push(elapsed_ns(&stdout)?);
         }
     }
@@ -269,13 +313,139 @@ fn measure(
             "extra_ns_per_op": (t - plain) / w.ops,
         }));
     }
-    program_costs(runner, bin, w, freq, out, plain)
+    for variant in variants
+        .iter()
+        .filter(|v| v.name == ALL.name || v.outside != Outside::No)
+    {
+        program_costs(*variant, runner, bin, w, freq, out, plain)?;
+    }
+    Ok(())
+}
+
+/// Ends the process a cgroup variant watched, and removes its cgroup.
+fn end_sleeper(sleeper: Option<(std::process::Child, PathBuf)>) {
+    if let Some((mut sleep, dir)) = sleeper {
+        let _ = sleep.kill();
+        let _ = sleep.wait();
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or its `unified` directory on
+/// hybrid machines).
+fn cgroup2_mount() -> anyhow::Result<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.get(2) == Some(&"cgroup2"))
+        .and_then(|f| f.get(1).map(PathBuf::from))
+        .context("no cgroup v2 hierarchy is mounted")
+}
+
+/// Reads the stderr of `child`, a `runner probe`, until its programs are attached; a thread
+/// drains the rest.
+fn until_attached(child: &mut std::process::Child) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().context("runner probe's stderr")?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    loop {
+        match lines.next() {
+            Some(Ok(line)) if line.contains("programs attached") => break,
+            Some(Ok(_)) => {}
+            _ => {
+                let status = child.wait()?;
+                anyhow::bail!("runner probe ended ({status}) before attaching its programs");
+            }
+        }
+    }
+    Ok(std::thread::spawn(move || {
+        lines.map_while(Result::ok).for_each(drop)
+    }))
+}
+
+/// `runner probe` watching a process that only sleeps, or its cgroup, while a workload runs
+/// outside the target.
+struct Watcher {
+    child: std::process::Child,
+    drain: std::thread::JoinHandle<()>,
+    sleeper: Option<(std::process::Child, PathBuf)>,
+}
+
+/// The cgroup the Cgroup variant watches, under the cgroup v2 mount.
+const BENCH_CGROUP: &str = "runner-bench-outside";
+
+impl Watcher {
+    /// Starts one for an `outside` variant and returns once its programs are attached.
+    fn start_for(
+        variant: Variant,
+        runner: &Path,
+        freq: u32,
+        out: &Path,
+    ) -> anyhow::Result<Option<Self>> {
+        let Some(probes) = variant.probes.filter(|_| variant.outside != Outside::No) else {
+            return Ok(None);
+        };
+        let freq = variant.freq.unwrap_or(freq).to_string();
+        let mut cmd = sh::as_root(runner);
+        cmd.args(["probe", "-d", "600s", "--freq", &freq, "--probes", probes])
+            .arg("--out")
+            .arg(out)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let sleeper = match variant.outside {
+            Outside::Cgroup => {
+                let dir = cgroup2_mount()?.join(BENCH_CGROUP);
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let sleep = Command::new("sleep").arg("600").spawn()?;
+                std::fs::write(dir.join("cgroup.procs"), sleep.id().to_string())
+                    .with_context(|| format!("moving sleep into {}", dir.display()))?;
+                cmd.arg("--cgroup").arg(&dir);
+                Some((sleep, dir))
+            }
+            _ => {
+                cmd.args(["--", "sleep", "600"]);
+                None
+            }
+        };
+        let started = cmd
+            .spawn()
+            .with_context(|| format!("running {cmd:?}"))
+            .and_then(|mut child| Ok((until_attached(&mut child)?, child)));
+        let (drain, child) = match started {
+            Ok(started) => started,
+            Err(err) => {
+                end_sleeper(sleeper);
+                return Err(err);
+            }
+        };
+        Ok(Some(Self {
+            child,
+            drain,
+            sleeper,
+        }))
+    }
+
+    /// Stops it as Ctrl-C would and waits for it to write its files and exit.
+    fn stop(mut self) -> anyhow::Result<()> {
+        sh::run(Command::new("kill").args(["-INT", &self.child.id().to_string()]))?;
+        let status = self.child.wait()?;
+        let _ = self.drain.join();
+        end_sleeper(self.sleeper.take());
+        // Ctrl-C ends a run with 130, its files written.
+        if !status.success() && status.code() != Some(130) {
+            anyhow::bail!("runner probe (outside the workload) failed: {status}");
+        }
+        Ok(())
+    }
 }
 
 /// Runs the workload once more under all probes with the kernel's BPF run-time statistics
 /// on, and prints what each program costs per run: the share of the overhead spent inside
 /// the programs, as opposed to the tracepoint and perf machinery that calls them.
 fn program_costs(
+    variant: Variant,
     runner: &Path,
     bin: &[String],
     w: &Workload,
@@ -289,16 +459,29 @@ fn program_costs(
         println!("  (per-program costs need root to enable {STATS}; skipped)");
         return Ok(());
     }
-    let child = command(ALL, runner, bin, w.arg, freq, out)
+    let watcher = Watcher::start_for(variant, runner, freq, out).inspect_err(|_| {
+        let _ = std::fs::write(STATS, previous.trim());
+    })?;
+    let mut child = command(variant, runner, bin, w.arg, freq, out)
         .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()?;
-    std::thread::sleep(std::time::Duration::from_secs_f64(
-        0.3 + plain_ns / 1e9 * 0.6,
-    ));
+    // Under runner, the workload starts once the programs are attached.
+    let drain = match watcher {
+        Some(_) => None,
+        None => Some(until_attached(&mut child)?),
+    };
+    std::thread::sleep(std::time::Duration::from_secs_f64(plain_ns / 1e9 * 0.6));
     let listing = sh::output(Command::new("bpftool").args(["prog", "show", "--json"]));
+    let maps = sh::output(Command::new("bpftool").args(["map", "show", "--json"]));
     let _ = child.wait_with_output();
+    if let Some(drain) = drain {
+        let _ = drain.join();
+    }
     let _ = std::fs::write(STATS, previous.trim());
-    let list: Vec<(String, u64, u64)> = parse_bpftool(&listing?);
+    if let Some(watcher) = watcher {
+        watcher.stop()?;
+    }
     let ours = [
         "oncpu_sample",
         "offcpu_switch",
@@ -310,31 +493,74 @@ fn program_costs(
         "target_newtask",
         "target_exit",
         "target_exec",
+        "target_migrate",
     ];
-    println!("  in-program cost (kernel BPF stats, all probes):");
-    for (name, runs, ns) in list
-        .iter()
-        .filter(|(n, _, _)| ours.iter().any(|o| o.starts_with(n.as_str())))
-    {
-        if *runs > 0 {
-            println!(
-                "    {name:<16} {runs:>10} runs  {:>6.0} ns/run",
-                *ns as f64 / *runs as f64
-            );
-        }
+    let programs: Vec<Program> = parse_programs(&listing?)
+        .into_iter()
+        .filter(|p| ours.iter().any(|o| o.starts_with(p.name.as_str())))
+        .collect();
+    println!("  in-program cost (kernel BPF stats, {}):", variant.name);
+    for p in programs.iter().filter(|p| p.runs > 0) {
+        println!(
+            "    {:<16} {:>10} runs  {:>6.0} ns/run",
+            p.name,
+            p.runs,
+            p.ns as f64 / p.runs as f64
+        );
     }
+    let ids: std::collections::BTreeSet<u64> = programs
+        .iter()
+        .flat_map(|p| p.map_ids.iter().copied())
+        .collect();
+    let mut held = map_memory(&maps?, &ids);
+    held.sort_by_key(|(_, bytes)| std::cmp::Reverse(*bytes));
+    let total: u64 = held.iter().map(|(_, bytes)| bytes).sum();
+    let largest: Vec<String> = held
+        .iter()
+        .take(4)
+        .map(|(name, bytes)| format!("{name} {:.1}", *bytes as f64 / 1048576.0))
+        .collect();
+    println!(
+        "  kernel memory held by the {} maps: {:.1} MiB (largest, MiB: {})",
+        held.len(),
+        total as f64 / 1048576.0,
+        largest.join(", ")
+    );
     Ok(())
 }
 
-/// (name, run_cnt, run_time_ns) of each program in `bpftool prog show --json`.
-fn parse_bpftool(json: &str) -> Vec<(String, u64, u64)> {
+/// A program in `bpftool prog show --json`.
+struct Program {
+    name: String,
+    runs: u64,
+    ns: u64,
+    map_ids: Vec<u64>,
+}
+
+fn parse_programs(json: &str) -> Vec<Program> {
     let list: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
     list.iter()
-        .map(|p| {
+        .map(|p| Program {
+            name: p["name"].as_str().unwrap_or("").to_string(),
+            runs: p["run_cnt"].as_u64().unwrap_or(0),
+            ns: p["run_time_ns"].as_u64().unwrap_or(0),
+            map_ids: p["map_ids"]
+                .as_array()
+                .map(|ids| ids.iter().filter_map(|i| i.as_u64()).collect())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// (name, bytes_memlock) of the maps in `bpftool map show --json` whose ids are in `ids`.
+fn map_memory(json: &str, ids: &std::collections::BTreeSet<u64>) -> Vec<(String, u64)> {
+    let list: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
+    list.iter()
+        .filter(|m| m["id"].as_u64().is_some_and(|id| ids.contains(&id)))
+        .map(|m| {
             (
-                p["name"].as_str().unwrap_or("").to_string(),
-                p["run_cnt"].as_u64().unwrap_or(0),
-                p["run_time_ns"].as_u64().unwrap_or(0),
+                m["name"].as_str().unwrap_or("").to_string(),
+                m["bytes_memlock"].as_u64().unwrap_or(0),
             )
         })
         .collect()
