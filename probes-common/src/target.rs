@@ -48,3 +48,14 @@ pub struct TaskState {
 }
 
 pod!(TaskState);
+
+/// 64 threads' "found outside the target cgroups" bits, valid while `epoch` is the current
+/// one (every move of a task between cgroups starts a new epoch).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OutsideWord {
+    pub epoch: u64,
+    pub bits: u64,
+}
+
+pod!(OutsideWord);

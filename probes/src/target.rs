@@ -15,13 +15,13 @@ use aya_ebpf::{
 use probes_common::{
     counters::Counter,
     target::{
-        TaskState, CGROUP_VERDICT_ENTRIES, MAX_CGROUP_LEVEL, TARGET_BIT_WORDS,
+        OutsideWord, TaskState, CGROUP_VERDICT_ENTRIES, MAX_CGROUP_LEVEL, TARGET_BIT_WORDS,
         TARGET_CGROUP_ENTRIES, TARGET_TGID_ENTRIES, TARGET_TID_ENTRIES,
     },
     tracepoint::{Field, CLONE_THREAD, EXIT_STATE_MASK},
 };
 
-use crate::kit::{atomic_clear_bits, atomic_set_bits, bump, read_field};
+use crate::kit::{atomic_add, atomic_clear_bits, atomic_set_bits, bump, read_field};
 
 #[map]
 pub static TARGET_TGIDS: HashMap<u32, u32> = HashMap::with_max_entries(TARGET_TGID_ENTRIES, 0);
@@ -42,10 +42,15 @@ pub static TARGET_BITS: Array<u64> = Array::with_max_entries(TARGET_BIT_WORDS, 0
 pub static TARGET_CGROUPS: HashMap<u64, u32> = HashMap::with_max_entries(TARGET_CGROUP_ENTRIES, 0);
 
 /// With target cgroups: one bit per thread found outside them, so its next syscall or switch
-/// leaves after array lookups. A thread's bit is cleared when its id is given to a new task
-/// (`target_newtask`) and when it moves to another cgroup (`target_migrate`).
+/// leaves after array lookups. A word's bits count only while its epoch is MIGRATIONS: a
+/// task moving between cgroups (`target_migrate`) voids them all, and a thread's bit is
+/// cleared when its id is given to a new task or taken over by an exec.
 #[map]
-static OUTSIDE_BITS: Array<u64> = Array::with_max_entries(TARGET_BIT_WORDS, 0);
+static OUTSIDE_BITS: Array<OutsideWord> = Array::with_max_entries(TARGET_BIT_WORDS, 0);
+
+/// Moves of tasks between cgroups seen so far: the current epoch of OUTSIDE_BITS.
+#[no_mangle]
+static mut MIGRATIONS: u64 = 0;
 
 /// Whether each cgroup seen so far lies in a target cgroup (key: cgroup id, value:
 /// [`IN_TARGET`] or [`OUTSIDE`]).
@@ -67,8 +72,6 @@ static mut NEWTASK_PID: Field = Field { offset: 0, size: 0 };
 static mut NEWTASK_FLAGS: Field = Field { offset: 0, size: 0 };
 #[no_mangle]
 static mut EXIT_PID: Field = Field { offset: 0, size: 0 };
-#[no_mangle]
-static mut MIGRATE_PID: Field = Field { offset: 0, size: 0 };
 
 /// A thread of the target, as seen from the current context.
 #[derive(Clone, Copy)]
@@ -106,17 +109,12 @@ pub fn current_target() -> Option<Task> {
     Some(Task { tgid, tid, state })
 }
 
-/// True when `id`'s bit is set in `bits`.
-#[inline(always)]
-fn bit(bits: &Array<u64>, id: u32) -> bool {
-    bits.get(id >> 6)
-        .is_some_and(|word| word & (1u64 << (id & 63)) != 0)
-}
-
 /// True when `id`'s bit is set in TARGET_BITS.
 #[inline(always)]
 fn marked(id: u32) -> bool {
-    bit(&TARGET_BITS, id)
+    TARGET_BITS
+        .get(id >> 6)
+        .is_some_and(|word| word & (1u64 << (id & 63)) != 0)
 }
 
 /// Sets `id`'s bit in TARGET_BITS.
@@ -127,13 +125,50 @@ fn mark(id: u32) {
     }
 }
 
+/// The current epoch of OUTSIDE_BITS.
+#[inline(always)]
+fn migrations() -> u64 {
+    // SAFETY: a plain read of a global that programs change only atomically.
+    unsafe { read_volatile(&raw const MIGRATIONS) }
+}
+
+/// True when thread `tid` was found outside the target cgroups in the current epoch.
+#[inline(always)]
+fn found_outside(tid: u32) -> bool {
+    OUTSIDE_BITS
+        .get(tid >> 6)
+        .is_some_and(|w| w.epoch == migrations() && w.bits & (1u64 << (tid & 63)) != 0)
+}
+
+/// Records that thread `tid` was found outside in epoch `epoch` (read before the look). A
+/// bit that may be stale is taken back: one missing only costs a look.
+#[inline(always)]
+fn set_outside(tid: u32, epoch: u64) {
+    let Some(w) = OUTSIDE_BITS.get_ptr_mut(tid >> 6) else {
+        return;
+    };
+    let bit = 1u64 << (tid & 63);
+    // SAFETY: `w` points into the array's entry; concurrent writers can only lose bits.
+    unsafe {
+        if (*w).epoch != epoch {
+            (*w).bits = 0;
+            (*w).epoch = epoch;
+        }
+        atomic_set_bits(&raw mut (*w).bits, bit);
+        if migrations() != epoch {
+            atomic_clear_bits(&raw mut (*w).bits, bit);
+        }
+    }
+}
+
 /// Clears thread `tid`'s bit in OUTSIDE_BITS: where it is must be looked up again.
 #[inline(always)]
 fn unsettle(tid: u32) {
-    if let Some(word) = OUTSIDE_BITS.get_ptr_mut(tid >> 6) {
+    if let Some(w) = OUTSIDE_BITS.get_ptr_mut(tid >> 6) {
+        let bit = 1u64 << (tid & 63);
         // SAFETY: read first so that the common case (a clear bit) writes nothing.
-        if unsafe { *word } & (1u64 << (tid & 63)) != 0 {
-            atomic_clear_bits(word, 1u64 << (tid & 63));
+        if unsafe { (*w).bits } & bit != 0 {
+            atomic_clear_bits(unsafe { &raw mut (*w).bits }, bit);
         }
     }
 }
@@ -152,11 +187,12 @@ fn remember(tid: u32, tgid: u32) -> Option<*mut TaskState> {
         tgid,
         ..TaskState::default()
     };
+    // Marked first, so that no hook on another CPU skips the entry once it exists.
+    mark(tid);
     if TARGET_TIDS.insert(&tid, &fresh, 0).is_err() {
         bump(Counter::TargetTidsFull);
         return None;
     }
-    mark(tid);
     TARGET_TIDS.get_ptr_mut(&tid)
 }
 
@@ -190,9 +226,10 @@ pub fn switching_out(prev_state: u64) -> Option<Task> {
 /// depth.
 #[inline(always)]
 fn in_target_cgroup(tid: u32) -> bool {
-    if !watches_cgroups() || bit(&OUTSIDE_BITS, tid) {
+    if !watches_cgroups() || found_outside(tid) {
         return false;
     }
+    let epoch = migrations();
     // SAFETY: plain helper call.
     let own = unsafe { bpf_get_current_cgroup_id() };
     // SAFETY: read only.
@@ -200,17 +237,19 @@ fn in_target_cgroup(tid: u32) -> bool {
         Some(&verdict) => verdict,
         None => {
             let verdict = cgroup_verdict();
-            // A full cache only means the next look walks the levels again.
-            let _ = CGROUP_VERDICTS.insert(&own, &verdict, 0);
+            // Kept only when the task did not move during the walk. A full cache only means
+            // the next look walks the levels again.
+            // SAFETY: plain helper call.
+            if unsafe { bpf_get_current_cgroup_id() } == own {
+                let _ = CGROUP_VERDICTS.insert(&own, &verdict, 0);
+            }
             verdict
         }
     };
     if verdict == IN_TARGET {
         return true;
     }
-    if let Some(word) = OUTSIDE_BITS.get_ptr_mut(tid >> 6) {
-        atomic_set_bits(word, 1u64 << (tid & 63));
-    }
+    set_outside(tid, epoch);
     false
 }
 
@@ -271,11 +310,12 @@ fn try_target_newtask(ctx: &TracePointContext) {
     let _ = remember(child, child_tgid);
 }
 
-/// cgroup_attach_task: a thread moved to another cgroup (a container runtime placing its
-/// first process, say), so whether it is in a target cgroup is looked up again.
+/// cgroup_attach_task: a task moved to another cgroup (a container runtime placing its first
+/// process, say): every thread found outside is looked at again.
 #[tracepoint]
-pub fn target_migrate(ctx: TracePointContext) -> u32 {
-    unsettle(read_field(&ctx, &raw const MIGRATE_PID) as u32);
+pub fn target_migrate(_ctx: TracePointContext) -> u32 {
+    // The event names the group leader only, even when all its threads moved.
+    atomic_add(&raw mut MIGRATIONS, 1);
     0
 }
 
@@ -300,6 +340,8 @@ pub fn target_exit(ctx: TracePointContext) -> u32 {
 pub fn target_exec(_ctx: TracePointContext) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     crate::python::forget(tgid);
+    // A thread other than the leader that execs takes the leader's id, and its bit.
+    unsettle(tgid);
     if let Some(origin) = TARGET_TGIDS.get_ptr_mut(&tgid) {
         // SAFETY: `origin` points into the map entry for `tgid`.
         unsafe { *origin = tgid };

@@ -249,15 +249,16 @@ fn cgroup_targets_record_their_members_only() {
     drop(outsider);
 }
 
-/// The probes remember threads they found outside the target cgroups; one that moves into
-/// one must be looked at again.
+/// The probes remember threads they found outside the target cgroups; a process that moves
+/// into one must be looked at again, every thread of it (the kernel's event names only the
+/// leader, and here only a second thread makes calls).
 #[test]
 fn a_process_moved_into_a_target_cgroup_is_recorded_from_then_on() {
     let _machine = exclusive();
     let dir = test_cgroup("move");
     let member = Background::spawn(Command::new(workload("burn")).arg("30"));
     std::fs::write(dir.join("cgroup.procs"), member.pid().to_string()).unwrap();
-    let mover = Background::spawn(&mut Command::new(workload("outsider")));
+    let mover = Background::spawn(Command::new(workload("outsider")).arg("thread"));
     let out = out_dir("moved");
     let cgroup = dir.to_str().unwrap();
     let (mut run, stderr) = start_until(

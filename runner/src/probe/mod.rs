@@ -274,7 +274,6 @@ impl Probes {
         let wakeup_new = EventFormat::read(&tracefs, "sched", "sched_wakeup_new")?;
         let exit = EventFormat::read(&tracefs, "sched", "sched_process_exit")?;
         let newtask = EventFormat::read(&tracefs, "task", "task_newtask")?;
-        let migrate = EventFormat::read(&tracefs, "cgroup", "cgroup_attach_task")?;
 
         let follow_fork = u32::from(config.follow_fork);
         let cgroup_levels = target
@@ -291,7 +290,6 @@ impl Probes {
             ("EXIT_PID", exit.field("pid")?),
             ("NEWTASK_PID", newtask.field("pid")?),
             ("NEWTASK_FLAGS", newtask.field("clone_flags")?),
-            ("MIGRATE_PID", migrate.field("pid")?),
         ];
         let evloop_on = u32::from(config.probes.contains(&ProbeKind::Evloop));
         let loops_only = evloop_on & u32::from(config.loops_only);

@@ -322,15 +322,6 @@ fn measure(
     Ok(())
 }
 
-/// Ends the process a cgroup variant watched, and removes its cgroup.
-fn end_sleeper(sleeper: Option<(std::process::Child, PathBuf)>) {
-    if let Some((mut sleep, dir)) = sleeper {
-        let _ = sleep.kill();
-        let _ = sleep.wait();
-        let _ = std::fs::remove_dir(dir);
-    }
-}
-
 /// Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or its `unified` directory on
 /// hybrid machines).
 fn cgroup2_mount() -> anyhow::Result<PathBuf> {
@@ -367,9 +358,39 @@ fn until_attached(child: &mut std::process::Child) -> anyhow::Result<std::thread
 /// `runner probe` watching a process that only sleeps, or its cgroup, while a workload runs
 /// outside the target.
 struct Watcher {
-    child: std::process::Child,
-    drain: std::thread::JoinHandle<()>,
-    sleeper: Option<(std::process::Child, PathBuf)>,
+    /// `runner probe` and the thread draining its stderr, until stopped.
+    run: Option<(std::process::Child, std::thread::JoinHandle<()>)>,
+    sleeper: Option<Sleeper>,
+}
+
+/// A `sleep` in a cgroup of its own, for the Cgroup variant; dropping it ends both.
+struct Sleeper {
+    sleep: Option<std::process::Child>,
+    dir: PathBuf,
+}
+
+impl Sleeper {
+    fn start() -> anyhow::Result<Self> {
+        let dir = cgroup2_mount()?.join(BENCH_CGROUP);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut sleeper = Self { sleep: None, dir };
+        let sleep = Command::new("sleep").arg("600").spawn()?;
+        let pid = sleep.id();
+        sleeper.sleep = Some(sleep);
+        std::fs::write(sleeper.dir.join("cgroup.procs"), pid.to_string())
+            .with_context(|| format!("moving sleep into {}", sleeper.dir.display()))?;
+        Ok(sleeper)
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        if let Some(mut sleep) = self.sleep.take() {
+            let _ = sleep.kill();
+            let _ = sleep.wait();
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
 
 /// The cgroup the Cgroup variant watches, under the cgroup v2 mount.
@@ -393,51 +414,79 @@ impl Watcher {
             .arg(out)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        let sleeper = match variant.outside {
-            Outside::Cgroup => {
-                let dir = cgroup2_mount()?.join(BENCH_CGROUP);
-                std::fs::create_dir_all(&dir)
-                    .with_context(|| format!("creating {}", dir.display()))?;
-                let sleep = Command::new("sleep").arg("600").spawn()?;
-                std::fs::write(dir.join("cgroup.procs"), sleep.id().to_string())
-                    .with_context(|| format!("moving sleep into {}", dir.display()))?;
-                cmd.arg("--cgroup").arg(&dir);
-                Some((sleep, dir))
-            }
-            _ => {
-                cmd.args(["--", "sleep", "600"]);
-                None
-            }
+        let mut watcher = Self {
+            run: None,
+            sleeper: None,
         };
-        let started = cmd
-            .spawn()
-            .with_context(|| format!("running {cmd:?}"))
-            .and_then(|mut child| Ok((until_attached(&mut child)?, child)));
-        let (drain, child) = match started {
-            Ok(started) => started,
+        if variant.outside == Outside::Cgroup {
+            let sleeper = Sleeper::start()?;
+            cmd.arg("--cgroup").arg(&sleeper.dir);
+            watcher.sleeper = Some(sleeper);
+        } else {
+            cmd.args(["--", "sleep", "600"]);
+        }
+        let mut child = cmd.spawn().with_context(|| format!("running {cmd:?}"))?;
+        match until_attached(&mut child) {
+            Ok(drain) => watcher.run = Some((child, drain)),
             Err(err) => {
-                end_sleeper(sleeper);
+                let _ = child.kill();
+                let _ = child.wait();
                 return Err(err);
             }
-        };
-        Ok(Some(Self {
-            child,
-            drain,
-            sleeper,
-        }))
+        }
+        Ok(Some(watcher))
     }
 
     /// Stops it as Ctrl-C would and waits for it to write its files and exit.
     fn stop(mut self) -> anyhow::Result<()> {
-        sh::run(Command::new("kill").args(["-INT", &self.child.id().to_string()]))?;
-        let status = self.child.wait()?;
-        let _ = self.drain.join();
-        end_sleeper(self.sleeper.take());
+        let Some((mut child, drain)) = self.run.take() else {
+            return Ok(());
+        };
+        let interrupted = sh::run(Command::new("kill").args(["-INT", &child.id().to_string()]));
+        if interrupted.is_err() {
+            let _ = child.kill();
+        }
+        let status = child.wait()?;
+        let _ = drain.join();
+        interrupted?;
         // Ctrl-C ends a run with 130, its files written.
         if !status.success() && status.code() != Some(130) {
             anyhow::bail!("runner probe (outside the workload) failed: {status}");
         }
         Ok(())
+    }
+}
+
+impl Drop for Watcher {
+    /// A watcher not stopped (the workload failed) is killed, so that no probe stays
+    /// attached to skew what runs next.
+    fn drop(&mut self) {
+        if let Some((mut child, _)) = self.run.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The kernel's BPF run-time statistics, on while this lives.
+struct BpfStats {
+    previous: String,
+}
+
+impl BpfStats {
+    const FILE: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+    /// None when they cannot be turned on (not root).
+    fn on() -> Option<Self> {
+        let previous = std::fs::read_to_string(Self::FILE).unwrap_or_else(|_| "0".into());
+        std::fs::write(Self::FILE, "1").ok()?;
+        Some(Self { previous })
+    }
+}
+
+impl Drop for BpfStats {
+    fn drop(&mut self) {
+        let _ = std::fs::write(Self::FILE, self.previous.trim());
     }
 }
 
@@ -453,15 +502,14 @@ fn program_costs(
     out: &Path,
     plain_ns: f64,
 ) -> anyhow::Result<()> {
-    const STATS: &str = "/proc/sys/kernel/bpf_stats_enabled";
-    let previous = std::fs::read_to_string(STATS).unwrap_or_else(|_| "0".into());
-    if std::fs::write(STATS, "1").is_err() {
-        println!("  (per-program costs need root to enable {STATS}; skipped)");
+    let Some(stats) = BpfStats::on() else {
+        println!(
+            "  (per-program costs need root to enable {}; skipped)",
+            BpfStats::FILE
+        );
         return Ok(());
-    }
-    let watcher = Watcher::start_for(variant, runner, freq, out).inspect_err(|_| {
-        let _ = std::fs::write(STATS, previous.trim());
-    })?;
+    };
+    let watcher = Watcher::start_for(variant, runner, freq, out)?;
     let mut child = command(variant, runner, bin, w.arg, freq, out)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -478,7 +526,7 @@ fn program_costs(
     if let Some(drain) = drain {
         let _ = drain.join();
     }
-    let _ = std::fs::write(STATS, previous.trim());
+    drop(stats);
     if let Some(watcher) = watcher {
         watcher.stop()?;
     }
