@@ -237,10 +237,10 @@ fn in_target_cgroup(tid: u32) -> bool {
         Some(&verdict) => verdict,
         None => {
             let verdict = cgroup_verdict();
-            // Kept only when the task did not move during the walk. A full cache only means
-            // the next look walks the levels again.
+            // Kept only when no task moved during the walk (this one may have moved away
+            // and back). A full cache only means the next look walks the levels again.
             // SAFETY: plain helper call.
-            if unsafe { bpf_get_current_cgroup_id() } == own {
+            if unsafe { bpf_get_current_cgroup_id() } == own && migrations() == epoch {
                 let _ = CGROUP_VERDICTS.insert(&own, &verdict, 0);
             }
             verdict
