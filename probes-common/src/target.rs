@@ -10,9 +10,15 @@ pub const TARGET_TGID_ENTRIES: u32 = 8192;
 pub const TARGET_TID_ENTRIES: u32 = 65536;
 /// Target cgroup v2 ids (key: cgroup id, value: 1).
 pub const TARGET_CGROUP_ENTRIES: u32 = 64;
-/// Words of the may-be-target bitmap: one bit per possible tgid (the kernel's PID_MAX_LIMIT,
-/// 4,194,304 on 64-bit), 512 KiB.
+/// Words of the id bitmaps: one bit per possible id, tgid or tid (the kernel's
+/// PID_MAX_LIMIT, 4,194,304 on 64-bit), 512 KiB.
 pub const TARGET_BIT_WORDS: u32 = 65536;
+
+/// Where `id` lies in an id bitmap: the index of its word and its bit in that word.
+#[inline(always)]
+pub const fn id_bit(id: u32) -> (u32, u64) {
+    (id >> 6, 1u64 << (id & 63))
+}
 /// Cgroups whose place inside or outside the target cgroups has been looked up.
 pub const CGROUP_VERDICT_ENTRIES: u32 = 4096;
 /// Deepest cgroup v2 level a target cgroup may sit at.

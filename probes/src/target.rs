@@ -15,7 +15,7 @@ use aya_ebpf::{
 use probes_common::{
     counters::Counter,
     target::{
-        OutsideWord, TaskState, CGROUP_VERDICT_ENTRIES, MAX_CGROUP_LEVEL, TARGET_BIT_WORDS,
+        id_bit, OutsideWord, TaskState, CGROUP_VERDICT_ENTRIES, MAX_CGROUP_LEVEL, TARGET_BIT_WORDS,
         TARGET_CGROUP_ENTRIES, TARGET_TGID_ENTRIES, TARGET_TID_ENTRIES,
     },
     tracepoint::{Field, CLONE_THREAD, EXIT_STATE_MASK},
@@ -112,16 +112,16 @@ pub fn current_target() -> Option<Task> {
 /// True when `id`'s bit is set in TARGET_BITS.
 #[inline(always)]
 fn marked(id: u32) -> bool {
-    TARGET_BITS
-        .get(id >> 6)
-        .is_some_and(|word| word & (1u64 << (id & 63)) != 0)
+    let (index, bit) = id_bit(id);
+    TARGET_BITS.get(index).is_some_and(|word| word & bit != 0)
 }
 
 /// Sets `id`'s bit in TARGET_BITS.
 #[inline(always)]
 fn mark(id: u32) {
-    if let Some(word) = TARGET_BITS.get_ptr_mut(id >> 6) {
-        atomic_set_bits(word, 1u64 << (id & 63));
+    let (index, bit) = id_bit(id);
+    if let Some(word) = TARGET_BITS.get_ptr_mut(index) {
+        atomic_set_bits(word, bit);
     }
 }
 
@@ -135,19 +135,20 @@ fn migrations() -> u64 {
 /// True when thread `tid` was found outside the target cgroups in the current epoch.
 #[inline(always)]
 fn found_outside(tid: u32) -> bool {
+    let (index, bit) = id_bit(tid);
     OUTSIDE_BITS
-        .get(tid >> 6)
-        .is_some_and(|w| w.epoch == migrations() && w.bits & (1u64 << (tid & 63)) != 0)
+        .get(index)
+        .is_some_and(|w| w.epoch == migrations() && w.bits & bit != 0)
 }
 
 /// Records that thread `tid` was found outside in epoch `epoch` (read before the look). A
 /// bit that may be stale is taken back: one missing only costs a look.
 #[inline(always)]
 fn set_outside(tid: u32, epoch: u64) {
-    let Some(w) = OUTSIDE_BITS.get_ptr_mut(tid >> 6) else {
+    let (index, bit) = id_bit(tid);
+    let Some(w) = OUTSIDE_BITS.get_ptr_mut(index) else {
         return;
     };
-    let bit = 1u64 << (tid & 63);
     // SAFETY: `w` points into the array's entry; concurrent writers can only lose bits.
     unsafe {
         if (*w).epoch != epoch {
@@ -164,8 +165,8 @@ fn set_outside(tid: u32, epoch: u64) {
 /// Clears thread `tid`'s bit in OUTSIDE_BITS: where it is must be looked up again.
 #[inline(always)]
 fn unsettle(tid: u32) {
-    if let Some(w) = OUTSIDE_BITS.get_ptr_mut(tid >> 6) {
-        let bit = 1u64 << (tid & 63);
+    let (index, bit) = id_bit(tid);
+    if let Some(w) = OUTSIDE_BITS.get_ptr_mut(index) {
         // SAFETY: read first so that the common case (a clear bit) writes nothing.
         if unsafe { (*w).bits } & bit != 0 {
             atomic_clear_bits(unsafe { &raw mut (*w).bits }, bit);

@@ -352,10 +352,10 @@ impl Probes {
             source,
         };
         let mut bits: Array<_, u64> = self.map_mut("TARGET_BITS")?;
-        for tgid in tgids {
-            let word = bits.get(&(tgid >> 6), 0).map_err(map_err)?;
-            bits.set(tgid >> 6, word | 1 << (tgid & 63), 0)
-                .map_err(map_err)?;
+        for &tgid in tgids {
+            let (index, bit) = probes_common::target::id_bit(tgid);
+            let word = bits.get(&index, 0).map_err(map_err)?;
+            bits.set(index, word | bit, 0).map_err(map_err)?;
         }
         Ok(())
     }

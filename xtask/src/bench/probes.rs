@@ -67,6 +67,9 @@ enum Outside {
     Cgroup,
 }
 
+/// Every probe but evloop, as `--probes` takes them.
+const ALL_PROBES: &str = "oncpu,offcpu,runqlat,syscalls";
+
 const PLAIN: Variant = Variant {
     name: "plain",
     probes: None,
@@ -75,13 +78,13 @@ const PLAIN: Variant = Variant {
 };
 const ALL: Variant = Variant {
     name: "all probes",
-    probes: Some("oncpu,offcpu,runqlat,syscalls"),
+    probes: Some(ALL_PROBES),
     freq: None,
     outside: Outside::No,
 };
 const ALL_999: Variant = Variant {
     name: "all at 999 Hz",
-    probes: Some("oncpu,offcpu,runqlat,syscalls"),
+    probes: Some(ALL_PROBES),
     freq: Some(999),
     outside: Outside::No,
 };
@@ -93,13 +96,13 @@ const SYSCALLS_ONLY: Variant = Variant {
 };
 const OUTSIDE: Variant = Variant {
     name: "all, other pid",
-    probes: Some("oncpu,offcpu,runqlat,syscalls"),
+    probes: Some(ALL_PROBES),
     freq: None,
     outside: Outside::Process,
 };
 const OUTSIDE_CGROUP: Variant = Variant {
     name: "all, other cgroup",
-    probes: Some("oncpu,offcpu,runqlat,syscalls"),
+    probes: Some(ALL_PROBES),
     freq: None,
     outside: Outside::Cgroup,
 };
@@ -325,12 +328,11 @@ fn measure(
 /// Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or its `unified` directory on
 /// hybrid machines).
 fn cgroup2_mount() -> anyhow::Result<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
-    mounts
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .find(|f| f.get(2) == Some(&"cgroup2"))
-        .and_then(|f| f.get(1).map(PathBuf::from))
+    procfs::process::Process::myself()?
+        .mountinfo()?
+        .into_iter()
+        .find(|m| m.fs_type == "cgroup2")
+        .map(|m| m.mount_point)
         .context("no cgroup v2 hierarchy is mounted")
 }
 
