@@ -25,6 +25,7 @@ pub enum Counter {
     StackCollision,
     StackFault,
     StackOther,
+    StackMapFull,
     PyStacks,
     PyNoThreadState,
     PyReadFault,
@@ -66,6 +67,7 @@ impl Counter {
         Counter::StackCollision,
         Counter::StackFault,
         Counter::StackOther,
+        Counter::StackMapFull,
         Counter::PyStacks,
         Counter::PyNoThreadState,
         Counter::PyReadFault,
@@ -104,6 +106,7 @@ impl Counter {
             Counter::StackCollision => "stack_id_collisions",
             Counter::StackFault => "stack_id_faults",
             Counter::StackOther => "stack_id_other_errors",
+            Counter::StackMapFull => "stack_id_map_full",
             Counter::PyStacks => "python_stacks",
             Counter::PyNoThreadState => "python_no_thread_state",
             Counter::PyReadFault => "python_read_faults",
@@ -133,6 +136,7 @@ impl Counter {
                 | Counter::StackCollision
                 | Counter::StackFault
                 | Counter::StackOther
+                | Counter::StackMapFull
                 | Counter::PyStacks
                 | Counter::PyNoThreadState
                 | Counter::LoopIterations

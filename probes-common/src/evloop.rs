@@ -119,8 +119,8 @@ pub const fn is_blocking_call(nr: u32, arg1: u64, arg2: u64) -> bool {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StackIds {
-    pub kstack: i32,
-    pub ustack: i32,
+    pub kstack: u64,
+    pub ustack: u64,
     pub pystack: u64,
 }
 

@@ -198,13 +198,4 @@ pub struct PyScratch {
     pub frame: FrameBytes,
 }
 
-/// Mixes one more word into a stack hash (FNV-1a over 64-bit words).
-#[inline(always)]
-pub const fn hash_word(hash: u64, word: u64) -> u64 {
-    (hash ^ word).wrapping_mul(0x0000_0100_0000_01b3)
-}
-
-/// Starting value of a stack hash.
-pub const HASH_SEED: u64 = 0xcbf2_9ce4_8422_2325;
-
 pod!(PyProc, PyFrame, PyStack, PyStackKey);

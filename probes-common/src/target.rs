@@ -43,8 +43,8 @@ pub struct TaskState {
     /// Time the thread became runnable, 0 while it is not waiting to run.
     pub runq_ts: u64,
     /// Stacks at the last switch-out.
-    pub offcpu_kstack: i32,
-    pub offcpu_ustack: i32,
+    pub offcpu_kstack: u64,
+    pub offcpu_ustack: u64,
     /// Python stack at the last switch-out.
     pub offcpu_pystack: u64,
     /// Address of the thread's PyThreadState, once found (checked again before each use).

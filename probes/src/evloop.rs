@@ -26,7 +26,7 @@ use probes_common::{
 };
 
 use crate::{
-    kit::{atomic_add, bump, get_or_insert, stack_ids},
+    kit::{atomic_add, bump, get_or_insert, stack_ids, Scratch},
     python::python_stack,
     target::Task,
 };
@@ -177,11 +177,16 @@ pub fn sys_enter(ctx: &RawTracePointContext, regs: *const u64, task: &Task, nr: 
     l.iter.sys_flags = SYS_BLOCKING_CALL;
     let fresh = l.iter.call_ts < l.iter.start || now - l.iter.call_ts >= CAPTURE_GAP_NS;
     if l.stats.waits >= LOOP_MIN_WAITS && fresh {
-        let (kstack, ustack) = stack_ids(ctx, Counter::LoopStackLost, Counter::LoopStackLost);
+        let (kstack, ustack) = stack_ids(
+            ctx,
+            Scratch::Event,
+            Counter::LoopStackLost,
+            Counter::LoopStackLost,
+        );
         l.iter.call_stacks = StackIds {
             kstack,
             ustack,
-            pystack: python_stack(task),
+            pystack: python_stack(task, Scratch::Event),
         };
         l.iter.call_ts = now;
     }

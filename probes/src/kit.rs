@@ -3,33 +3,37 @@
 //! hash maps. Nothing here knows what the target is; that is [`crate::target`].
 
 use core::{
+    ffi::c_void,
     intrinsics::{atomic_and, atomic_or, atomic_xadd, AtomicOrdering},
+    mem::size_of,
     ptr::read_volatile,
 };
 
 use aya_ebpf::{
     bindings::{BPF_F_USER_STACK, BPF_NOEXIST},
-    helpers::bpf_get_current_comm,
+    helpers::{bpf_get_current_comm, bpf_get_stack},
     macros::map,
-    maps::{HashMap, PerCpuArray, StackTrace},
-    programs::{tracing::StackIdContext, TracePointContext},
+    maps::{HashMap, PerCpuArray},
+    programs::TracePointContext,
     EbpfContext,
 };
 use probes_common::{
     counters::{Counter, COUNTERS},
-    stack::{NO_STACK, STACK_ENTRIES},
+    stack::{hash_word, stack_id, Stack, HASH_SEED, MAX_STACK_DEPTH, NO_STACK, STACK_ENTRIES},
     tracepoint::Field,
     COMM_LEN,
 };
 
 pub const EEXIST: i32 = -17;
 const EFAULT: i32 = -14;
+const E2BIG: i32 = -7;
 
 #[map]
 pub static COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS, 0);
 
+/// Native stacks by id (see [`store_stack`]).
 #[map]
-pub static STACKS: StackTrace = StackTrace::with_max_entries(STACK_ENTRIES, 0);
+static STACKS: HashMap<u64, Stack> = HashMap::with_max_entries(STACK_ENTRIES, 0);
 
 /// Adds one to a counter.
 #[inline(always)]
@@ -88,32 +92,107 @@ pub fn current_comm() -> [u8; COMM_LEN] {
     bpf_get_current_comm().unwrap_or([0; COMM_LEN])
 }
 
+/// A per-CPU scratch slot. A perf_event sample runs in NMI and can interrupt a raw
+/// tracepoint program on the same CPU (classic tracepoint programs and samples exclude each
+/// other), so samples and other programs never share a slot.
+#[derive(Clone, Copy)]
+pub enum Scratch {
+    Sample = 0,
+    Event = 1,
+}
+
+/// Number of [`Scratch`] slots.
+pub const SCRATCH_SLOTS: u32 = 2;
+
+#[map]
+static STACK_SCRATCH: PerCpuArray<Stack> = PerCpuArray::with_max_entries(SCRATCH_SLOTS, 0);
+
 /// Kernel and user stack ids of the current thread; a failure is counted and stored as
-/// [`NO_STACK`]. A sample taken in user mode has no kernel stack (EFAULT): that is not a loss.
+/// [`NO_STACK`]. A sample taken in user mode has no kernel stack: that is not a loss.
 #[inline(always)]
-pub fn stack_ids<C: EbpfContext + StackIdContext>(
+pub fn stack_ids<C: EbpfContext>(
     ctx: &C,
+    scratch: Scratch,
     kernel_lost: Counter,
     user_lost: Counter,
-) -> (i32, i32) {
-    let kstack = match ctx.get_stackid(&STACKS, 0) {
-        Ok(id) => id as i32,
+) -> (u64, u64) {
+    let kstack = match store_stack(ctx, scratch, 0) {
+        Ok(id) => id,
         Err(EFAULT) => NO_STACK,
         Err(err) => stack_lost(err, kernel_lost),
     };
-    let ustack = match ctx.get_stackid(&STACKS, u64::from(BPF_F_USER_STACK)) {
-        Ok(id) => id as i32,
+    let ustack = match store_stack(ctx, scratch, u64::from(BPF_F_USER_STACK)) {
+        Ok(NO_STACK) => stack_lost(EFAULT, user_lost),
+        Ok(id) => id,
         Err(err) => stack_lost(err, user_lost),
     };
     (kstack, ustack)
 }
 
+/// Takes the current stack (`flags` as for `bpf_get_stack`) into the scratch slot and
+/// stores it under the hash of its addresses, unless it is there already. Returns its id,
+/// [`NO_STACK`] for an empty stack, or an errno: EFAULT when the stack could not be had,
+/// E2BIG when the map is full, EEXIST when another stack has the same hash.
+///
+/// The map is preallocated: elements allocated on demand can fail in NMI context (a
+/// perf_event sample) when the allocator's per-CPU cache is empty.
 #[inline(always)]
-fn stack_lost(err: i32, lost: Counter) -> i32 {
+fn store_stack<C: EbpfContext>(ctx: &C, scratch: Scratch, flags: u64) -> Result<u64, i32> {
+    let stack = STACK_SCRATCH.get_ptr_mut(scratch as u32).ok_or(EFAULT)?;
+    // SAFETY: this CPU's slot for this kind of program; they do not nest (see `Scratch`).
+    let stack = unsafe { &mut *stack };
+    // SAFETY: the helper writes at most `size` bytes into the slot and zeroes the rest.
+    let bytes = unsafe {
+        bpf_get_stack(
+            ctx.as_ptr(),
+            stack.ips.as_mut_ptr() as *mut c_void,
+            size_of::<[u64; MAX_STACK_DEPTH]>() as u32,
+            flags,
+        )
+    };
+    if bytes < 0 {
+        return Err(bytes as i32);
+    }
+    let len = (bytes as usize / size_of::<u64>()).min(MAX_STACK_DEPTH);
+    if len == 0 {
+        return Ok(NO_STACK);
+    }
+    let mut hash = HASH_SEED;
+    for i in 0..MAX_STACK_DEPTH {
+        if i >= len {
+            break;
+        }
+        hash = hash_word(hash, stack.ips[i]);
+    }
+    stack.len = len as u32;
+    let id = stack_id(hash_word(hash, len as u64));
+    // SAFETY: the value is only read.
+    if let Some(stored) = unsafe { STACKS.get(&id) } {
+        // A 64-bit hash shared by two stacks is unlikely; checking the length and both ends
+        // makes most such cases counted rather than silent.
+        let last = len - 1;
+        if stored.len != stack.len
+            || stored.ips[0] != stack.ips[0]
+            || last >= MAX_STACK_DEPTH
+            || stored.ips[last] != stack.ips[last]
+        {
+            return Err(EEXIST);
+        }
+        return Ok(id);
+    }
+    match STACKS.insert(&id, stack, u64::from(BPF_NOEXIST)) {
+        Ok(()) | Err(EEXIST) => Ok(id),
+        Err(err) => Err(err as i32),
+    }
+}
+
+#[inline(always)]
+fn stack_lost(err: i32, lost: Counter) -> u64 {
     bump(lost);
     bump(match err {
         EEXIST => Counter::StackCollision,
         EFAULT => Counter::StackFault,
+        E2BIG => Counter::StackMapFull,
         _ => Counter::StackOther,
     });
     NO_STACK

@@ -17,7 +17,7 @@ use probes_common::{
     tracepoint::{Field, TASK_REPORT_MASK},
 };
 
-use crate::kit::{atomic_add, bump, current_comm, get_or_insert, read_field, stack_ids};
+use crate::kit::{atomic_add, bump, current_comm, get_or_insert, read_field, stack_ids, Scratch};
 use crate::target::{switching_out, target_task};
 use crate::{evloop, python::python_stack};
 
@@ -64,8 +64,13 @@ fn try_offcpu_switch(ctx: &TracePointContext) {
     let prev =
         switching_out(state).filter(|p| !evloop::loops_only() || evloop::in_iteration(p.tid));
     if let Some(prev) = prev {
-        let (kstack, ustack) = stack_ids(ctx, Counter::OffcpuKstackLost, Counter::OffcpuUstackLost);
-        let pystack = python_stack(&prev);
+        let (kstack, ustack) = stack_ids(
+            ctx,
+            Scratch::Event,
+            Counter::OffcpuKstackLost,
+            Counter::OffcpuUstackLost,
+        );
+        let pystack = python_stack(&prev, Scratch::Event);
         // SAFETY: `prev.state` points into the thread's entry; only this thread's
         // switch-out writes these fields.
         unsafe {
@@ -87,9 +92,9 @@ fn try_offcpu_switch(ctx: &TracePointContext) {
         (*next).offcpu_ts = 0;
         let key = StackKey {
             tgid: (*next).tgid,
+            _pad: 0,
             kstack: (*next).offcpu_kstack,
             ustack: (*next).offcpu_ustack,
-            _pad: 0,
             pystack: (*next).offcpu_pystack,
             comm: (*next).comm,
         };

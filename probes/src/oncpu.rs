@@ -9,7 +9,7 @@ use aya_ebpf::{
 };
 use probes_common::{counters::Counter, evloop::StackIds, oncpu::ONCPU_ENTRIES, stack::StackKey};
 
-use crate::kit::{atomic_add, bump, current_comm, get_or_insert, stack_ids};
+use crate::kit::{atomic_add, bump, current_comm, get_or_insert, stack_ids, Scratch};
 use crate::target::current_target;
 use crate::{evloop, python::python_stack};
 
@@ -34,8 +34,13 @@ fn try_oncpu_sample(ctx: &PerfEventContext) {
     if loops_only && !evloop::past_threshold(task.tid, now) {
         return;
     }
-    let (kstack, ustack) = stack_ids(ctx, Counter::OncpuKstackLost, Counter::OncpuUstackLost);
-    let pystack = python_stack(&task);
+    let (kstack, ustack) = stack_ids(
+        ctx,
+        Scratch::Sample,
+        Counter::OncpuKstackLost,
+        Counter::OncpuUstackLost,
+    );
+    let pystack = python_stack(&task, Scratch::Sample);
     if evloop::enabled() {
         let stacks = StackIds {
             kstack,
@@ -49,9 +54,9 @@ fn try_oncpu_sample(ctx: &PerfEventContext) {
     }
     let key = StackKey {
         tgid: task.tgid,
+        _pad: 0,
         kstack,
         ustack,
-        _pad: 0,
         pystack,
         comm: current_comm(),
     };

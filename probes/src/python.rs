@@ -12,13 +12,14 @@ use aya_ebpf::{
 use probes_common::{
     counters::Counter,
     python::{
-        frame_fields, hash_word, shared_instr, PyFrame, PyProc, PyScratch, PyStack, PyStackKey,
-        HASH_SEED, PY_MAX_FRAMES, PY_MAX_THREADS, PY_NONE, PY_NO_STACK, PY_PROC_ENTRIES,
-        PY_STACK_ENTRIES, PY_STACK_TRUNCATED,
+        frame_fields, shared_instr, PyFrame, PyProc, PyScratch, PyStack, PyStackKey, PY_MAX_FRAMES,
+        PY_MAX_THREADS, PY_NONE, PY_NO_STACK, PY_PROC_ENTRIES, PY_STACK_ENTRIES,
+        PY_STACK_TRUNCATED,
     },
+    stack::{hash_word, stack_id, HASH_SEED},
 };
 
-use crate::kit::{bump, EEXIST};
+use crate::kit::{bump, Scratch, EEXIST, SCRATCH_SLOTS};
 use crate::target::Task;
 
 /// CPython processes of the target and where their interpreter lives (key: tgid).
@@ -31,17 +32,17 @@ static PY_STACKS: HashMap<PyStackKey, PyStack> =
     HashMap::with_max_entries(PY_STACK_ENTRIES, BPF_F_NO_PREALLOC);
 
 #[map]
-static PY_SCRATCH: PerCpuArray<PyScratch> = PerCpuArray::with_max_entries(1, 0);
+static PY_SCRATCH: PerCpuArray<PyScratch> = PerCpuArray::with_max_entries(SCRATCH_SLOTS, 0);
 
 /// The current thread's Python stack id, or [`PY_NO_STACK`] when its process is not Python
 /// or the thread has no Python frames (counted, as are faulted reads).
 #[inline(always)]
-pub fn python_stack(task: &Task) -> u64 {
+pub fn python_stack(task: &Task, scratch: Scratch) -> u64 {
     // SAFETY: the value is only read.
     let Some(proc_) = (unsafe { PY_PROCS.get(&task.tgid) }) else {
         return PY_NO_STACK;
     };
-    match walk(task, proc_) {
+    match walk(task, proc_, scratch) {
         Ok(id) => {
             bump(Counter::PyStacks);
             id
@@ -130,7 +131,7 @@ fn thread_state(task: &Task, p: &PyProc) -> Result<u64, Counter> {
 }
 
 #[inline(always)]
-fn walk(task: &Task, p: &PyProc) -> Result<u64, Counter> {
+fn walk(task: &Task, p: &PyProc, scratch: Scratch) -> Result<u64, Counter> {
     let tstate = thread_state(task, p)?;
     let mut frame = read_u64(tstate + u64::from(p.tstate_frame))?;
     if p.cframe_current_frame != PY_NONE && frame != 0 {
@@ -139,8 +140,10 @@ fn walk(task: &Task, p: &PyProc) -> Result<u64, Counter> {
     if frame == 0 {
         return Err(Counter::PyNoThreadState);
     }
-    let scratch = PY_SCRATCH.get_ptr_mut(0).ok_or(Counter::PyReadFault)?;
-    // SAFETY: this CPU's scratch slot; programs using it do not nest on one CPU.
+    let scratch = PY_SCRATCH
+        .get_ptr_mut(scratch as u32)
+        .ok_or(Counter::PyReadFault)?;
+    // SAFETY: this CPU's slot for this kind of program; they do not nest (see `Scratch`).
     let scratch = unsafe { &mut *scratch };
     let mut hash = HASH_SEED;
     let mut len = 0usize;
@@ -165,7 +168,7 @@ fn walk(task: &Task, p: &PyProc) -> Result<u64, Counter> {
     scratch.stack.len = len as u32;
     scratch.stack.flags = flags;
     hash = hash_word(hash, u64::from(flags));
-    let id = if hash == PY_NO_STACK { 1 } else { hash };
+    let id = stack_id(hash);
     let key = PyStackKey {
         tgid: task.tgid,
         _pad: 0,

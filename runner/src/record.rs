@@ -374,9 +374,9 @@ impl Recorder {
                 named.entry((tgid, ids)).or_insert_with(|| {
                     let key = StackKey {
                         tgid,
+                        _pad: 0,
                         kstack: ids.kstack,
                         ustack: ids.ustack,
-                        _pad: 0,
                         pystack: ids.pystack,
                         comm: [0; probes_common::COMM_LEN],
                     };

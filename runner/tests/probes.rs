@@ -58,6 +58,53 @@ fn oncpu_splits_samples_between_two_functions() {
 }
 
 #[test]
+fn thousands_of_distinct_stacks_are_all_kept() {
+    // 4096 call paths sampled at 999 Hz: a few thousand distinct user stacks, which a
+    // bucket-hashed stack map of 65,536 entries loses to collisions (about n^2 / 131,072).
+    let _machine = exclusive();
+    let branches = workload("branches");
+    let out = out_dir("branches");
+    probe(
+        &out,
+        &[
+            "--freq",
+            "999",
+            "-d",
+            "20s",
+            "--",
+            branches.to_str().unwrap(),
+            "8",
+        ],
+    );
+    let folded = read(&out, "oncpu.folded");
+    let paths: std::collections::HashSet<&str> = folded
+        .lines()
+        .filter(|l| l.starts_with("branches;") && l.contains(";main;step;"))
+        .filter_map(|l| l.rsplit_once(' ').map(|(stack, _)| stack))
+        .collect();
+    assert!(
+        paths.len() >= 2000,
+        "only {} distinct stacks through step\n{folded}",
+        paths.len()
+    );
+    let probe = json(&out, "probe.json");
+    let events = &probe["events"];
+    for reason in [
+        "stack_id_collisions",
+        "stack_id_map_full",
+        "stack_id_other_errors",
+    ] {
+        assert_eq!(events[reason], 0, "{reason}: {probe}");
+    }
+    let lost = &probe["lost"];
+    assert!(
+        lost["oncpu_user_stack_lost"].as_u64().unwrap()
+            <= events["stack_id_faults"].as_u64().unwrap(),
+        "user stacks lost for reasons other than faults: {probe}"
+    );
+}
+
+#[test]
 fn offcpu_charges_sleep_time_to_the_nanosleep_stack() {
     let _machine = exclusive();
     let naps = workload("naps");

@@ -490,7 +490,10 @@ pub fn stall_folded(data: &EvloopData, window: &Window) -> Folded {
 mod tests {
     use super::*;
     use crate::probe::evloop::Snapshot;
-    use probes_common::evloop::{LoopCallValue, LoopStats};
+    use probes_common::{
+        evloop::{LoopCallValue, LoopStats},
+        stack::NO_STACK,
+    };
 
     fn strings(frames: &[&str]) -> Vec<String> {
         frames.iter().map(|s| s.to_string()).collect()
@@ -750,8 +753,8 @@ mod tests {
             let mut d = data(Vec::new());
             for n in 0..9u64 {
                 let ids = StackIds {
-                    kstack: -1,
-                    ustack: n as i32 + 10,
+                    kstack: NO_STACK,
+                    ustack: n + 10,
                     pystack: n + 100,
                 };
                 let mut e = stall(n * 50, 45);
@@ -814,7 +817,7 @@ mod tests {
             },
         )];
         let hot = StackIds {
-            kstack: -1,
+            kstack: NO_STACK,
             ustack: 5,
             pystack: 6,
         };

@@ -12,7 +12,7 @@ pub mod tracefs;
 use std::{collections::BTreeSet, fmt, time::Duration};
 
 use aya::{
-    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, StackTraceMap},
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray},
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
         PerfEvent, ProgramError, RawTracePoint, TracePoint,
@@ -22,7 +22,7 @@ use aya::{
 use probes_common::{
     counters::{Counter, COUNTERS},
     oncpu::{DEFAULT_FREQ_HZ, MAX_FREQ_HZ},
-    stack::NO_STACK,
+    stack::{Stack, NO_STACK},
 };
 use serde::Serialize;
 
@@ -489,18 +489,14 @@ impl Probes {
         Ok(Counters { values })
     }
 
-    /// Reads the stack-trace map, addresses leaf first.
+    /// Reads the stacks map, addresses leaf first.
     pub fn stacks(&self) -> Result<StackTable, ProbeError> {
-        let map: StackTraceMap<_> = self.map("STACKS")?;
-        let mut table = std::collections::HashMap::new();
-        for entry in map.iter() {
-            let (id, trace) = entry.map_err(|source| ProbeError::Map {
-                map: "STACKS",
-                source,
-            })?;
-            table.insert(id as i32, trace.frames().iter().map(|f| f.ip).collect());
-        }
-        Ok(StackTable { table })
+        let stacks = read_hash::<u64, Stack>(self, "STACKS")?;
+        Ok(StackTable::from_stacks(
+            stacks
+                .into_iter()
+                .map(|(id, stack)| (id, stack.frames().to_vec())),
+        ))
     }
 
     pub(crate) fn map<'a, T>(&'a self, name: &'static str) -> Result<T, ProbeError>
@@ -551,20 +547,20 @@ pub fn comm_str(comm: &[u8; probes_common::COMM_LEN]) -> String {
 /// Stacks by id, addresses leaf first.
 #[derive(Debug, Default)]
 pub struct StackTable {
-    table: std::collections::HashMap<i32, Vec<u64>>,
+    table: std::collections::HashMap<u64, Vec<u64>>,
 }
 
 impl StackTable {
     /// The addresses of a stack, leaf first; empty for [`NO_STACK`] or an unknown id.
-    pub fn get(&self, id: i32) -> &[u64] {
+    pub fn get(&self, id: u64) -> &[u64] {
         if id == NO_STACK {
             return &[];
         }
         self.table.get(&id).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// Builds a table from explicit stacks (for tests).
-    pub fn from_stacks(stacks: impl IntoIterator<Item = (i32, Vec<u64>)>) -> Self {
+    /// Builds a table from stacks by id.
+    pub fn from_stacks(stacks: impl IntoIterator<Item = (u64, Vec<u64>)>) -> Self {
         Self {
             table: stacks.into_iter().collect(),
         }
@@ -608,6 +604,7 @@ impl Counters {
             Counter::StackCollision,
             Counter::StackFault,
             Counter::StackOther,
+            Counter::StackMapFull,
         ];
         self.losses()
             .into_iter()

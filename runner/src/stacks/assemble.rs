@@ -82,7 +82,7 @@ pub fn is_python_frame(frame: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use probes_common::COMM_LEN;
+    use probes_common::{stack::NO_STACK, COMM_LEN};
 
     struct FakeNamer;
 
@@ -107,7 +107,7 @@ mod tests {
         let stacks = StackTable::from_stacks([(1, vec![0x30, 0x20, 0x10]), (2, vec![0xa])]);
         let mut with_python = key("py", 2, 1);
         with_python.pystack = 9;
-        let mut unknown_python = key("py", -1, 1);
+        let mut unknown_python = key("py", NO_STACK, 1);
         unknown_python.pystack = 5;
         let items = [(with_python, 4u64), (unknown_python, 1u64)];
         let folded = fold_stacks(&items, |v| *v, &stacks, &mut FakeNamer);
@@ -120,7 +120,7 @@ mod tests {
         );
     }
 
-    fn key(comm: &str, kstack: i32, ustack: i32) -> StackKey {
+    fn key(comm: &str, kstack: u64, ustack: u64) -> StackKey {
         let mut c = [0u8; COMM_LEN];
         c[..comm.len()].copy_from_slice(comm.as_bytes());
         StackKey {
@@ -140,9 +140,9 @@ mod tests {
         let items = [
             (key("app", 2, 1), 5u64),
             (key("app", 2, 1), 2u64),
-            (key("app", -1, 1), 3u64),
-            (key("app", 2, -1), 1u64),
-            (key("app", -1, 1), 0u64),
+            (key("app", NO_STACK, 1), 3u64),
+            (key("app", 2, NO_STACK), 1u64),
+            (key("app", NO_STACK, 1), 0u64),
         ];
         let folded = fold_stacks(&items, |v| *v, &stacks, &mut FakeNamer);
         let text = String::from_utf8(folded.to_bytes()).unwrap();
@@ -159,7 +159,12 @@ mod tests {
     #[test]
     fn frame_names_cannot_split_a_stack() {
         let stacks = StackTable::from_stacks([(1, vec![0xbad])]);
-        let folded = fold_stacks(&[(key("x", -1, 1), 1u64)], |v| *v, &stacks, &mut FakeNamer);
+        let folded = fold_stacks(
+            &[(key("x", NO_STACK, 1), 1u64)],
+            |v| *v,
+            &stacks,
+            &mut FakeNamer,
+        );
         assert_eq!(folded.lines(), vec!["x;a:b 1".to_string()]);
     }
 }
