@@ -197,6 +197,13 @@ impl Recorder {
         }
     }
 
+    /// The target's CPU time so far (nanoseconds), sampled now: differences of two calls are
+    /// the CPU time in between.
+    pub fn cpu_ns_now(&mut self) -> u64 {
+        self.tick();
+        self.sampler.total_cpu_ns()
+    }
+
     /// Starts a window (see [`Window`]); without the evloop probe this does nothing.
     pub fn window_start(&mut self, label: &str) -> Result<(), ProbeError> {
         if !self.config.probes.contains(&ProbeKind::Evloop) {

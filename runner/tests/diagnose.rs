@@ -58,6 +58,18 @@ fn diagnose(out: &Path, args: &[&str]) -> Value {
     assert!(dir.join("diagnosis.md").exists());
     let d = json(&dir, "diagnosis.json");
     assert_eq!(d["schema"], "runner.diagnosis/v2");
+    // The app's CPU per response is measured, and no more than every CPU busy for the window.
+    let cpus = std::thread::available_parallelism().unwrap().get() as f64;
+    for e in d["entries"].as_array().unwrap() {
+        if e["rps"].as_f64().unwrap() > 0.0 {
+            let cpu_us = e["cpu_us_per_request"].as_f64().unwrap_or(0.0);
+            let share = cpu_us * e["rps"].as_f64().unwrap() / 1e6;
+            assert!(
+                cpu_us > 0.0 && share <= cpus * 1.05,
+                "CPU per response: {e:#}"
+            );
+        }
+    }
     d
 }
 

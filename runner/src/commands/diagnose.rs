@@ -159,6 +159,7 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
         }
         // What the warm-up (or the window before) left queued is not this window's.
         t.recorder.settle(SETTLE)?;
+        let cpu_before = t.recorder.cpu_ns_now();
         // The window's own stop: Ctrl-C, or the running target going away.
         let halt = Arc::new(AtomicBool::new(false));
         t.recorder.window_start(&job.label)?;
@@ -180,11 +181,14 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
         // What this window's load left queued is.
         t.recorder.settle(SETTLE)?;
         t.recorder.window_end()?;
+        let cpu = t.recorder.cpu_ns_now().checked_sub(cpu_before);
         let total = &outcome.report.total;
-        figures.push(LoadFigures {
-            rps: total.rps,
-            errors: total.error_total,
-        });
+        figures.push(LoadFigures::new(
+            total.rps,
+            total.error_total,
+            cpu,
+            total.ok,
+        ));
         if failure.is_none() {
             failure = t.running.as_ref().and_then(Running::confirm);
         }

@@ -194,10 +194,12 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
         Some(diagnose::analyse(
             data,
             window,
-            LoadFigures {
-                rps: load.rps,
-                errors: load.error_total,
-            },
+            LoadFigures::new(
+                load.rps,
+                load.error_total,
+                measured.recording.cgroups.first().and_then(|c| c.cpu_ns),
+                load.ok,
+            ),
         ))
     });
     write_measurements(&mut dir, &measured.recording, &measured.load, &stopped)?;

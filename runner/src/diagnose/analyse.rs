@@ -214,6 +214,7 @@ pub fn analyse(data: &EvloopData, window: &Window, load: LoadFigures) -> Entry {
         duration_s: round1(duration_s),
         rps: load.rps,
         errors: load.errors,
+        cpu_us_per_request: load.cpu_us_per_request,
         event_loop: !loops.is_empty(),
         ..Entry::default()
     };
@@ -494,6 +495,15 @@ mod tests {
         evloop::{LoopCallValue, LoopStats},
         stack::NO_STACK,
     };
+
+    #[test]
+    fn cpu_per_response_needs_cpu_time_and_responses() {
+        let cpu = |ns, ok| LoadFigures::new(1.0, 0, ns, ok).cpu_us_per_request;
+        assert_eq!(cpu(Some(3_000_000), 1000), Some(3.0));
+        assert_eq!(cpu(Some(1_234_567), 1000), Some(1.23));
+        assert_eq!(cpu(None, 1000), None);
+        assert_eq!(cpu(Some(5_000), 0), None);
+    }
 
     fn strings(frames: &[&str]) -> Vec<String> {
         frames.iter().map(|s| s.to_string()).collect()
@@ -840,7 +850,7 @@ mod tests {
             analyse(
                 &d,
                 &window(500, calls.clone()),
-                LoadFigures { rps, errors: 0 },
+                LoadFigures::new(rps, 0, None, 0),
             )
             .flagged
         };

@@ -66,6 +66,10 @@ pub struct Entry {
     /// Correct responses per second, and errors, of the load during the window.
     pub rps: f64,
     pub errors: u64,
+    /// The app's CPU time per correct response during the window (µs), from the scheduler's
+    /// nanosecond counts; the probes' own cost shows here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_request: Option<f64>,
     /// False when no thread of the app behaves as an event loop.
     pub event_loop: bool,
     pub verdict: Verdict,
@@ -168,4 +172,21 @@ pub struct LoadFigures {
     /// Correct responses per second.
     pub rps: f64,
     pub errors: u64,
+    /// The app's CPU time per correct response (µs), when known.
+    pub cpu_us_per_request: Option<f64>,
+}
+
+impl LoadFigures {
+    /// Figures with the app's CPU time per correct response, from `cpu_ns` of CPU time over
+    /// `ok` correct responses (none when either is unknown or zero).
+    pub fn new(rps: f64, errors: u64, cpu_ns: Option<u64>, ok: u64) -> Self {
+        let cpu_us_per_request = cpu_ns
+            .filter(|_| ok > 0)
+            .map(|ns| (ns as f64 / 1e3 / ok as f64 * 100.0).round() / 100.0);
+        Self {
+            rps,
+            errors,
+            cpu_us_per_request,
+        }
+    }
 }

@@ -50,8 +50,12 @@ fn figures(e: &Entry) -> String {
             e.busy_pct, e.events_per_iteration
         ),
     };
+    let cpu = e
+        .cpu_us_per_request
+        .map(|us| format!("; app CPU {us:.1} us per response"))
+        .unwrap_or_default();
     format!(
-        "{} loop(s){busy}; stalls {:.1}/s: blocking {:.1}% · cpu {:.1}% · lock {:.1}% · GIL {:.1}% · kernel {:.1}%; {:.1} blocking calls/s; iteration p99 {} us",
+        "{} loop(s){busy}; stalls {:.1}/s: blocking {:.1}% · cpu {:.1}% · lock {:.1}% · GIL {:.1}% · kernel {:.1}%; {:.1} blocking calls/s; iteration p99 {} us{cpu}",
         e.loop_threads.len(),
         e.stalls_per_s,
         e.blocking_pct,
@@ -75,13 +79,22 @@ pub fn terminal_line(e: &Entry) -> String {
 /// The verdict table for the terminal.
 pub fn table(d: &Diagnosis) -> String {
     let mut out = format!(
-        "{:<28} {:>6} {:>7} {:>6} {:>6} {:>6} {:>9} {:>8}  {}\n",
-        "target", "busy%", "block%", "cpu%", "lock%", "gil%", "stalls/s", "calls/s", "verdict"
+        "{:<28} {:>6} {:>7} {:>6} {:>6} {:>6} {:>9} {:>8} {:>9}  {}\n",
+        "target",
+        "busy%",
+        "block%",
+        "cpu%",
+        "lock%",
+        "gil%",
+        "stalls/s",
+        "calls/s",
+        "us/resp",
+        "verdict"
     );
     for e in &d.entries {
         let _ = writeln!(
             out,
-            "{:<28} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>6.1} {:>9.1} {:>8.1}  {}",
+            "{:<28} {:>6.1} {:>7.1} {:>6.1} {:>6.1} {:>6.1} {:>9.1} {:>8.1} {:>9}  {}",
             truncate(&e.target, 28),
             e.busy_pct,
             e.blocking_pct,
@@ -90,6 +103,8 @@ pub fn table(d: &Diagnosis) -> String {
             e.gil_pct,
             e.stalls_per_s,
             e.blocking_calls_per_s,
+            e.cpu_us_per_request
+                .map_or_else(|| "-".into(), |us| format!("{us:.1}")),
             verdict(e)
         );
         if let Some(a) = &e.advice {

@@ -2,7 +2,9 @@
 //! load. The app runs the same closed-loop load (-c 10, one client thread) under
 //! `runner profile --no-probes`, under `runner diagnose` (evloop, loop threads only), and under
 //! `runner profile` with every probe; variants alternate within each round, and the bench
-//! reports throughput ratios against no probes.
+//! reports ratios against no probes: of throughput, and of the app's CPU time per response
+//! (steadier; with `--rate R` the load is an open loop the app keeps up with, so the probes'
+//! cost shows as CPU rather than as lost throughput).
 
 use std::path::Path;
 
@@ -46,13 +48,21 @@ fn arg<'a>(args: &'a [String], name: &str, default: &'a str) -> &'a str {
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let rounds = flag(args, "--rounds", 5)?.max(1);
     let seconds = flag(args, "--seconds", 10)?.max(1);
+    let rate = flag(args, "--rate", 0)?;
     let app = arg(args, "--app", "fastapi");
     let scenario = arg(args, "--scenario", "ping");
     setup::run()?;
     let runner = sh::build_runner()?;
     let out = std::env::temp_dir().join("runner-bench-evloop");
-    println!("evloop overhead: {app} {scenario}, {rounds} rounds of {seconds}s at -c 10, variants alternated; figures are medians of ok/s");
+    let shape = if rate > 0 {
+        format!("open loop at {rate}/s")
+    } else {
+        "closed loop".into()
+    };
+    println!("evloop overhead: {app} {scenario}, {rounds} rounds of {seconds}s, {shape} at -c 10, variants alternated; figures are medians of ok/s and of the app's CPU time per response");
+    // Per variant, per round: ok/s, and the app's CPU per response (µs).
     let mut rps: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
+    let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
     for round in 0..rounds as usize {
         for k in 0..VARIANTS.len() {
             let i = (k + round) % VARIANTS.len();
@@ -67,37 +77,49 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                 .args(["-d", &format!("{seconds}s"), "--out"])
                 .arg(&out)
                 .args(v.args);
+            if rate > 0 {
+                cmd.args(["--rate", &rate.to_string()]);
+            }
             sh::output(&mut cmd)?;
-            let r = rps_of(&out)?;
+            let run = figures_of(&out)?;
             println!(
-                "  round {} {:<18} {:>9.1} ok/s",
+                "  round {} {:<20} {:>9.1} ok/s {:>8.1} us CPU per response",
                 round + 1,
-                VARIANTS[i].name,
-                r
+                v.name,
+                run.rps,
+                run.cpu_us
             );
-            rps[i].push(r);
+            rps[i].push(run.rps);
+            cpu[i].push(run.cpu_us);
         }
     }
-    let ratios = round_ratios(&rps);
-    let medians: Vec<f64> = rps.iter_mut().map(|r| median(r)).collect();
+    let rps_ratios = round_ratios(&rps);
+    let cpu_ratios = round_ratios(&cpu);
+    let rps_medians: Vec<f64> = rps.iter_mut().map(|r| median(r)).collect();
+    let cpu_medians: Vec<f64> = cpu.iter_mut().map(|c| median(c)).collect();
     let mut report = Vec::new();
-    for ((v, &m), &ratio) in VARIANTS.iter().zip(&medians).zip(&ratios) {
+    for (i, v) in VARIANTS.iter().enumerate() {
         println!(
-            "{:<18} {:>9.1} ok/s  round ratio {:.4}  overhead {:+.2}%  (ratio of medians {:.4})",
+            "{:<20} {:>9.1} ok/s  round ratio {:.4} (throughput {:+.2}%)  {:>8.1} us CPU per response  round ratio {:.4} (CPU {:+.2}%)",
             v.name,
-            m,
-            ratio,
-            (1.0 - ratio) * 100.0,
-            m / medians[0]
+            rps_medians[i],
+            rps_ratios[i],
+            (rps_ratios[i] - 1.0) * 100.0,
+            cpu_medians[i],
+            cpu_ratios[i],
+            (cpu_ratios[i] - 1.0) * 100.0,
         );
         report.push(serde_json::json!({
             "app": app,
             "scenario": scenario,
             "variant": v.name,
             "rounds": rounds,
-            "rps": m,
-            "ratio": ratio,
-            "ratio_of_medians": m / medians[0],
+            "rate": (rate > 0).then_some(rate),
+            "rps": rps_medians[i],
+            "ratio": rps_ratios[i],
+            "ratio_of_medians": rps_medians[i] / rps_medians[0],
+            "cpu_us_per_response": cpu_medians[i],
+            "cpu_ratio": cpu_ratios[i],
         }));
     }
     let dir = sh::workspace().join("results");
@@ -108,8 +130,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// ok/s of the single run in `out`: a profile's summary.json or a diagnosis.json.
-fn rps_of(out: &Path) -> anyhow::Result<f64> {
+/// One run's figures.
+struct RunFigures {
+    rps: f64,
+    /// The app's CPU time per correct response (µs).
+    cpu_us: f64,
+}
+
+/// The figures of the single run in `out`: a profile's summary.json (CPU from the app's
+/// cgroup) or a diagnosis.json (CPU of the load's window).
+fn figures_of(out: &Path) -> anyhow::Result<RunFigures> {
     let run = std::fs::read_dir(out)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.join("summary.json").exists() || p.join("diagnosis.json").exists())
@@ -120,12 +150,26 @@ fn rps_of(out: &Path) -> anyhow::Result<f64> {
         )?)?)
     };
     if run.join("diagnosis.json").exists() {
-        read("diagnosis.json")?["entries"][0]["rps"]
-            .as_f64()
-            .context("diagnosis.json has no rps")
+        let entry = &read("diagnosis.json")?["entries"][0];
+        Ok(RunFigures {
+            rps: entry["rps"].as_f64().context("diagnosis.json has no rps")?,
+            cpu_us: entry["cpu_us_per_request"]
+                .as_f64()
+                .context("diagnosis.json has no cpu_us_per_request")?,
+        })
     } else {
-        read("summary.json")?["load"]["rps"]
+        let summary = read("summary.json")?;
+        let ok = summary["load"]["ok"]
             .as_f64()
-            .context("summary.json has no load.rps")
+            .context("summary.json has no load.ok")?;
+        let cpu_ns = summary["resources"]["cgroup"]["cpu_ns"]
+            .as_f64()
+            .context("summary.json has no resources.cgroup.cpu_ns")?;
+        Ok(RunFigures {
+            rps: summary["load"]["rps"]
+                .as_f64()
+                .context("summary.json has no load.rps")?,
+            cpu_us: cpu_ns / 1e3 / ok.max(1.0),
+        })
     }
 }

@@ -19,7 +19,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         Some("probes") => probes::run(&args[1..]),
         Some("load") => load::run(&args[1..]),
         Some("evloop") => evloop::run(&args[1..]),
-        _ => bail!("usage: cargo xtask bench probes [--rounds N] [--freq HZ] [--workload NAME] [--python 3.11,3.12,PATH]\n       cargo xtask bench load [--rounds N] [--seconds S] [--soak S] [--only http1,open,https,h2c,h2,soak]\n       cargo xtask bench evloop [--rounds N] [--seconds S] [--app APP] [--scenario S]"),
+        _ => bail!("usage: cargo xtask bench probes [--rounds N] [--freq HZ] [--workload NAME] [--python 3.11,3.12,PATH]\n       cargo xtask bench load [--rounds N] [--seconds S] [--soak S] [--only http1,open,https,h2c,h2,soak]\n       cargo xtask bench evloop [--rounds N] [--seconds S] [--rate R] [--app APP] [--scenario S]"),
     }
 }
 
