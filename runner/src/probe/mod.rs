@@ -305,6 +305,14 @@ impl Probes {
         for (name, field) in &fields {
             loader.override_global(name, field, true);
         }
+        // The stacks map is preallocated (17 MiB): without a probe that takes stacks, it
+        // keeps one entry.
+        let takes_stacks = [ProbeKind::Oncpu, ProbeKind::Offcpu, ProbeKind::Evloop]
+            .iter()
+            .any(|p| config.probes.contains(p));
+        if !takes_stacks {
+            loader.map_max_entries("STACKS", 1);
+        }
         let ebpf = loader.load(OBJECT).map_err(ProbeError::Object)?;
         let mut probes = Self {
             ebpf,
