@@ -521,8 +521,10 @@ fn program_costs(
         Some(_) => None,
         None => Some(until_attached(&mut child)?),
     };
+    let counted_from = std::time::Instant::now();
     std::thread::sleep(std::time::Duration::from_secs_f64(plain_ns / 1e9 * 0.6));
     let listing = sh::output(Command::new("bpftool").args(["prog", "show", "--json"]));
+    let counted = counted_from.elapsed();
     let maps = sh::output(Command::new("bpftool").args(["map", "show", "--json"]));
     let _ = child.wait_with_output();
     if let Some(drain) = drain {
@@ -558,6 +560,15 @@ fn program_costs(
             p.ns as f64 / p.runs as f64
         );
     }
+    // The workload runs alone on its CPU, so this is the share of its CPU the programs took
+    // (their runs on other CPUs, for other processes, included).
+    let inside_ns: u64 = programs.iter().map(|p| p.ns).sum();
+    println!(
+        "    in all programs: {:.1} ms in {:.2} s, {:.3}% of one CPU",
+        inside_ns as f64 / 1e6,
+        counted.as_secs_f64(),
+        inside_ns as f64 / 1e9 / counted.as_secs_f64() * 100.0
+    );
     let ids: std::collections::BTreeSet<u64> = programs
         .iter()
         .flat_map(|p| p.map_ids.iter().copied())
