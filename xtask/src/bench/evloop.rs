@@ -6,11 +6,17 @@
 //! (steadier; with `--rate R` the load is an open loop the app keeps up with, so the probes'
 //! cost shows as CPU rather than as lost throughput).
 
-use std::path::Path;
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context;
 
-use super::{flag, median, round_ratios};
+use super::{
+    bpf::{self, BpfStats},
+    flag, median, round_ratios,
+};
 use crate::{setup, sh};
 
 struct Variant {
@@ -122,12 +128,120 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "cpu_ratio": cpu_ratios[i],
         }));
     }
+    let inside = program_share(&runner, app, scenario, rate, seconds, &out)?;
+    if let Some(share) = inside {
+        report.push(serde_json::json!({
+            "app": app,
+            "scenario": scenario,
+            "variant": "runner diagnose, inside the programs",
+            "rate": (rate > 0).then_some(rate),
+            "program_ms_per_s": share.program_ms_per_s,
+            "share_of_app_cpu": share.of_app_cpu,
+        }));
+    }
     let dir = sh::workspace().join("results");
     std::fs::create_dir_all(&dir)?;
     let file = dir.join("bench-evloop.json");
     std::fs::write(&file, serde_json::to_string_pretty(&report)? + "\n")?;
     println!("wrote {}", file.display());
     Ok(())
+}
+
+/// Time inside the BPF programs during a diagnose run.
+struct ProgramShare {
+    program_ms_per_s: f64,
+    /// Over the app's CPU time in the same stretch.
+    of_app_cpu: f64,
+}
+
+/// Runs `runner diagnose` once more with the kernel's BPF statistics on and reads the time
+/// spent inside runner's programs over the middle of the load, against the app's CPU time:
+/// the part of the overhead that machine drift does not blur (the hooks' own dispatch is not
+/// in it; the statistics' clock reads are).
+fn program_share(
+    runner: &Path,
+    app: &str,
+    scenario: &str,
+    rate: u32,
+    seconds: u32,
+    out: &Path,
+) -> anyhow::Result<Option<ProgramShare>> {
+    use std::io::BufRead;
+    let Some(_stats) = BpfStats::on() else {
+        println!(
+            "(time inside the programs needs root to enable {}; skipped)",
+            BpfStats::FILE
+        );
+        return Ok(None);
+    };
+    let _ = std::fs::remove_dir_all(out);
+    let mut cmd = sh::as_root(runner);
+    cmd.args([
+        "diagnose",
+        app,
+        "--scenario",
+        scenario,
+        "-c",
+        "10",
+        "--warmup",
+        "2s",
+    ])
+    .args(["-d", &format!("{seconds}s"), "--out"])
+    .arg(out)
+    .stdout(std::process::Stdio::null())
+    .stderr(std::process::Stdio::piped());
+    if rate > 0 {
+        cmd.args(["--rate", &rate.to_string()]);
+    }
+    let mut child = cmd.spawn().context("starting runner diagnose")?;
+    let stderr = child.stderr.take().context("runner diagnose's stderr")?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    // "runner: [1/1] ping /ping for 10s": the warm-up starts, then the load.
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.starts_with("runner: [1/"));
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+    if !started {
+        let status = child.wait()?;
+        anyhow::bail!("runner diagnose ended ({status}) before its load started");
+    }
+    let window = Duration::from_secs_f64((f64::from(seconds) / 2.0).min(5.0));
+    std::thread::sleep(Duration::from_secs(3));
+    let before = bpf::ours(&bpf::listing()?);
+    let at = Instant::now();
+    std::thread::sleep(window);
+    let after = bpf::ours(&bpf::listing()?);
+    let counted = at.elapsed().as_secs_f64();
+    let status = child.wait()?;
+    let _ = drain.join();
+    anyhow::ensure!(status.success(), "runner diagnose failed: {status}");
+    let (ns, runs) = bpf::between(&before, &after);
+    let run = figures_of(out)?;
+    let program_ms_per_s = ns as f64 / 1e6 / counted;
+    let app_ms_per_s = run.cpu_us * run.rps / 1e3;
+    let share = ProgramShare {
+        program_ms_per_s,
+        of_app_cpu: program_ms_per_s / app_ms_per_s,
+    };
+    println!(
+        "inside the programs (kernel BPF stats, runner diagnose): {:.2} ms per second of load ({:.0} runs/s), {:.2}% of the app's CPU time",
+        share.program_ms_per_s,
+        runs as f64 / counted,
+        share.of_app_cpu * 100.0
+    );
+    for p in &after {
+        let (ns, runs) = bpf::between(&before, std::slice::from_ref(p));
+        if runs as f64 >= counted {
+            println!(
+                "  {:<16} {:>8.0} runs/s {:>6.0} ns/run",
+                p.name,
+                runs as f64 / counted,
+                ns as f64 / runs as f64
+            );
+        }
+    }
+    Ok(Some(share))
 }
 
 /// One run's figures.

@@ -1,6 +1,7 @@
 //! `cargo xtask bench probes | load | evloop`: benchmarks that compare against other tools or
 //! against a baseline in the same run, alternating, and report ratios.
 
+mod bpf;
 mod evloop;
 mod load;
 mod probes;

@@ -8,7 +8,10 @@ use std::{
 
 use anyhow::Context;
 
-use super::{compile_c, elapsed_ns, flag, median, round_ratios};
+use super::{
+    bpf::{self, map_memory, ours, BpfStats, Program},
+    compile_c, elapsed_ns, flag, median, round_ratios,
+};
 use crate::{setup, sh};
 
 struct Workload {
@@ -470,28 +473,6 @@ impl Drop for Watcher {
     }
 }
 
-/// The kernel's BPF run-time statistics, on while this lives.
-struct BpfStats {
-    previous: String,
-}
-
-impl BpfStats {
-    const FILE: &str = "/proc/sys/kernel/bpf_stats_enabled";
-
-    /// None when they cannot be turned on (not root).
-    fn on() -> Option<Self> {
-        let previous = std::fs::read_to_string(Self::FILE).unwrap_or_else(|_| "0".into());
-        std::fs::write(Self::FILE, "1").ok()?;
-        Some(Self { previous })
-    }
-}
-
-impl Drop for BpfStats {
-    fn drop(&mut self) {
-        let _ = std::fs::write(Self::FILE, self.previous.trim());
-    }
-}
-
 /// Runs the workload once more under all probes with the kernel's BPF run-time statistics
 /// on, and prints what each program costs per run: the share of the overhead spent inside
 /// the programs, as opposed to the tracepoint and perf machinery that calls them.
@@ -523,7 +504,7 @@ fn program_costs(
     };
     let counted_from = std::time::Instant::now();
     std::thread::sleep(std::time::Duration::from_secs_f64(plain_ns / 1e9 * 0.6));
-    let listing = sh::output(Command::new("bpftool").args(["prog", "show", "--json"]));
+    let listing = bpf::listing();
     let counted = counted_from.elapsed();
     let maps = sh::output(Command::new("bpftool").args(["map", "show", "--json"]));
     let _ = child.wait_with_output();
@@ -534,23 +515,7 @@ fn program_costs(
     if let Some(watcher) = watcher {
         watcher.stop()?;
     }
-    let ours = [
-        "oncpu_sample",
-        "offcpu_switch",
-        "runq_wakeup",
-        "runq_wakeup_new",
-        "runq_switch",
-        "syscall_enter",
-        "syscall_exit",
-        "target_newtask",
-        "target_exit",
-        "target_exec",
-        "target_migrate",
-    ];
-    let programs: Vec<Program> = parse_programs(&listing?)
-        .into_iter()
-        .filter(|p| ours.iter().any(|o| o.starts_with(p.name.as_str())))
-        .collect();
+    let programs: Vec<Program> = ours(&listing?);
     println!("  in-program cost (kernel BPF stats, {}):", variant.name);
     for p in programs.iter().filter(|p| p.runs > 0) {
         println!(
@@ -588,41 +553,4 @@ fn program_costs(
         largest.join(", ")
     );
     Ok(())
-}
-
-/// A program in `bpftool prog show --json`.
-struct Program {
-    name: String,
-    runs: u64,
-    ns: u64,
-    map_ids: Vec<u64>,
-}
-
-fn parse_programs(json: &str) -> Vec<Program> {
-    let list: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
-    list.iter()
-        .map(|p| Program {
-            name: p["name"].as_str().unwrap_or("").to_string(),
-            runs: p["run_cnt"].as_u64().unwrap_or(0),
-            ns: p["run_time_ns"].as_u64().unwrap_or(0),
-            map_ids: p["map_ids"]
-                .as_array()
-                .map(|ids| ids.iter().filter_map(|i| i.as_u64()).collect())
-                .unwrap_or_default(),
-        })
-        .collect()
-}
-
-/// (name, bytes_memlock) of the maps in `bpftool map show --json` whose ids are in `ids`.
-fn map_memory(json: &str, ids: &std::collections::BTreeSet<u64>) -> Vec<(String, u64)> {
-    let list: Vec<serde_json::Value> = serde_json::from_str(json).unwrap_or_default();
-    list.iter()
-        .filter(|m| m["id"].as_u64().is_some_and(|id| ids.contains(&id)))
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap_or("").to_string(),
-                m["bytes_memlock"].as_u64().unwrap_or(0),
-            )
-        })
-        .collect()
 }
