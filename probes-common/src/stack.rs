@@ -7,7 +7,7 @@ use crate::{pod, COMM_LEN};
 pub const MAX_STACK_DEPTH: usize = 127;
 
 /// Distinct stacks the stacks map holds (kernel and user stacks together). The map is a
-/// preallocated hash table keyed by content hash (about 1.1 KiB per entry, 18 MiB in all),
+/// preallocated hash table keyed by content hash (about 1.1 KiB per entry, 17 MiB in all),
 /// so distinct stacks never evict each other: a stack is only lost when the map is full,
 /// and that is counted. A busy Python app shows a few thousand distinct stacks in 30 s.
 pub const STACK_ENTRIES: u32 = 16384;

@@ -116,9 +116,9 @@ pub fn stack_ids<C: EbpfContext>(
     kernel_lost: Counter,
     user_lost: Counter,
 ) -> (u64, u64) {
+    // In user mode the kernel stack is empty (NO_STACK); a fault is a real failure.
     let kstack = match store_stack(ctx, scratch, 0) {
         Ok(id) => id,
-        Err(EFAULT) => NO_STACK,
         Err(err) => stack_lost(err, kernel_lost),
     };
     let ustack = match store_stack(ctx, scratch, u64::from(BPF_F_USER_STACK)) {
@@ -132,7 +132,8 @@ pub fn stack_ids<C: EbpfContext>(
 /// Takes the current stack (`flags` as for `bpf_get_stack`) into the scratch slot and
 /// stores it under the hash of its addresses, unless it is there already. Returns its id,
 /// [`NO_STACK`] for an empty stack, or an errno: EFAULT when the stack could not be had,
-/// E2BIG when the map is full, EEXIST when another stack has the same hash.
+/// E2BIG when the map is full (or, in a sample, its free list was busy on another CPU),
+/// EEXIST when another stack has the same hash.
 ///
 /// The map is preallocated: elements allocated on demand can fail in NMI context (a
 /// perf_event sample) when the allocator's per-CPU cache is empty.
@@ -168,22 +169,34 @@ fn store_stack<C: EbpfContext>(ctx: &C, scratch: Scratch, flags: u64) -> Result<
     let id = stack_id(hash_word(hash, len as u64));
     // SAFETY: the value is only read.
     if let Some(stored) = unsafe { STACKS.get(&id) } {
-        // A 64-bit hash shared by two stacks is unlikely; checking the length and both ends
-        // makes most such cases counted rather than silent.
-        let last = len - 1;
-        if stored.len != stack.len
-            || stored.ips[0] != stack.ips[0]
-            || last >= MAX_STACK_DEPTH
-            || stored.ips[last] != stack.ips[last]
-        {
-            return Err(EEXIST);
-        }
-        return Ok(id);
+        return same_stack(id, stored, stack);
     }
-    match STACKS.insert(&id, stack, u64::from(BPF_NOEXIST)) {
-        Ok(()) | Err(EEXIST) => Ok(id),
+    match STACKS.insert(&id, &*stack, u64::from(BPF_NOEXIST)) {
+        Ok(()) => Ok(id),
+        // Another CPU stored a stack under this id in between.
+        // SAFETY: the value is only read.
+        Err(EEXIST) => match unsafe { STACKS.get(&id) } {
+            Some(stored) => same_stack(id, stored, stack),
+            None => Ok(id),
+        },
         Err(err) => Err(err as i32),
     }
+}
+
+/// `id` when the stack stored under it is `stack`, else EEXIST. A 64-bit hash shared by two
+/// stacks is unlikely; comparing the length and both ends makes most such cases counted
+/// rather than silent.
+#[inline(always)]
+fn same_stack(id: u64, stored: &Stack, stack: &Stack) -> Result<u64, i32> {
+    let last = (stack.len as usize).wrapping_sub(1);
+    if stored.len != stack.len
+        || last >= MAX_STACK_DEPTH
+        || stored.ips[0] != stack.ips[0]
+        || stored.ips[last] != stack.ips[last]
+    {
+        return Err(EEXIST);
+    }
+    Ok(id)
 }
 
 #[inline(always)]

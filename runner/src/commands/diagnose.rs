@@ -178,10 +178,12 @@ pub fn run(d: &DiagnoseRun) -> anyhow::Result<ExitCode> {
                 }
             },
         )?;
+        // The CPU figure covers the load alone: requests still out when it ended are not
+        // counted as responses, so the work they leave behind is not counted either.
+        let cpu = t.recorder.cpu_ns_now().checked_sub(cpu_before);
         // What this window's load left queued is.
         t.recorder.settle(SETTLE)?;
         t.recorder.window_end()?;
-        let cpu = t.recorder.cpu_ns_now().checked_sub(cpu_before);
         let total = &outcome.report.total;
         figures.push(LoadFigures::new(
             total.rps,

@@ -194,12 +194,7 @@ pub fn profile(p: &ProfileRun) -> anyhow::Result<Profiled> {
         Some(diagnose::analyse(
             data,
             window,
-            LoadFigures::new(
-                load.rps,
-                load.error_total,
-                measured.recording.cgroups.first().and_then(|c| c.cpu_ns),
-                load.ok,
-            ),
+            LoadFigures::new(load.rps, load.error_total, measured.load_cpu_ns, load.ok),
         ))
     });
     write_measurements(&mut dir, &measured.recording, &measured.load, &stopped)?;
@@ -495,6 +490,8 @@ enum Lost {
 /// What the recording stage measured.
 struct Measured {
     recording: Recording,
+    /// The target's CPU time during the load (not the settling after it).
+    load_cpu_ns: Option<u64>,
     interference: Interference,
     load: LoadOutcome,
     lost: Option<Lost>,
@@ -578,6 +575,7 @@ fn record<'p>(
     let began = Instant::now();
     // The event-loop window covers the load and what it left queued, nothing else.
     recorder.window_start(label)?;
+    let cpu_before = recorder.cpu_ns_now();
     let load = recorder.record_while(
         || {
             load::run(config, stop.clone(), &mut |pr| {
@@ -594,6 +592,7 @@ fn record<'p>(
         },
     );
     let elapsed = began.elapsed();
+    let load_cpu_ns = recorder.cpu_ns_now().checked_sub(cpu_before);
     report::progress::finish(bar);
     recorder.settle(SETTLE)?;
     recorder.window_end()?;
@@ -619,6 +618,7 @@ fn record<'p>(
     let interference = recording.machine.assess(began, &responses);
     let measured = Measured {
         recording,
+        load_cpu_ns,
         interference,
         load,
         lost,

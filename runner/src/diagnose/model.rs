@@ -66,8 +66,8 @@ pub struct Entry {
     /// Correct responses per second, and errors, of the load during the window.
     pub rps: f64,
     pub errors: u64,
-    /// The app's CPU time per correct response during the window (µs), from the scheduler's
-    /// nanosecond counts; the probes' own cost shows here.
+    /// The app's CPU time per correct response during the window's load (µs), from the
+    /// scheduler's nanosecond counts; the probes' own cost shows here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_us_per_request: Option<f64>,
     /// False when no thread of the app behaves as an event loop.

@@ -605,8 +605,8 @@ impl Counters {
             .collect()
     }
 
-    /// The non-zero loss counters, and why stack ids failed (collision, fault, other), by
-    /// name: what to look at when something was lost.
+    /// The non-zero loss counters, and why stacks were lost (collision, fault, map full,
+    /// other), by name: what to look at when something was lost.
     pub fn lost_detail(&self) -> std::collections::BTreeMap<&'static str, u64> {
         let reasons = [
             Counter::StackCollision,

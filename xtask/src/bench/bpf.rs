@@ -70,7 +70,7 @@ pub fn ours(json: &str) -> Vec<Program> {
                 .map(|ids| ids.iter().filter_map(|i| i.as_u64()).collect())
                 .unwrap_or_default(),
         })
-        .filter(|p| OURS.iter().any(|o| o.starts_with(p.name.as_str())))
+        .filter(|p| !p.name.is_empty() && OURS.iter().any(|o| o.starts_with(p.name.as_str())))
         .collect()
 }
 

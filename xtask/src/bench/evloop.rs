@@ -128,7 +128,11 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "cpu_ratio": cpu_ratios[i],
         }));
     }
-    let inside = program_share(&runner, app, scenario, rate, seconds, &out)?;
+    // A failure here costs the figure, not the rounds measured above.
+    let inside = program_share(&runner, app, scenario, rate, seconds, &out).unwrap_or_else(|e| {
+        println!("(time inside the programs not measured: {e:#})");
+        None
+    });
     if let Some(share) = inside {
         report.push(serde_json::json!({
             "app": app,
@@ -207,14 +211,20 @@ fn program_share(
         anyhow::bail!("runner diagnose ended ({status}) before its load started");
     }
     let window = Duration::from_secs_f64((f64::from(seconds) / 2.0).min(5.0));
-    std::thread::sleep(Duration::from_secs(3));
-    let before = bpf::ours(&bpf::listing()?);
-    let at = Instant::now();
-    std::thread::sleep(window);
-    let after = bpf::ours(&bpf::listing()?);
-    let counted = at.elapsed().as_secs_f64();
+    let listings = (|| -> anyhow::Result<_> {
+        std::thread::sleep(Duration::from_secs(3));
+        let before = bpf::ours(&bpf::listing()?);
+        let at = Instant::now();
+        std::thread::sleep(window);
+        let after = bpf::ours(&bpf::listing()?);
+        Ok((before, after, at.elapsed().as_secs_f64()))
+    })();
+    if listings.is_err() {
+        let _ = child.kill();
+    }
     let status = child.wait()?;
     let _ = drain.join();
+    let (before, after, counted) = listings?;
     anyhow::ensure!(status.success(), "runner diagnose failed: {status}");
     let (ns, runs) = bpf::between(&before, &after);
     let run = figures_of(out)?;
