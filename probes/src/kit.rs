@@ -169,29 +169,30 @@ fn store_stack<C: EbpfContext>(ctx: &C, scratch: Scratch, flags: u64) -> Result<
     let id = stack_id(hash_word(hash, len as u64));
     // SAFETY: the value is only read.
     if let Some(stored) = unsafe { STACKS.get(&id) } {
-        return same_stack(id, stored, stack);
+        return same_stack(id, stored, stack, len);
     }
     match STACKS.insert(&id, &*stack, u64::from(BPF_NOEXIST)) {
         Ok(()) => Ok(id),
         // Another CPU stored a stack under this id in between.
         // SAFETY: the value is only read.
         Err(EEXIST) => match unsafe { STACKS.get(&id) } {
-            Some(stored) => same_stack(id, stored, stack),
+            Some(stored) => same_stack(id, stored, stack, len),
             None => Ok(id),
         },
         Err(err) => Err(err as i32),
     }
 }
 
-/// `id` when the stack stored under it is `stack`, else EEXIST. A 64-bit hash shared by two
-/// stacks is unlikely; comparing the length and both ends makes most such cases counted
-/// rather than silent.
+/// `id` when the stack stored under it is `stack` (`len` addresses, 1 to
+/// [`MAX_STACK_DEPTH`]), else EEXIST. A 64-bit hash shared by two stacks is unlikely;
+/// comparing the length and both ends makes most such cases counted rather than silent.
 #[inline(always)]
-fn same_stack(id: u64, stored: &Stack, stack: &Stack) -> Result<u64, i32> {
-    let last = (stack.len as usize).wrapping_sub(1);
+fn same_stack(id: u64, stored: &Stack, stack: &Stack, len: usize) -> Result<u64, i32> {
+    // `len` comes from a register the verifier has bounded; `stack.len` is a load.
+    let last = len - 1;
     if stored.len != stack.len
-        || last >= MAX_STACK_DEPTH
         || stored.ips[0] != stack.ips[0]
+        || last >= MAX_STACK_DEPTH
         || stored.ips[last] != stack.ips[last]
     {
         return Err(EEXIST);

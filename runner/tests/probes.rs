@@ -255,8 +255,33 @@ fn pid_targets_follow_their_forks() {
     assert!(probe["events"]["forks_followed"].as_u64().unwrap() >= 1);
 }
 
+/// A cgroup v2 directory under the test's own cgroup, removed when dropped, a failed test
+/// included. Declare it before the processes put in it: they are dropped (killed) first.
+struct TestCgroup(std::path::PathBuf);
+
+impl std::ops::Deref for TestCgroup {
+    type Target = std::path::PathBuf;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        // A killed member takes a moment to leave.
+        for _ in 0..40 {
+            match std::fs::remove_dir(&self.0) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    sleep(Duration::from_millis(50))
+                }
+                _ => return,
+            }
+        }
+    }
+}
+
 /// A new cgroup v2 directory under the test's own cgroup.
-fn test_cgroup(name: &str) -> std::path::PathBuf {
+fn test_cgroup(name: &str) -> TestCgroup {
     let own = std::fs::read_to_string("/proc/self/cgroup").unwrap();
     let own = own
         .lines()
@@ -267,7 +292,7 @@ fn test_cgroup(name: &str) -> std::path::PathBuf {
         .join(own.trim_start_matches('/'))
         .join(format!("runner-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TestCgroup(dir)
 }
 
 #[test]
@@ -280,8 +305,6 @@ fn cgroup_targets_record_their_members_only() {
     let out = out_dir("cgroup");
     probe(&out, &["--cgroup", dir.to_str().unwrap(), "-d", "2s"]);
     drop(member);
-    sleep(Duration::from_millis(100));
-    let _ = std::fs::remove_dir(&dir);
     let oncpu = read(&out, "oncpu.folded");
     assert!(
         folded_sum(&oncpu, |s| s.starts_with("burn;")) > 100,
@@ -329,8 +352,6 @@ fn a_process_moved_into_a_target_cgroup_is_recorded_from_then_on() {
     let pid = mover.pid().to_string();
     drop(mover);
     drop(member);
-    sleep(Duration::from_millis(100));
-    let _ = std::fs::remove_dir(&dir);
     let report = json(&out, "syscalls.json");
     assert!(
         report["processes"][&pid]["getppid"]["count"]
