@@ -25,16 +25,6 @@ pub struct Stack {
     pub ips: [u64; MAX_STACK_DEPTH],
 }
 
-impl Default for Stack {
-    fn default() -> Self {
-        Self {
-            len: 0,
-            _pad: 0,
-            ips: [0; MAX_STACK_DEPTH],
-        }
-    }
-}
-
 impl Stack {
     /// The used addresses, leaf first.
     pub fn frames(&self) -> &[u64] {

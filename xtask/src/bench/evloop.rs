@@ -15,7 +15,7 @@ use anyhow::Context;
 
 use super::{
     bpf::{self, BpfStats},
-    flag, median, round_ratios,
+    flag, median, round_ratios, until_line,
 };
 use crate::{setup, sh};
 
@@ -25,23 +25,54 @@ struct Variant {
     args: &'static [&'static str],
 }
 
+/// `runner diagnose`: the variant the 3% bar is about.
+const DIAGNOSE: Variant = Variant {
+    name: "runner diagnose",
+    command: "diagnose",
+    args: &[],
+};
+
 const VARIANTS: [Variant; 3] = [
     Variant {
         name: "no probes",
         command: "profile",
         args: &["--no-probes"],
     },
-    Variant {
-        name: "runner diagnose",
-        command: "diagnose",
-        args: &[],
-    },
+    DIAGNOSE,
     Variant {
         name: "profile, all probes",
         command: "profile",
         args: &[],
     },
 ];
+
+/// The load every run of the bench drives.
+struct Shape<'a> {
+    app: &'a str,
+    scenario: &'a str,
+    seconds: u32,
+    /// Open-loop rate, 0 for a closed loop.
+    rate: u32,
+}
+
+impl Variant {
+    /// The runner command of this variant, writing its run into `out`.
+    fn runner_command(&self, runner: &Path, shape: &Shape, out: &Path) -> std::process::Command {
+        let mut cmd = sh::as_root(runner);
+        cmd.arg(self.command).arg(shape.app);
+        if self.command == "diagnose" {
+            cmd.arg("--scenario");
+        }
+        cmd.args([shape.scenario, "-c", "10", "--warmup", "2s"])
+            .args(["-d", &format!("{}s", shape.seconds), "--out"])
+            .arg(out)
+            .args(self.args);
+        if shape.rate > 0 {
+            cmd.args(["--rate", &shape.rate.to_string()]);
+        }
+        cmd
+    }
+}
 
 fn arg<'a>(args: &'a [String], name: &str, default: &'a str) -> &'a str {
     args.iter()
@@ -57,15 +88,21 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let rate = flag(args, "--rate", 0)?;
     let app = arg(args, "--app", "fastapi");
     let scenario = arg(args, "--scenario", "ping");
+    let shape = Shape {
+        app,
+        scenario,
+        seconds,
+        rate,
+    };
     setup::run()?;
     let runner = sh::build_runner()?;
     let out = std::env::temp_dir().join("runner-bench-evloop");
-    let shape = if rate > 0 {
+    let load = if rate > 0 {
         format!("open loop at {rate}/s")
     } else {
         "closed loop".into()
     };
-    println!("evloop overhead: {app} {scenario}, {rounds} rounds of {seconds}s, {shape} at -c 10, variants alternated; figures are medians of ok/s and of the app's CPU time per response");
+    println!("evloop overhead: {app} {scenario}, {rounds} rounds of {seconds}s, {load} at -c 10, variants alternated; figures are medians of ok/s and of the app's CPU time per response");
     // Per variant, per round: ok/s, and the app's CPU per response (µs).
     let mut rps: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
     let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); VARIANTS.len()];
@@ -74,19 +111,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             let i = (k + round) % VARIANTS.len();
             let _ = std::fs::remove_dir_all(&out);
             let v = &VARIANTS[i];
-            let mut cmd = sh::as_root(&runner);
-            cmd.arg(v.command).arg(app);
-            if v.command == "diagnose" {
-                cmd.arg("--scenario");
-            }
-            cmd.args([scenario, "-c", "10", "--warmup", "2s"])
-                .args(["-d", &format!("{seconds}s"), "--out"])
-                .arg(&out)
-                .args(v.args);
-            if rate > 0 {
-                cmd.args(["--rate", &rate.to_string()]);
-            }
-            sh::output(&mut cmd)?;
+            sh::output(&mut v.runner_command(&runner, &shape, &out))?;
             let run = figures_of(&out)?;
             println!(
                 "  round {} {:<20} {:>9.1} ok/s {:>8.1} us CPU per response",
@@ -129,7 +154,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         }));
     }
     // A failure here costs the figure, not the rounds measured above.
-    let inside = program_share(&runner, app, scenario, rate, seconds, &out).unwrap_or_else(|e| {
+    let inside = program_share(&runner, &shape, &out).unwrap_or_else(|e| {
         println!("(time inside the programs not measured: {e:#})");
         None
     });
@@ -162,15 +187,7 @@ struct ProgramShare {
 /// spent inside runner's programs over the middle of the load, against the app's CPU time:
 /// the part of the overhead that machine drift does not blur (the hooks' own dispatch is not
 /// in it; the statistics' clock reads are).
-fn program_share(
-    runner: &Path,
-    app: &str,
-    scenario: &str,
-    rate: u32,
-    seconds: u32,
-    out: &Path,
-) -> anyhow::Result<Option<ProgramShare>> {
-    use std::io::BufRead;
+fn program_share(runner: &Path, shape: &Shape, out: &Path) -> anyhow::Result<Option<ProgramShare>> {
     let Some(_stats) = BpfStats::on() else {
         println!(
             "(time inside the programs needs root to enable {}; skipped)",
@@ -179,38 +196,17 @@ fn program_share(
         return Ok(None);
     };
     let _ = std::fs::remove_dir_all(out);
-    let mut cmd = sh::as_root(runner);
-    cmd.args([
-        "diagnose",
-        app,
-        "--scenario",
-        scenario,
-        "-c",
-        "10",
-        "--warmup",
-        "2s",
-    ])
-    .args(["-d", &format!("{seconds}s"), "--out"])
-    .arg(out)
-    .stdout(std::process::Stdio::null())
-    .stderr(std::process::Stdio::piped());
-    if rate > 0 {
-        cmd.args(["--rate", &rate.to_string()]);
-    }
-    let mut child = cmd.spawn().context("starting runner diagnose")?;
-    let stderr = child.stderr.take().context("runner diagnose's stderr")?;
-    let mut lines = std::io::BufReader::new(stderr).lines();
+    let mut child = DIAGNOSE
+        .runner_command(runner, shape, out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting runner diagnose")?;
     // "runner: [1/1] ping /ping for 10s": the warm-up starts, then the load.
-    let started = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.starts_with("runner: [1/"));
-    let drain = std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-    if !started {
-        let status = child.wait()?;
-        anyhow::bail!("runner diagnose ended ({status}) before its load started");
-    }
-    let window = Duration::from_secs_f64((f64::from(seconds) / 2.0).min(5.0));
+    let drain = until_line(&mut child, "its load started", |l| {
+        l.starts_with("runner: [1/")
+    })?;
+    let window = Duration::from_secs_f64((f64::from(shape.seconds) / 2.0).min(5.0));
     let listings = (|| -> anyhow::Result<_> {
         std::thread::sleep(Duration::from_secs(3));
         let before = bpf::ours(&bpf::listing()?);

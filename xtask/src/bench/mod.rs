@@ -45,6 +45,25 @@ pub fn compile_c(name: &str, src: &Path) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// Reads the stderr of `child` (a runner) until a line passes `is_it`; a thread drains the
+/// rest. Fails, naming `awaited`, when runner ends first.
+pub fn until_line(
+    child: &mut std::process::Child,
+    awaited: &str,
+    is_it: impl Fn(&str) -> bool,
+) -> anyhow::Result<std::thread::JoinHandle<()>> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take().context("runner's stderr")?;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    if !lines.by_ref().map_while(Result::ok).any(|l| is_it(&l)) {
+        let status = child.wait()?;
+        bail!("runner ended ({status}) before {awaited}");
+    }
+    Ok(std::thread::spawn(move || {
+        lines.map_while(Result::ok).for_each(drop)
+    }))
+}
+
 pub fn flag(args: &[String], name: &str, default: u32) -> anyhow::Result<u32> {
     match args.iter().position(|a| a == name) {
         Some(i) => args

@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use super::{
     bpf::{self, map_memory, ours, BpfStats, Program},
-    compile_c, elapsed_ns, flag, median, round_ratios,
+    compile_c, elapsed_ns, flag, median, round_ratios, until_line,
 };
 use crate::{setup, sh};
 
@@ -342,22 +342,9 @@ fn cgroup2_mount() -> anyhow::Result<PathBuf> {
 /// Reads the stderr of `child`, a `runner probe`, until its programs are attached; a thread
 /// drains the rest.
 fn until_attached(child: &mut std::process::Child) -> anyhow::Result<std::thread::JoinHandle<()>> {
-    use std::io::BufRead;
-    let stderr = child.stderr.take().context("runner probe's stderr")?;
-    let mut lines = std::io::BufReader::new(stderr).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("programs attached") => break,
-            Some(Ok(_)) => {}
-            _ => {
-                let status = child.wait()?;
-                anyhow::bail!("runner probe ended ({status}) before attaching its programs");
-            }
-        }
-    }
-    Ok(std::thread::spawn(move || {
-        lines.map_while(Result::ok).for_each(drop)
-    }))
+    until_line(child, "attaching its programs", |l| {
+        l.contains("programs attached")
+    })
 }
 
 /// `runner probe` watching a process that only sleeps, or its cgroup, while a workload runs
