@@ -132,7 +132,9 @@ impl MachineSampler {
             let pct_ns =
                 |ns: u64, cpus: &[usize]| 100.0 * ns as f64 / 1e9 / secs / cpus.len().max(1) as f64;
             let (app, client) = (&self.watch.app_cpus, &self.watch.client_cpus);
-            let app_used = pct_ns(b.app_ns.saturating_sub(a.app_ns), app);
+            // Capped: the counts are read a moment after each sample's instant, so a
+            // busy second can come out a hair over the CPUs the app may use.
+            let app_used = pct_ns(b.app_ns.saturating_sub(a.app_ns), app).min(100.0);
             let ours_used = pct_ns(b.ours_ns.saturating_sub(a.ours_ns), client);
             let shared = app == client;
             let outside_app = share(app, |c| c.0) - app_used - if shared { ours_used } else { 0.0 };
@@ -358,5 +360,22 @@ mod tests {
             .iter()
             .any(|f| f.starts_with("second(s) 1: the app got no CPU")));
         assert_eq!(runs(&[1, 2, 3, 7, 9, 10]).join(", "), "1-3, 7, 9-10");
+    }
+
+    #[test]
+    fn the_app_never_uses_more_than_its_cpus() {
+        let t0 = Instant::now();
+        let mut m = MachineSampler::new(Watch {
+            app_cpus: vec![1],
+            client_cpus: vec![0],
+            ..Watch::default()
+        });
+        // 102 ms of the app's CPU time counted per 100 ms: read a moment late each time.
+        for i in 0..=10u64 {
+            m.samples
+                .push(sample(t0 + Duration::from_millis(100 * i), 102 * i, 0, 0));
+        }
+        let r = m.assess(t0, &[1000]);
+        assert_eq!(r.seconds[0].app_cpu_pct, 100.0);
     }
 }
