@@ -15,7 +15,7 @@ use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray},
     programs::{
         perf_event::{PerfEventConfig, PerfEventScope, SamplePolicy, SoftwareEvent},
-        PerfEvent, ProgramError, RawTracePoint, TracePoint,
+        PerfEvent, Program, ProgramError, RawTracePoint, TracePoint,
     },
     Ebpf, EbpfLoader,
 };
@@ -258,6 +258,32 @@ pub struct AttachedProgram {
     pub links: usize,
 }
 
+/// Verifies and loads the program of `spec` into the kernel, without attaching it.
+fn load_program(spec: &ProgramSpec, program: &mut Program) -> Result<(), ProbeError> {
+    let type_err = |source| ProbeError::ProgramType {
+        program: spec.name,
+        source,
+    };
+    let load_err = |source| ProbeError::Load {
+        program: spec.name,
+        source,
+    };
+    match spec.hook {
+        Hook::Tracepoint { .. } => <&mut TracePoint>::try_from(program)
+            .map_err(type_err)?
+            .load()
+            .map_err(load_err),
+        Hook::RawTracepoint { .. } => <&mut RawTracePoint>::try_from(program)
+            .map_err(type_err)?
+            .load()
+            .map_err(load_err),
+        Hook::CpuClock => <&mut PerfEvent>::try_from(program)
+            .map_err(type_err)?
+            .load()
+            .map_err(load_err),
+    }
+}
+
 /// The probes, loaded and attached. Dropping this detaches everything.
 pub struct Probes {
     ebpf: Ebpf,
@@ -334,9 +360,7 @@ impl Probes {
         // within a few milliseconds of each other (verifying takes a second or more), and
         // the first sampling tick follows right after.
         let specs = planned_programs(config);
-        for spec in &specs {
-            probes.load_program(spec)?;
-        }
+        probes.load_programs(&specs)?;
         for spec in &specs {
             probes.attach_program(spec, config.freq_hz)?;
         }
@@ -383,20 +407,41 @@ impl Probes {
             })
     }
 
-    /// Verifies and loads a program into the kernel, without attaching it.
-    fn load_program(&mut self, spec: &ProgramSpec) -> Result<(), ProbeError> {
-        let load_err = |source| ProbeError::Load {
-            program: spec.name,
-            source,
-        };
-        match spec.hook {
-            Hook::Tracepoint { .. } => self.program::<TracePoint>(spec)?.load().map_err(load_err),
-            Hook::RawTracepoint { .. } => self
-                .program::<RawTracePoint>(spec)?
-                .load()
-                .map_err(load_err),
-            Hook::CpuClock => self.program::<PerfEvent>(spec)?.load().map_err(load_err),
+    /// Verifies and loads the programs of `specs` into the kernel, without attaching them,
+    /// on a thread per CPU (at most four): the verifier takes most of the start-up (the two
+    /// largest programs a third of a second to a second each), and privileged loads are
+    /// verified in parallel.
+    fn load_programs(&mut self, specs: &[ProgramSpec]) -> Result<(), ProbeError> {
+        let mut by_name: std::collections::HashMap<&str, &mut Program> =
+            self.ebpf.programs_mut().collect();
+        let mut queue = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let program = by_name
+                .remove(spec.name)
+                .ok_or(ProbeError::MissingProgram(spec.name))?;
+            queue.push((spec, program));
         }
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 4);
+        let queue = std::sync::Mutex::new(queue);
+        let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        std::thread::scope(|scope| {
+            let loaders: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> Result<(), ProbeError> {
+                        while let Some((spec, program)) = next() {
+                            load_program(spec, program)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            loaders
+                .into_iter()
+                .map(|loader| loader.join().expect("a program loader panicked"))
+                .collect()
+        })
     }
 
     /// Attaches a loaded program to its hook.

@@ -294,6 +294,21 @@ fn ratios(figures: &[Vec<(f64, f64)>], other: usize) -> (f64, f64, Vec<f64>) {
     (median(&mut rps), median(&mut cpu), per_round)
 }
 
+/// nginx's CPU share under runner from which its core, not the client, bounds throughput.
+const SERVER_BOUND: f64 = 0.95;
+
+/// A line saying what a throughput ratio measures when nginx's core was saturated under
+/// runner: then the ratio is the server's cost per request under each client, and the
+/// client's own figure is its CPU per request.
+fn bound_note(busy_runner: f64, cpu_ratio: f64, other: &str) -> Option<String> {
+    (busy_runner >= SERVER_BOUND).then(|| {
+        format!(
+            "  nginx's core was {:.0}% busy under runner, so the server bounds its throughput; runner's CPU per request is {cpu_ratio:.3}x {other}'s",
+            busy_runner * 100.0
+        )
+    })
+}
+
 fn medians(figures: &[(f64, f64)]) -> (f64, f64) {
     let mut rps: Vec<f64> = figures.iter().map(|f| f.0).collect();
     let mut cpu: Vec<f64> = figures.iter().map(|f| f.1).collect();
@@ -430,11 +445,15 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             busy[0] * 100.0,
             busy[1] * 100.0,
         );
+        if let Some(note) = bound_note(busy[0], cpu_ratio, "wrk") {
+            println!("{note}");
+        }
         report["throughput"] = serde_json::json!({
             "runner_rps": ours.0, "wrk_rps": wrk.0, "ratio": ratio, "round_ratios": round_ratios,
             "runner_cpu_us_per_request": ours.1 * 1e6, "wrk_cpu_us_per_request": wrk.1 * 1e6,
             "cpu_per_request_ratio": cpu_ratio,
             "server_busy_runner": busy[0], "server_busy_wrk": busy[1],
+            "server_bound": busy[0] >= SERVER_BOUND,
         });
     }
 
@@ -508,10 +527,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             busy[0] * 100.0,
             busy[1] * 100.0,
         );
+        if let Some(note) = bound_note(busy[0], cpu_ratio, "wrk") {
+            println!("{note}");
+        }
         report["https"] = serde_json::json!({
             "runner_rps": ours.0, "wrk_rps": wrk.0, "ratio": ratio, "round_ratios": round_ratios,
             "cpu_per_request_ratio": cpu_ratio,
             "server_busy_runner": busy[0], "server_busy_wrk": busy[1],
+            "server_bound": busy[0] >= SERVER_BOUND,
         });
     }
 
@@ -536,10 +559,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             medians(&figures[1]),
             medians(&figures[2]),
         );
-        let (vs_h2load, _, h2load_rounds) = ratios(&figures, 1);
-        let (vs_oha, _, oha_rounds) = ratios(&figures, 2);
+        let (vs_h2load, cpu_vs_h2load, h2load_rounds) = ratios(&figures, 1);
+        let (vs_oha, cpu_vs_oha, oha_rounds) = ratios(&figures, 2);
         println!(
-            "{section} -c{c} x {p} streams: runner {:.0} req/s, h2load {:.0}, oha {:.0}; ratio to h2load {vs_h2load:.3}, to oha {vs_oha:.3}; CPU per request runner {:.2} us, h2load {:.2} us, oha {:.2} us; nginx's CPU busy {:.0}% / {:.0}% / {:.0}%",
+            "{section} -c{c} x {p} streams: runner {:.0} req/s, h2load {:.0}, oha {:.0}; ratio to h2load {vs_h2load:.3}, to oha {vs_oha:.3}; CPU per request runner {:.2} us, h2load {:.2} us, oha {:.2} us (ratios {cpu_vs_h2load:.3}, {cpu_vs_oha:.3}); nginx's CPU busy {:.0}% / {:.0}% / {:.0}%",
             ours.0,
             h2load.0,
             oha_figures.0,
@@ -550,11 +573,16 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             busy[1] * 100.0,
             busy[2] * 100.0,
         );
+        if let Some(note) = bound_note(busy[0], cpu_vs_oha, "oha") {
+            println!("{note}");
+        }
         report[section] = serde_json::json!({
             "connections": H2_CONNECTIONS, "streams": H2_STREAMS,
             "runner_rps": ours.0, "h2load_rps": h2load.0, "oha_rps": oha_figures.0,
             "ratio_h2load": vs_h2load, "ratio_oha": vs_oha,
             "round_ratios_h2load": h2load_rounds, "round_ratios_oha": oha_rounds,
+            "cpu_per_request_ratio_h2load": cpu_vs_h2load, "cpu_per_request_ratio_oha": cpu_vs_oha,
+            "server_bound": busy[0] >= SERVER_BOUND,
             "server_busy": {"runner": busy[0], "h2load": busy[1], "oha": busy[2]},
         });
     }
