@@ -437,10 +437,10 @@ impl Probes {
                     })
                 })
                 .collect();
+            // The scope joins every loader; the first error (in thread order) is returned.
             loaders
                 .into_iter()
-                .map(|loader| loader.join().expect("a program loader panicked"))
-                .collect()
+                .try_for_each(|loader| loader.join().expect("a program loader panicked"))
         })
     }
 
