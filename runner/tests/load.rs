@@ -567,6 +567,13 @@ fn schedules_report_each_step() {
         (rates[0] - 200.0).abs() < 10.0 && (rates[1] - 400.0).abs() < 10.0,
         "{rates:?}"
     );
+    // The worker's own CPU is measured, and at these rates it is nowhere near busy.
+    assert!(
+        report.client.cpu_s > 0.0 && report.client.busiest_worker < 0.5,
+        "{:?}",
+        report.client
+    );
+    assert!(!report.client.saturated());
     // The time series is labelled by the second each row covers: 0 at 200/s, 1 at 400/s.
     let rows: Vec<(u64, u64)> = report.timeseries.iter().map(|r| (r.second, r.ok)).collect();
     assert_eq!(rows[0].0, 0, "{rows:?}");

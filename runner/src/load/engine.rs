@@ -721,6 +721,7 @@ pub fn run_worker(
     let entries = plan.prepared.names().len();
     let steps = plan.schedule.steps.len();
     barrier.wait();
+    let cpu_start = thread_cpu();
     let start = *shared
         .start
         .get()
@@ -777,5 +778,13 @@ pub fn run_worker(
     }
     let second = worker.tally.borrow().second.second;
     tick(Some(worker.tally.borrow_mut().roll(second + 1)));
-    worker.tally.replace(Tally::new(0, 0))
+    let mut tally = worker.tally.replace(Tally::new(0, 0));
+    tally.cpu = thread_cpu().saturating_sub(cpu_start);
+    tally
+}
+
+/// CPU time the calling thread has used so far.
+fn thread_cpu() -> Duration {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .map_or(Duration::ZERO, Duration::from)
 }

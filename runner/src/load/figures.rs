@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
-use crate::num::round1;
+use crate::num::{round1, round2};
 use serde::Serialize;
 
 use super::{
@@ -258,6 +258,39 @@ pub struct LoadReport {
     pub steps: Vec<StepReport>,
     pub mix: Vec<MixReport>,
     pub timeseries: Vec<SecondRow>,
+    pub client: ClientReport,
+}
+
+/// From this share of its CPU on, a load worker may be what bounds a run's figures.
+pub const CLIENT_BUSY: f64 = 0.9;
+
+/// The load workers' own CPU: whether the client, not the server, may bound the figures.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClientReport {
+    /// CPU seconds all workers used.
+    pub cpu_s: f64,
+    /// The busiest worker's CPU time over the run's length (0 to 1).
+    pub busiest_worker: f64,
+}
+
+impl ClientReport {
+    /// From each worker's CPU time over a run of length `ran`.
+    pub fn new(cpu: &[std::time::Duration], ran: std::time::Duration) -> Self {
+        let ran = ran.as_secs_f64().max(1e-9);
+        Self {
+            cpu_s: round2(cpu.iter().map(|c| c.as_secs_f64()).sum()),
+            busiest_worker: round2(
+                cpu.iter()
+                    .map(|c| (c.as_secs_f64() / ran).min(1.0))
+                    .fold(0.0, f64::max),
+            ),
+        }
+    }
+
+    /// Whether a worker was busy enough to bound the figures.
+    pub fn saturated(&self) -> bool {
+        self.busiest_worker >= CLIENT_BUSY
+    }
 }
 
 /// The open-loop target rate of a step over its length, if it is open loop.
@@ -271,6 +304,24 @@ pub fn step_rate(step: &Step) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_busiest_worker_says_whether_the_client_may_bound_a_run() {
+        use std::time::Duration;
+        let ran = Duration::from_secs(2);
+        let c = ClientReport::new(
+            &[Duration::from_millis(400), Duration::from_millis(1900)],
+            ran,
+        );
+        assert_eq!((c.cpu_s, c.busiest_worker), (2.3, 0.95));
+        assert!(c.saturated());
+        let c = ClientReport::new(&[Duration::from_millis(1700)], ran);
+        assert_eq!(c.busiest_worker, 0.85);
+        assert!(!c.saturated());
+        // A thread's clock can run a hair past the wall clock; the share stops at 1.
+        let c = ClientReport::new(&[Duration::from_millis(2010)], ran);
+        assert_eq!(c.busiest_worker, 1.0);
+    }
 
     #[test]
     fn a_run_without_correct_responses_or_with_many_errors_fails() {

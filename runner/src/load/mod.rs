@@ -480,6 +480,10 @@ pub fn run(
             })
             .collect(),
         timeseries: rows,
+        client: figures::ClientReport::new(
+            &tallies.iter().map(|t| t.cpu).collect::<Vec<_>>(),
+            elapsed,
+        ),
     };
     Ok(LoadOutcome {
         report,

@@ -253,6 +253,8 @@ pub struct Tally {
     pub steps: Vec<StepStats>,
     pub second: SecondBucket,
     pub connections: ConnectionStats,
+    /// CPU time the worker's thread used while it ran.
+    pub cpu: Duration,
 }
 
 /// Timing of one request.
@@ -271,6 +273,7 @@ impl Tally {
             steps: (0..steps).map(|_| StepStats::new(entries)).collect(),
             second: SecondBucket::new(0),
             connections: ConnectionStats::default(),
+            cpu: Duration::ZERO,
         }
     }
 

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 
 use crate::load::figures::{
-    Figures, LoadReport, Percentiles, ProtocolReport, SecondRow, TlsReport,
+    ClientReport, Figures, LoadReport, Percentiles, ProtocolReport, SecondRow, TlsReport,
 };
 
 /// The report as JSON.
@@ -234,6 +234,22 @@ pub fn summary(report: &LoadReport) -> String {
                 m.errors
             );
         }
+    }
+    out.push_str(&client_text(&report.client, report.threads));
+    out
+}
+
+/// The client's CPU, and what to change when a worker was busy enough to bound the figures.
+fn client_text(c: &ClientReport, threads: usize) -> String {
+    let busiest = c.busiest_worker * 100.0;
+    let mut out = format!(
+        "  client: {:.2} s CPU; the busiest of {threads} worker(s) {busiest:.0}% busy\n",
+        c.cpu_s
+    );
+    if c.saturated() {
+        out.push_str(&format!(
+            "  warning: a load worker was {busiest:.0}% busy, so the client may be what bounds these figures; give it more workers on more CPUs (-t N --cpus LIST)\n"
+        ));
     }
     out
 }
