@@ -258,29 +258,31 @@ pub struct AttachedProgram {
     pub links: usize,
 }
 
+/// `program`, the program `spec` names, as its type `T`.
+fn typed<'a, T>(spec: &ProgramSpec, program: &'a mut Program) -> Result<&'a mut T, ProbeError>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    program
+        .try_into()
+        .map_err(|source| ProbeError::ProgramType {
+            program: spec.name,
+            source,
+        })
+}
+
 /// Verifies and loads the program of `spec` into the kernel, without attaching it.
 fn load_program(spec: &ProgramSpec, program: &mut Program) -> Result<(), ProbeError> {
-    let type_err = |source| ProbeError::ProgramType {
-        program: spec.name,
-        source,
-    };
     let load_err = |source| ProbeError::Load {
         program: spec.name,
         source,
     };
     match spec.hook {
-        Hook::Tracepoint { .. } => <&mut TracePoint>::try_from(program)
-            .map_err(type_err)?
+        Hook::Tracepoint { .. } => typed::<TracePoint>(spec, program)?.load().map_err(load_err),
+        Hook::RawTracepoint { .. } => typed::<RawTracePoint>(spec, program)?
             .load()
             .map_err(load_err),
-        Hook::RawTracepoint { .. } => <&mut RawTracePoint>::try_from(program)
-            .map_err(type_err)?
-            .load()
-            .map_err(load_err),
-        Hook::CpuClock => <&mut PerfEvent>::try_from(program)
-            .map_err(type_err)?
-            .load()
-            .map_err(load_err),
+        Hook::CpuClock => typed::<PerfEvent>(spec, program)?.load().map_err(load_err),
     }
 }
 
@@ -395,16 +397,13 @@ impl Probes {
     /// The program `spec` names, as its type `T`.
     fn program<'a, T>(&'a mut self, spec: &ProgramSpec) -> Result<&'a mut T, ProbeError>
     where
-        &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+        &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
     {
-        self.ebpf
+        let program = self
+            .ebpf
             .program_mut(spec.name)
-            .ok_or(ProbeError::MissingProgram(spec.name))?
-            .try_into()
-            .map_err(|source| ProbeError::ProgramType {
-                program: spec.name,
-                source,
-            })
+            .ok_or(ProbeError::MissingProgram(spec.name))?;
+        typed(spec, program)
     }
 
     /// Verifies and loads the programs of `specs` into the kernel, without attaching them,
@@ -421,9 +420,7 @@ impl Probes {
                 .ok_or(ProbeError::MissingProgram(spec.name))?;
             queue.push((spec, program));
         }
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .clamp(1, 4);
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let queue = std::sync::Mutex::new(queue);
         let next = || queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
         std::thread::scope(|scope| {

@@ -235,23 +235,24 @@ pub fn summary(report: &LoadReport) -> String {
             );
         }
     }
-    out.push_str(&client_text(&report.client, report.threads));
+    client_text(&mut out, &report.client, report.threads);
     out
 }
 
 /// The client's CPU, and what to change when a worker was busy enough to bound the figures.
-fn client_text(c: &ClientReport, threads: usize) -> String {
+fn client_text(out: &mut String, c: &ClientReport, threads: usize) {
     let busiest = c.busiest_worker * 100.0;
-    let mut out = format!(
-        "  client: {:.2} s CPU; the busiest of {threads} worker(s) {busiest:.0}% busy\n",
+    let _ = writeln!(
+        out,
+        "  client: {:.2} s CPU; the busiest of {threads} worker(s) {busiest:.0}% busy",
         c.cpu_s
     );
     if c.saturated() {
-        out.push_str(&format!(
-            "  warning: a load worker was {busiest:.0}% busy, so the client may be what bounds these figures; give it more workers on more CPUs (-t N --cpus LIST)\n"
-        ));
+        let _ = writeln!(
+            out,
+            "  warning: a load worker was {busiest:.0}% busy, so the client may be what bounds these figures; give it more workers on more CPUs (-t N --cpus LIST)"
+        );
     }
-    out
 }
 
 fn protocol_text(p: &ProtocolReport) -> String {

@@ -294,14 +294,16 @@ fn ratios(figures: &[Vec<(f64, f64)>], other: usize) -> (f64, f64, Vec<f64>) {
     (median(&mut rps), median(&mut cpu), per_round)
 }
 
-/// nginx's CPU share under runner from which its core, not the client, bounds throughput.
-const SERVER_BOUND: f64 = 0.95;
+/// Whether nginx's core, busy this share of the time under runner, bounds throughput.
+fn server_bound(busy_runner: f64) -> bool {
+    busy_runner >= 0.95
+}
 
 /// A line saying what a throughput ratio measures when nginx's core was saturated under
 /// runner: then the ratio is the server's cost per request under each client, and the
 /// client's own figure is its CPU per request.
 fn bound_note(busy_runner: f64, cpu_ratio: f64, other: &str) -> Option<String> {
-    (busy_runner >= SERVER_BOUND).then(|| {
+    server_bound(busy_runner).then(|| {
         format!(
             "  nginx's core was {:.0}% busy under runner, so the server bounds its throughput; runner's CPU per request is {cpu_ratio:.3}x {other}'s",
             busy_runner * 100.0
@@ -453,7 +455,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "runner_cpu_us_per_request": ours.1 * 1e6, "wrk_cpu_us_per_request": wrk.1 * 1e6,
             "cpu_per_request_ratio": cpu_ratio,
             "server_busy_runner": busy[0], "server_busy_wrk": busy[1],
-            "server_bound": busy[0] >= SERVER_BOUND,
+            "server_bound": server_bound(busy[0]),
         });
     }
 
@@ -534,7 +536,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "runner_rps": ours.0, "wrk_rps": wrk.0, "ratio": ratio, "round_ratios": round_ratios,
             "cpu_per_request_ratio": cpu_ratio,
             "server_busy_runner": busy[0], "server_busy_wrk": busy[1],
-            "server_bound": busy[0] >= SERVER_BOUND,
+            "server_bound": server_bound(busy[0]),
         });
     }
 
@@ -582,7 +584,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             "ratio_h2load": vs_h2load, "ratio_oha": vs_oha,
             "round_ratios_h2load": h2load_rounds, "round_ratios_oha": oha_rounds,
             "cpu_per_request_ratio_h2load": cpu_vs_h2load, "cpu_per_request_ratio_oha": cpu_vs_oha,
-            "server_bound": busy[0] >= SERVER_BOUND,
+            "server_bound": server_bound(busy[0]),
             "server_busy": {"runner": busy[0], "h2load": busy[1], "oha": busy[2]},
         });
     }
