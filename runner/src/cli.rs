@@ -579,6 +579,11 @@ struct LoadArgs {
     /// The HTTP/1.1 client: auto (the lean one when it can send the requests), lean, hyper.
     #[arg(long, value_name = "CLIENT", default_value = "auto", value_parser = parse_http1_client)]
     http1_client: crate::load::http1::Client,
+    /// Once two responses come this close together (closed loop, no --think), the worker
+    /// polls for the next one instead of sleeping, so the server need not wake it for each
+    /// response; 0 never polls. (The default is load::DEFAULT_BUSY_POLL.)
+    #[arg(long, value_name = "DURATION", default_value = "20us", value_parser = parse_warmup)]
+    busy_poll: Duration,
     /// Write the report as JSON.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -1055,6 +1060,7 @@ fn load_run(args: LoadArgs) -> anyhow::Result<LoadRun> {
         max_requests: shape.max_requests,
         timeout: args.shape.timeout,
         think: args.shape.think,
+        busy_poll: args.busy_poll,
         ws_message: args.check.ws_message,
         http: crate::load::HttpOptions {
             http2,

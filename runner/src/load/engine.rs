@@ -25,7 +25,9 @@ use hyper::HeaderMap;
 use tokio::time::timeout;
 
 use super::{
+    busy_poll::BusyPoll,
     http1, http2,
+    pacer::{self, Clock},
     request::{status_ok, BodyChecker, Expect, Prepared, RenderContext, Scratch},
     schedule::{Schedule, Step, StepLoad},
     tally::{ErrorClass, Outcome, SecondBucket, Tally, Timing},
@@ -62,11 +64,15 @@ pub struct Plan {
     pub schedule: Schedule,
     pub timeout: Duration,
     pub think: Option<Duration>,
+    /// The busy polling window (closed loop without think time); None: workers sleep.
+    pub busy_poll: Option<Duration>,
     pub threads: usize,
     pub cpus: Vec<usize>,
     pub run_id: String,
     /// Start offset of each step from the run start.
     offsets: Vec<Duration>,
+    /// Each step's send grid (see [`pacer::grid`]); zero for closed-loop steps.
+    pub grids: Vec<Duration>,
 }
 
 impl Plan {
@@ -80,6 +86,7 @@ impl Plan {
         schedule: Schedule,
         timeout: Duration,
         think: Option<Duration>,
+        busy_poll: Duration,
         threads: usize,
         cpus: Vec<usize>,
     ) -> Self {
@@ -89,6 +96,14 @@ impl Plan {
             offsets.push(at);
             at += step.duration.unwrap_or(Duration::ZERO);
         }
+        let grids = schedule
+            .steps
+            .iter()
+            .map(|s| {
+                s.peak_rate()
+                    .map_or(Duration::ZERO, |r| pacer::grid(r / threads as f64))
+            })
+            .collect();
         Self {
             addr,
             tls,
@@ -98,10 +113,12 @@ impl Plan {
             schedule,
             timeout,
             think,
+            busy_poll: (think.is_none() && !busy_poll.is_zero()).then_some(busy_poll),
             threads,
             cpus,
             run_id: format!("{:08x}", fastrand::u32(..)),
             offsets,
+            grids,
         }
     }
 
@@ -175,6 +192,9 @@ pub struct Worker {
     counter: Cell<u64>,
     /// (step, next local index) of the open-loop step being served.
     open: Cell<(usize, u64)>,
+    busy_poll: Option<BusyPoll>,
+    /// Open-loop send times (None: the schedule has no open-loop step).
+    clock: Option<Clock>,
 }
 
 /// When a request goes out.
@@ -260,14 +280,13 @@ impl Worker {
             Some(length) => t.min(self.start + length),
             None => t,
         };
-        let timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
-        self.pace(timer, t).await.is_some()
+        self.pace(t, None).await.is_some()
     }
 
-    /// Sleeps on `timer` until `t`, waking to check the stop flag: the time it woke, or
-    /// None when the run was stopped. (A connection keeps one timer for its sends, rather
-    /// than making one per request.)
-    async fn pace(&self, mut timer: Pin<&mut tokio::time::Sleep>, t: Instant) -> Option<Instant> {
+    /// Waits until `t`, waking to check the stop flag: the time it woke, or None when the
+    /// run was stopped. With a `grid`, on the worker's clock (`t` rounded up to the grid),
+    /// else on tokio's timer (late by up to 2 ms).
+    async fn pace(&self, t: Instant, grid: Option<Duration>) -> Option<Instant> {
         loop {
             if self.shared.stopped() {
                 return None;
@@ -276,8 +295,11 @@ impl Worker {
             if now >= t {
                 return Some(now);
             }
-            timer.as_mut().reset(t.min(now + STOP_POLL).into());
-            timer.as_mut().await;
+            let until = t.min(now + STOP_POLL);
+            match (grid, &self.clock) {
+                (Some(grid), Some(clock)) => clock.until(until, grid).await,
+                _ => tokio::time::sleep_until(until.into()).await,
+            }
         }
     }
 
@@ -354,6 +376,9 @@ impl Worker {
         self.tally
             .borrow_mut()
             .record(slot.step, entry, timing, outcome, slot.open);
+        if let (Some(poll), false) = (&self.busy_poll, slot.open) {
+            poll.finished(done);
+        }
         done
     }
 
@@ -429,13 +454,8 @@ impl Worker {
 
     /// Decides when the next request on this connection goes out, or what the connection
     /// should do instead. `now` is a fresh clock reading (it saves a read per request); it
-    /// is refreshed after any wait. Open-loop waits run on `timer`.
-    async fn next_slot(
-        &self,
-        k: usize,
-        mut now: Instant,
-        mut timer: Pin<&mut tokio::time::Sleep>,
-    ) -> Result<Slot, Next> {
+    /// is refreshed after any wait.
+    async fn next_slot(&self, k: usize, mut now: Instant) -> Result<Slot, Next> {
         loop {
             let Some((i, end)) = self.current_at(now) else {
                 return Err(Next::Done);
@@ -461,13 +481,14 @@ impl Worker {
                     match (intended, end) {
                         (Some(t), Some(end)) if t >= end => {
                             // This worker's share of the step is sent; wait for the next.
-                            now = self.pace(timer.as_mut(), end).await.ok_or(Next::Done)?;
+                            now = self.pace(end, None).await.ok_or(Next::Done)?;
                         }
                         (Some(t), _) => {
                             if !self.shared.take_budget() {
                                 return Err(Next::Done);
                             }
-                            let sent = self.pace(timer.as_mut(), t).await.ok_or(Next::Done)?;
+                            let grid = self.plan.grids[i];
+                            let sent = self.pace(t, Some(grid)).await.ok_or(Next::Done)?;
                             return Ok(Slot {
                                 step: i,
                                 intended: t,
@@ -484,8 +505,7 @@ impl Worker {
 
     /// Counts a request that could not be sent because the connection failed.
     pub async fn connect_failed(&self, k: usize, class: ErrorClass) {
-        let timer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
-        if let Ok(slot) = self.next_slot(k, Instant::now(), timer).await {
+        if let Ok(slot) = self.next_slot(k, Instant::now()).await {
             self.finish(slot, 0, Outcome::Error(class));
         }
         tokio::time::sleep(CONNECT_BACKOFF).await;
@@ -531,13 +551,12 @@ pub async fn serve<S: Session>(
     session: &mut S,
     retry: &mut Option<Retry>,
 ) -> Next {
-    // Two timers per connection, not one per request: the deadline's is moved only when it
-    // goes off for an earlier request, the pacer's (open loop) per wait.
+    // One timer per connection, not one per request: it is moved only when it goes off for
+    // an earlier request. (Open-loop sends wait on the worker's clock.)
     let mut deadline = Deadline {
         timer: std::pin::pin!(tokio::time::sleep(worker.plan.timeout)),
         due: Instant::now() + worker.plan.timeout,
     };
-    let mut pacer = std::pin::pin!(tokio::time::sleep(Duration::ZERO));
     let run_end = worker.plan.length().map(|l| worker.start + l);
     let mut now = Instant::now();
     loop {
@@ -548,7 +567,7 @@ pub async fn serve<S: Session>(
         }
         let (slot, entry, again) = match retry.take() {
             Some(Retry { slot, entry }) => (slot, entry, true),
-            None => match worker.next_slot(k, now, pacer.as_mut()).await {
+            None => match worker.next_slot(k, now).await {
                 Ok(slot) => (
                     slot,
                     worker.plan.prepared.pick(&mut worker.rng.borrow_mut()),
@@ -735,6 +754,17 @@ pub fn run_worker(
         rng: RefCell::new(fastrand::Rng::new()),
         counter: Cell::new(0),
         open: Cell::new((usize::MAX, 0)),
+        busy_poll: plan.busy_poll.map(BusyPoll::new),
+        clock: plan
+            .schedule
+            .steps
+            .iter()
+            .any(|s| s.peak_rate().is_some())
+            .then(|| {
+                // The timerfd is registered with this runtime.
+                let _runtime = runtime.enter();
+                Clock::new()
+            }),
     });
     // Each connection is a task on the worker's LocalSet (tasks share the worker's Rc state).
     let local = tokio::task::LocalSet::new();
@@ -743,6 +773,22 @@ pub fn run_worker(
             .step_by(plan.threads)
             .map(|k| tokio::task::spawn_local(connection(worker.clone(), k)))
             .collect();
+        if worker.clock.is_some() {
+            let worker = worker.clone();
+            tokio::task::spawn_local(async move {
+                if let Some(clock) = &worker.clock {
+                    clock.run().await;
+                }
+            });
+        }
+        if worker.busy_poll.is_some() {
+            let worker = worker.clone();
+            tokio::task::spawn_local(async move {
+                if let Some(poll) = &worker.busy_poll {
+                    poll.run().await;
+                }
+            });
+        }
         let mut all = std::pin::pin!(async {
             for c in connections {
                 let _ = c.await;
@@ -780,11 +826,15 @@ pub fn run_worker(
     tick(Some(worker.tally.borrow_mut().roll(second + 1)));
     let mut tally = worker.tally.replace(Tally::new(0, 0));
     tally.cpu = thread_cpu().saturating_sub(cpu_start);
+    tally.polled = worker
+        .busy_poll
+        .as_ref()
+        .map_or(Duration::ZERO, BusyPoll::idle);
     tally
 }
 
 /// CPU time the calling thread has used so far.
-fn thread_cpu() -> Duration {
+pub(super) fn thread_cpu() -> Duration {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
         .map_or(Duration::ZERO, Duration::from)
 }

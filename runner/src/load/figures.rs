@@ -1,7 +1,7 @@
 //! The figures of a load run: latency percentiles, rates and errors per step, per request of
 //! a mix, and per second. Exporting them is `crate::report::load`'s job.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, time::Duration};
 
 use hdrhistogram::Histogram;
 
@@ -60,6 +60,9 @@ pub struct Lateness {
     pub p50_us: u64,
     pub p99_us: u64,
     pub max_us: u64,
+    /// Sends due within the same cell of this many µs went out together at its end (the
+    /// client's own share of the lateness, to save wake-ups at high rates); 0: each on time.
+    pub grid_us: u64,
 }
 
 /// Figures for one step, or for the whole run.
@@ -126,6 +129,14 @@ impl Figures {
     }
 
     /// Figures of `stats` over `duration_s` seconds; `open` adds the open-loop figures.
+    /// Says that sends went out on a grid of `grid` (open loop only).
+    pub fn with_grid(mut self, grid: Duration) -> Self {
+        if let Some(late) = &mut self.lateness {
+            late.grid_us = grid.as_micros() as u64;
+        }
+        self
+    }
+
     pub fn new(stats: &StepStats, duration_s: f64, open: Option<f64>) -> Self {
         let d = duration_s.max(1e-9);
         let error_total = stats.error_total();
@@ -155,6 +166,7 @@ impl Figures {
                 p50_us: stats.lateness.value_at_quantile(0.5),
                 p99_us: stats.lateness.value_at_quantile(0.99),
                 max_us: stats.lateness.max(),
+                grid_us: 0,
             }),
         }
     }
@@ -269,19 +281,37 @@ pub const CLIENT_BUSY: f64 = 0.9;
 pub struct ClientReport {
     /// CPU seconds all workers used.
     pub cpu_s: f64,
-    /// The busiest worker's CPU time over the run's length (0 to 1).
+    /// The busy polling window in µs (0: workers never poll).
+    pub busy_poll_us: u64,
+    /// Of `cpu_s`, seconds spent busy polling without a response coming of it: time the
+    /// workers would otherwise have slept.
+    pub polled_s: f64,
+    /// The busiest worker's CPU time, less its polling, over the run's length (0 to 1).
     pub busiest_worker: f64,
 }
 
+/// One worker's CPU time, and how much of it was polling.
+#[derive(Clone, Copy, Debug)]
+pub struct WorkerCpu {
+    pub cpu: Duration,
+    pub polled: Duration,
+}
+
 impl ClientReport {
-    /// From each worker's CPU time over a run of length `ran`.
-    pub fn new(cpu: &[std::time::Duration], ran: std::time::Duration) -> Self {
+    /// From each worker's CPU time over a run of length `ran`, polling with `busy_poll`.
+    pub fn new(workers: &[WorkerCpu], busy_poll: Option<Duration>, ran: Duration) -> Self {
         let ran = ran.as_secs_f64().max(1e-9);
+        let sum = |f: fn(&WorkerCpu) -> Duration| {
+            round2(workers.iter().map(|w| f(w).as_secs_f64()).sum())
+        };
         Self {
-            cpu_s: round2(cpu.iter().map(|c| c.as_secs_f64()).sum()),
+            cpu_s: sum(|w| w.cpu),
+            busy_poll_us: busy_poll.map_or(0, |d| d.as_micros() as u64),
+            polled_s: sum(|w| w.polled),
             busiest_worker: round2(
-                cpu.iter()
-                    .map(|c| (c.as_secs_f64() / ran).min(1.0))
+                workers
+                    .iter()
+                    .map(|w| (w.cpu.saturating_sub(w.polled).as_secs_f64() / ran).min(1.0))
                     .fold(0.0, f64::max),
             ),
         }
@@ -307,20 +337,26 @@ mod tests {
 
     #[test]
     fn the_busiest_worker_says_whether_the_client_may_bound_a_run() {
-        use std::time::Duration;
+        let ms = Duration::from_millis;
+        let worker = |cpu, polled| WorkerCpu {
+            cpu: ms(cpu),
+            polled: ms(polled),
+        };
         let ran = Duration::from_secs(2);
-        let c = ClientReport::new(
-            &[Duration::from_millis(400), Duration::from_millis(1900)],
-            ran,
-        );
-        assert_eq!((c.cpu_s, c.busiest_worker), (2.3, 0.95));
+        let c = ClientReport::new(&[worker(400, 0), worker(1900, 0)], None, ran);
+        assert_eq!((c.cpu_s, c.busiest_worker, c.busy_poll_us), (2.3, 0.95, 0));
         assert!(c.saturated());
-        let c = ClientReport::new(&[Duration::from_millis(1700)], ran);
+        let c = ClientReport::new(&[worker(1700, 0)], None, ran);
         assert_eq!(c.busiest_worker, 0.85);
         assert!(!c.saturated());
         // A thread's clock can run a hair past the wall clock; the share stops at 1.
-        let c = ClientReport::new(&[Duration::from_millis(2010)], ran);
+        let c = ClientReport::new(&[worker(2010, 0)], None, ran);
         assert_eq!(c.busiest_worker, 1.0);
+        // Polling is time the worker would have slept: it is CPU, not business.
+        let c = ClientReport::new(&[worker(2000, 400)], Some(Duration::from_micros(20)), ran);
+        assert_eq!((c.cpu_s, c.polled_s, c.busy_poll_us), (2.0, 0.4, 20));
+        assert_eq!(c.busiest_worker, 0.8);
+        assert!(!c.saturated());
     }
 
     #[test]

@@ -2,11 +2,13 @@
 //! coordinated-omission-corrected latency, and the report. `runner load` is a thin CLI over
 //! [`run`]; `runner profile` calls the same function.
 
+mod busy_poll;
 mod collect;
 pub mod engine;
 pub mod figures;
 pub mod http1;
 pub mod http2;
+mod pacer;
 mod preflight;
 pub mod request;
 pub mod schedule;
@@ -27,6 +29,7 @@ use std::{
 use hdrhistogram::Histogram;
 use hyper::Uri;
 
+pub use busy_poll::DEFAULT_WINDOW as DEFAULT_BUSY_POLL;
 use collect::Collector;
 use engine::{Plan, Protocol, Shared};
 use figures::{
@@ -177,6 +180,9 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Pause between a response and the next request, per connection (closed loop).
     pub think: Option<Duration>,
+    /// How long a worker polls for the next response, rather than sleep, once responses
+    /// come this close together (closed loop without think time); zero: never.
+    pub busy_poll: Duration,
     /// The WebSocket echo message.
     pub ws_message: String,
     pub http: HttpOptions,
@@ -205,6 +211,7 @@ impl LoadConfig {
             max_requests: shape.max_requests,
             timeout: shape.timeout,
             think: shape.think,
+            busy_poll: DEFAULT_BUSY_POLL,
             ws_message: "runner-echo".into(),
             http: HttpOptions::default(),
         }
@@ -344,9 +351,11 @@ pub fn run(
         config.schedule.clone(),
         config.timeout,
         config.think,
+        config.busy_poll,
         config.threads,
         config.cpus.clone(),
     ));
+    let (busy_poll, grids) = (plan.busy_poll, plan.grids.clone());
     let user_stop = stop;
     let engine_stop = Arc::new(AtomicBool::new(false));
     let shared = Arc::new(Shared {
@@ -423,7 +432,8 @@ pub fn run(
         .steps
         .iter()
         .zip(&steps)
-        .map(|(step, stats)| StepReport {
+        .zip(&grids)
+        .map(|((step, stats), grid)| StepReport {
             label: step.label.clone(),
             load: step.load.clone(),
             figures: Figures::new(
@@ -433,7 +443,8 @@ pub fn run(
                     .unwrap_or(ran)
                     .min(ran),
                 figures::step_rate(step),
-            ),
+            )
+            .with_grid(*grid),
         })
         .collect();
     let open = config
@@ -467,7 +478,8 @@ pub fn run(
         tls: tls_report,
         interrupted,
         error_samples: std::mem::take(&mut connections.samples),
-        total: Figures::new(&total_stats, ran, total_rate),
+        total: Figures::new(&total_stats, ran, total_rate)
+            .with_grid(grids.iter().copied().max().unwrap_or_default()),
         steps: step_reports,
         mix: names
             .iter()
@@ -481,7 +493,14 @@ pub fn run(
             .collect(),
         timeseries: rows,
         client: figures::ClientReport::new(
-            &tallies.iter().map(|t| t.cpu).collect::<Vec<_>>(),
+            &tallies
+                .iter()
+                .map(|t| figures::WorkerCpu {
+                    cpu: t.cpu,
+                    polled: t.polled,
+                })
+                .collect::<Vec<_>>(),
+            busy_poll,
             elapsed,
         ),
     };

@@ -46,6 +46,14 @@ impl Step {
         }
     }
 
+    /// The highest rate of an open-loop step (requests/s); None for closed-loop steps.
+    pub fn peak_rate(&self) -> Option<f64> {
+        match self.load {
+            StepLoad::Open { from, to, .. } => Some(from.max(to)),
+            StepLoad::Closed { .. } => None,
+        }
+    }
+
     /// The intended send time of request `i` (0-based) of an open-loop step, from the step
     /// start; `None` for closed-loop steps.
     pub fn intended(&self, i: u64) -> Option<Duration> {

@@ -255,6 +255,8 @@ pub struct Tally {
     pub connections: ConnectionStats,
     /// CPU time the worker's thread used while it ran.
     pub cpu: Duration,
+    /// Of that, time spent busy polling without a response coming of it.
+    pub polled: Duration,
 }
 
 /// Timing of one request.
@@ -274,6 +276,7 @@ impl Tally {
             second: SecondBucket::new(0),
             connections: ConnectionStats::default(),
             cpu: Duration::ZERO,
+            polled: Duration::ZERO,
         }
     }
 

@@ -173,13 +173,19 @@ pub fn summary(report: &LoadReport) -> String {
     if let (Some(target), Some(achieved), Some(late)) =
         (t.target_rate, t.achieved_rate, &t.lateness)
     {
+        let grid = if late.grid_us > 0 {
+            format!(" (sends on a {} grid)", duration_text(late.grid_us))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "  rate: target {} req/s, achieved {} req/s · {} sent late (>2ms) · {} never sent, lateness p99 {} max {}",
+            "  rate: target {} req/s, achieved {} req/s · {} sent late (>2ms) · {} never sent, lateness p50 {} p99 {} max {}{grid}",
             rate(target),
             rate(achieved),
             late.late,
             late.unsent,
+            duration_text(late.p50_us),
             duration_text(late.p99_us),
             duration_text(late.max_us)
         );
@@ -242,9 +248,14 @@ pub fn summary(report: &LoadReport) -> String {
 /// The client's CPU, and what to change when a worker was busy enough to bound the figures.
 fn client_text(out: &mut String, c: &ClientReport, threads: usize) {
     let busiest = c.busiest_worker * 100.0;
+    let polled = if c.polled_s > 0.0 {
+        format!(" ({:.2} s of it polling for responses)", c.polled_s)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "  client: {:.2} s CPU; the busiest of {threads} worker(s) {busiest:.0}% busy",
+        "  client: {:.2} s CPU{polled}; the busiest of {threads} worker(s) {busiest:.0}% busy",
         c.cpu_s
     );
     if c.saturated() {

@@ -30,6 +30,7 @@ pub fn config(url: &str, schedule: Schedule) -> LoadConfig {
         max_requests: None,
         timeout: Duration::from_secs(5),
         think: None,
+        busy_poll: load::DEFAULT_BUSY_POLL,
         ws_message: "x".into(),
         http: Default::default(),
     }
