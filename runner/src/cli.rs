@@ -581,7 +581,7 @@ struct LoadArgs {
     http1_client: crate::load::http1::Client,
     /// Once two responses come this close together (closed loop, no --think), the worker
     /// polls for the next one instead of sleeping, so the server need not wake it for each
-    /// response; 0 never polls. (The default is load::DEFAULT_BUSY_POLL.)
+    /// response; 0 never polls.
     #[arg(long, value_name = "DURATION", default_value = "20us", value_parser = parse_warmup)]
     busy_poll: Duration,
     /// Write the report as JSON.
@@ -1236,6 +1236,14 @@ mod tests {
             Command::Load(a) => load_run(*a),
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn load_busy_polls_by_default_with_the_engine_s_window() {
+        let run = load(&["http://127.0.0.1:1/"]).unwrap();
+        assert_eq!(run.config.busy_poll, crate::load::DEFAULT_BUSY_POLL);
+        let run = load(&["http://127.0.0.1:1/", "--busy-poll", "0"]).unwrap();
+        assert_eq!(run.config.busy_poll, Duration::ZERO);
     }
 
     #[test]

@@ -128,7 +128,6 @@ impl Figures {
         })
     }
 
-    /// Figures of `stats` over `duration_s` seconds; `open` adds the open-loop figures.
     /// Says that sends went out on a grid of `grid` (open loop only).
     pub fn with_grid(mut self, grid: Duration) -> Self {
         if let Some(late) = &mut self.lateness {
@@ -137,6 +136,7 @@ impl Figures {
         self
     }
 
+    /// Figures of `stats` over `duration_s` seconds; `open` adds the open-loop figures.
     pub fn new(stats: &StepStats, duration_s: f64, open: Option<f64>) -> Self {
         let d = duration_s.max(1e-9);
         let error_total = stats.error_total();

@@ -156,8 +156,8 @@ fn monotonic() -> Duration {
         .map_or(Duration::ZERO, Duration::from)
 }
 
-/// The clock the pacers share: an instant, and CLOCK_MONOTONIC read just after it (so a
-/// time mapped through them is never early).
+/// The origin every worker's clock maps times through: an instant, and CLOCK_MONOTONIC
+/// read just after it (so a time mapped through them is never early).
 fn origin() -> (Instant, Duration) {
     static ORIGIN: OnceLock<(Instant, Duration)> = OnceLock::new();
     *ORIGIN.get_or_init(|| (Instant::now(), monotonic()))
